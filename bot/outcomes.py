@@ -1,0 +1,41 @@
+"""How an adapter reports a failed send. The dispatcher maps each kind to an outbox state.
+
+Adapters raise these; the core never looks at platform error codes itself.
+"""
+
+from __future__ import annotations
+
+
+class DeliveryError(Exception):
+    """Base: the post was not (known to be) delivered."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RetryLater(DeliveryError):
+    """Not sent; the platform asked us to wait (rate limit / flood control). Not a failed attempt."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(0.0, float(retry_after))
+
+
+class TemporaryFailure(DeliveryError):
+    """Not sent (5xx, connection refused, ...): retry with backoff, counting the attempt."""
+
+
+class PermanentFailure(DeliveryError):
+    """Rejected for good (bad request, duplicate content): do not retry."""
+
+
+class AuthFailure(DeliveryError):
+    """Credentials rejected or revoked: pause the whole target and alert, do not burn retries."""
+
+
+class UncertainDelivery(DeliveryError):
+    """The request may have reached the platform (timeout after sending, connection reset).
+
+    Never resent automatically: an editor decides.
+    """

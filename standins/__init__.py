@@ -1,0 +1,5 @@
+"""Local stand-ins for the platforms' APIs, for the demo and the tests. Loopback only.
+
+`standins.<platform>` exposes `create_app(state) -> Starlette` and a `State` class that records
+what was posted and lets a test inject faults.
+"""
