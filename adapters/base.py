@@ -81,7 +81,7 @@ class Adapter(ABC):
     async def delete(self, remote_id: str) -> None:
         raise NotImplementedError(f"{self.platform} posts cannot be deleted")
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most adapters need it
         """Release connections."""
 
     def describe(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ class DeliveryError(Exception):
 
 
 class RetryLater(DeliveryError):
-    """Not sent; the platform asked us to wait (rate limit / flood control). Not a failed attempt."""
+    """Not sent; the platform asked us to wait (rate limit, flood control). Not a failed try."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)

@@ -8,12 +8,13 @@ import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
+from starlette.types import ASGIApp
 
 
 class LoopbackServer:
     """A uvicorn server bound to 127.0.0.1 on `port` (0 picks a free one)."""
 
-    def __init__(self, app, port: int = 0, host: str = "127.0.0.1") -> None:  # noqa: ANN001
+    def __init__(self, app: ASGIApp, port: int = 0, host: str = "127.0.0.1") -> None:
         self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,7 +44,7 @@ class LoopbackServer:
 
 
 @contextlib.asynccontextmanager
-async def serve(app, port: int = 0) -> AsyncIterator[LoopbackServer]:  # noqa: ANN001
+async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[LoopbackServer]:
     """`async with serve(app) as server:` ... `server.url` is the base URL."""
     server = LoopbackServer(app, port)
     await server.start()
