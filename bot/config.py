@@ -1,0 +1,297 @@
+"""The YAML configuration: load, validate every part, and report all mistakes at once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adapters import adapter_class, available_platforms
+from adapters.base import Outlet, TargetSettings
+from bot.secrets import Secret, SecretRef
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, 90.5, "90s", "5m", "2h", "1d" or "500ms"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 60, '60s', '5m' or '1h'")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    type: Literal["feed", "sitemap"] = "feed"
+    url: str
+    interval: float = Field(default=60.0, description="seconds between polls")
+    language: str | None = None
+    enabled: bool = True
+    #: Hosts article links may point at besides the feed's own (SSRF guard).
+    allow_hosts: list[str] = Field(default_factory=list)
+
+    _interval = field_validator("interval", mode="before")(parse_duration)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _sane_interval(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1 second")
+        return value
+
+
+class FirstRunConfig(_Strict):
+    #: On a source's first poll the backlog is recorded, not posted, except the newest N.
+    post_newest: int = Field(default=0, ge=0, le=100)
+
+
+class DispatchConfig(_Strict):
+    interval: float = 2.0
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base: float = 10.0
+    backoff_max: float = 3600.0
+    lease: float = Field(default=120.0, description="seconds a claimed delivery stays leased")
+    batch: int = Field(default=20, ge=1, le=1000)
+
+    _durations = field_validator(
+        "interval", "backoff_base", "backoff_max", "lease", mode="before"
+    )(parse_duration)
+
+
+class FetchConfig(_Strict):
+    user_agent: str = "newsbot/0.1 (+https://github.com/newsbot)"
+    timeout: float = 15.0
+    max_bytes: int = Field(default=10_000_000, ge=10_000)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+    _timeout = field_validator("timeout", mode="before")(parse_duration)
+
+
+class HttpConfig(_Strict):
+    """The bot's own HTTP endpoint: CMS push trigger, health, generated image cards."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    push_token: SecretRef | None = None
+    public_base_url: str | None = None
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class ConfigFile(_Strict):
+    """Everything but the targets, whose shape depends on their platform."""
+
+    outlet: Outlet = Outlet()
+    database: str = "sqlite:///newsbot.db"
+    timezone: str = "UTC"
+    sources: list[SourceConfig] = Field(min_length=1)
+    targets: list[dict[str, Any]] = Field(min_length=1)
+    first_run: FirstRunConfig = FirstRunConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    fetch: FetchConfig = FetchConfig()
+    http: HttpConfig = HttpConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+@dataclass(frozen=True)
+class Problem:
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigError(Exception):
+    """Every problem found in a config, each naming where it is."""
+
+    def __init__(self, problems: list[Problem], origin: str = "config") -> None:
+        self.problems = problems
+        self.origin = origin
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{origin}: {len(problems)} problem(s):\n{lines}")
+
+
+@dataclass
+class Config:
+    """A validated configuration with secrets resolved."""
+
+    file: ConfigFile
+    targets: list[TargetSettings]
+    secrets: dict[str, dict[str, Secret]]  # target name -> field -> secret
+    push_token: Secret | None = None
+
+    @property
+    def outlet(self) -> Outlet:
+        return self.file.outlet
+
+    @property
+    def sources(self) -> list[SourceConfig]:
+        return self.file.sources
+
+    def target(self, name: str) -> TargetSettings:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+
+def _location(prefix: str, loc: tuple[Any, ...]) -> str:
+    text = prefix
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _pydantic_problems(error: ValidationError, prefix: str = "") -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling against config/newsbot.example.yaml)"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        problems.append(Problem(_location(prefix, item["loc"]), message))
+    return problems
+
+
+def _validate_target(
+    index: int, raw: dict[str, Any]
+) -> tuple[TargetSettings | None, list[Problem]]:
+    where = f"targets[{index}]"
+    platform = raw.get("platform")
+    if not isinstance(platform, str):
+        return None, [
+            Problem(
+                f"{where}.platform",
+                f"required; one of: {', '.join(available_platforms())}",
+            )
+        ]
+    try:
+        settings_model = adapter_class(platform).Settings
+    except ValueError as exc:
+        return None, [Problem(f"{where}.platform", str(exc))]
+    try:
+        return settings_model.model_validate(raw), []
+    except ValidationError as exc:
+        return None, _pydantic_problems(exc, where)
+
+
+def validate(
+    data: Any,
+    origin: str = "config",
+    environ: dict[str, str] | None = None,
+    resolve_secrets: bool = True,
+) -> Config:
+    """Validate parsed YAML. Raises ConfigError listing every problem found."""
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", "the file must be a YAML mapping")], origin)
+    problems: list[Problem] = []
+    try:
+        file = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc))
+        file = None
+    raw_targets = data.get("targets") if isinstance(data.get("targets"), list) else []
+    targets: list[TargetSettings] = []
+    for index, raw in enumerate(raw_targets):
+        if not isinstance(raw, dict):
+            problems.append(Problem(f"targets[{index}]", "must be a mapping"))
+            continue
+        settings, found = _validate_target(index, raw)
+        problems.extend(found)
+        if settings is not None:
+            targets.append(settings)
+    problems.extend(_cross_checks(data, targets))
+    secrets: dict[str, dict[str, Secret]] = {}
+    push_token: Secret | None = None
+    if resolve_secrets:
+        for index, target in enumerate(targets):
+            secrets[target.name] = {}
+            for field, ref in target.secret_fields().items():
+                try:
+                    secrets[target.name][field] = ref.resolve(environ)
+                except LookupError as exc:
+                    problems.append(Problem(f"targets[{index}].{field}", str(exc)))
+        if file is not None and file.http.push_token is not None:
+            try:
+                push_token = file.http.push_token.resolve(environ)
+            except LookupError as exc:
+                problems.append(Problem("http.push_token", str(exc)))
+    if problems or file is None:
+        raise ConfigError(problems, origin)
+    return Config(file=file, targets=targets, secrets=secrets, push_token=push_token)
+
+
+def _cross_checks(data: dict[str, Any], targets: list[TargetSettings]) -> list[Problem]:
+    problems: list[Problem] = []
+    source_names: list[str] = [
+        s.get("name") for s in data.get("sources") or [] if isinstance(s, dict)
+    ]
+    for name in {n for n in source_names if source_names.count(n) > 1}:
+        problems.append(Problem("sources", f"source name {name!r} is used more than once"))
+    target_names = [t.name for t in targets]
+    for name in {n for n in target_names if target_names.count(n) > 1}:
+        problems.append(Problem("targets", f"target name {name!r} is used more than once"))
+    for index, target in enumerate(targets):
+        for source in target.sources or []:
+            if source not in source_names:
+                problems.append(
+                    Problem(
+                        f"targets[{index}].sources",
+                        f"no source named {source!r}; sources are: "
+                        + ", ".join(map(str, source_names)),
+                    )
+                )
+    timezone = data.get("timezone", "UTC")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(str(timezone))
+    except Exception:
+        problems.append(Problem("timezone", f"unknown time zone {timezone!r} (e.g. Asia/Baku)"))
+    return problems
+
+
+def load(
+    path: str | Path, environ: dict[str, str] | None = None, resolve_secrets: bool = True
+) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(where, f"invalid YAML: {problem}")], str(path)) from None
+    return validate(data, str(path), environ, resolve_secrets)
