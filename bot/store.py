@@ -183,7 +183,7 @@ class StoredArticle:
 
 
 def async_url(url: str) -> str:
-    """Map a plain SQLAlchemy URL to its asyncio driver (sqlite -> aiosqlite, postgresql -> psycopg)."""
+    """Map a plain SQLAlchemy URL to its asyncio driver (aiosqlite, psycopg)."""
     parsed = make_url(url)
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite" and driver in ("", "pysqlite"):

@@ -1,0 +1,352 @@
+"""The update pipeline: poll a source, identify each entry, enrich new articles, and put one
+delivery per routed target into the outbox. Storage and sending live elsewhere."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+
+import httpx
+
+from adapters.base import Adapter
+from bot.attribution import AttributionMissing, check_attribution
+from bot.config import Config, SourceConfig
+from bot.enrich import EnrichmentError, extract_article
+from bot.fetch import FetchError, fetch
+from bot.models import Article, FeedEntry, RenderedPost
+from bot.routing import targets_for
+from bot.sources import SourceFormatError, parse_feed, parse_sitemap
+from bot.store import FAILED, PENDING, Store
+from bot.urls import normalize_url
+
+log = logging.getLogger("newsbot.pipeline")
+
+_TAGS = re.compile(r"<[^>]+>")
+
+
+@dataclass
+class PollReport:
+    source: str
+    outcome: str  # "ok", "not-modified", "error"
+    entries: int = 0
+    new: int = 0
+    updated: int = 0
+    recorded: int = 0
+    error: str | None = None
+
+
+@dataclass
+class IngestResult:
+    kind: str  # "new", "known", "updated", "alias", "recorded", "failed"
+    article_id: int | None = None
+    deliveries: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+def entry_keys(entry: FeedEntry) -> list[str]:
+    """Identities an entry announces: its normalized link and its GUID within the source."""
+    keys = []
+    with contextlib.suppress(ValueError):
+        keys.append(f"url:{normalize_url(entry.link)}")
+    if entry.guid and entry.guid.strip():
+        keys.append(f"guid:{entry.source}:{entry.guid.strip()}")
+    return keys
+
+
+def article_from_entry(entry: FeedEntry) -> Article:
+    """What a feed entry alone tells about an article (used when the page is unavailable)."""
+    summary = html.unescape(_TAGS.sub(" ", entry.summary or ""))
+    return Article(
+        url=entry.link,
+        title=(entry.title or entry.link).strip(),
+        source=entry.source,
+        lead=" ".join(summary.split()),
+        image_url=entry.image_url,
+        published=entry.published,
+        updated=entry.updated,
+        language=entry.language,
+        author=entry.author,
+        categories=entry.categories,
+    )
+
+
+def _site_of(host: str) -> str:
+    parts = host.lower().removeprefix("www.").split(".")
+    return ".".join(parts[-2:])
+
+
+def trusted_canonical(article: Article, page_url: str) -> Article:
+    """Keep the page's claimed canonical URL only when it is on the same site as the page."""
+    claimed, fetched = urlsplit(article.url), urlsplit(page_url)
+    if claimed.scheme in ("http", "https") and _site_of(claimed.hostname or "") == _site_of(
+        fetched.hostname or ""
+    ):
+        return article
+    return replace(article, url=page_url)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        client: httpx.AsyncClient,
+        adapters: dict[str, Adapter],
+        on_new_deliveries: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.adapters = adapters
+        self.on_new_deliveries = on_new_deliveries or (lambda: None)
+
+    # Polling ---------------------------------------------------------------------------
+
+    async def poll(self, source: SourceConfig) -> PollReport:
+        """One poll of one source. Never raises: a broken source is reported and logged."""
+        try:
+            return await self._poll(source)
+        except Exception as exc:  # one broken source never stops the others
+            log.exception("source %s: poll failed unexpectedly", source.name)
+            return PollReport(source.name, "error", error=f"{type(exc).__name__}: {exc}")
+
+    async def _poll(self, source: SourceConfig) -> PollReport:
+        state = await self.store.source_state(source.name)
+        fetch_cfg = self.config.file.fetch
+        try:
+            result = await fetch(
+                self.client,
+                source.url,
+                max_bytes=fetch_cfg.max_bytes,
+                deadline=fetch_cfg.timeout * 2,
+                etag=state.etag,
+                last_modified=state.last_modified,
+                accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, "
+                "text/xml;q=0.8, */*;q=0.1",
+            )
+        except FetchError as exc:
+            return await self._poll_failed(source, state, str(exc))
+        if result.not_modified:
+            await self.store.save_source_state(
+                source.name,
+                etag=result.etag or state.etag,
+                last_modified=result.last_modified or state.last_modified,
+                initialized=state.initialized,
+                status=304,
+                error=None,
+            )
+            return PollReport(source.name, "not-modified")
+        try:
+            parse = parse_sitemap if source.type == "sitemap" else parse_feed
+            entries = parse(result.content, source.name, source.language)
+        except SourceFormatError as exc:
+            # Keep the old validators: the next poll must fetch and parse again.
+            return await self._poll_failed(source, state, f"{source.url}: {exc}")
+        report = PollReport(source.name, "ok", entries=len(entries))
+        first_run = not state.initialized
+        post_now = self._first_run_selection(entries) if first_run else None
+        for entry in entries:
+            record_only = post_now is not None and entry not in post_now
+            outcome = await self.ingest_entry(entry, record_only=record_only)
+            if outcome.kind == "new":
+                report.new += 1
+            elif outcome.kind == "updated":
+                report.updated += 1
+            elif outcome.kind == "recorded":
+                report.recorded += 1
+        if first_run and report.recorded:
+            message = (
+                f"first run of source {source.name}: recorded {report.recorded} existing "
+                f"article(s) without posting"
+            )
+            log.info(message)
+            await self.store.record_event("info", "first-run", message)
+        await self.store.save_source_state(
+            source.name,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            initialized=True,
+            status=result.status,
+            error=None,
+        )
+        return report
+
+    def _first_run_selection(self, entries: Sequence[FeedEntry]) -> list[FeedEntry]:
+        newest = self.config.file.first_run.post_newest
+        return list(entries[-newest:]) if newest else []
+
+    async def _poll_failed(
+        self, source: SourceConfig, etag: str | None, modified: str | None, state, error: str
+    ) -> PollReport:
+        log.error("source %s: %s", source.name, error)
+        await self.store.save_source_state(
+            source.name,
+            etag=etag,
+            last_modified=modified,
+            initialized=state.initialized,
+            status=None,
+            error=error,
+        )
+        return PollReport(source.name, "error", error=error)
+
+    # Ingesting -------------------------------------------------------------------------
+
+    async def ingest_entry(self, entry: FeedEntry, *, record_only: bool = False) -> IngestResult:
+        """Identify one entry; enrich and enqueue it if it is new. Never raises."""
+        try:
+            return await self._ingest_entry(entry, record_only)
+        except Exception as exc:  # one broken article never stops the rest of the feed
+            log.exception("source %s: entry %s failed", entry.source, entry.link)
+            return IngestResult("failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _ingest_entry(self, entry: FeedEntry, record_only: bool) -> IngestResult:
+        keys = entry_keys(entry)
+        known = await self.store.find_article(keys)
+        if known is not None:
+            await self.store.add_keys(known.id, keys)
+            return await self._maybe_updated(known.id, known.article, entry)
+        if record_only:
+            article = article_from_entry(entry)
+            article_id = await self.store.add_article(article, keys)
+            return IngestResult("recorded", article_id)
+        article, page_url = await self.load_article(entry.link, entry, entry.source)
+        keys += [f"url:{normalize_url(page_url)}", f"url:{normalize_url(article.url)}"]
+        return await self._store_new(article, keys)
+
+    async def ingest_url(self, url: str, source: str | None = None) -> IngestResult:
+        """A URL pushed by the CMS (or given by an editor): same path as a feed entry."""
+        source_cfg = self._source_for(url, source)
+        entry = FeedEntry(
+            source=source_cfg.name if source_cfg else (source or "push"),
+            link=url,
+            language=source_cfg.language if source_cfg else None,
+        )
+        return await self.ingest_entry(entry)
+
+    def _source_for(self, url: str, name: str | None) -> SourceConfig | None:
+        for source in self.config.sources:
+            if source.name == name:
+                return source
+        host = urlsplit(url).hostname or ""
+        for source in self.config.sources:
+            if _site_of(urlsplit(source.url).hostname or "") == _site_of(host):
+                return source
+        return None
+
+    async def load_article(
+        self, url: str, entry: FeedEntry | None = None, source: str = ""
+    ) -> tuple[Article, str]:
+        """Fetch and enrich one article page. Falls back to the feed entry's own data."""
+        fetch_cfg = self.config.file.fetch
+        try:
+            page = await fetch(
+                self.client,
+                url,
+                max_bytes=fetch_cfg.max_bytes,
+                deadline=fetch_cfg.timeout * 2,
+                accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+            )
+            article = extract_article(page.content, page.url, entry, source)
+            article = trusted_canonical(article, page.url)
+            page_url = page.url
+        except (FetchError, EnrichmentError) as exc:
+            if entry is None or not entry.title:
+                raise
+            log.warning("article %s: %s; posting from the feed entry alone", url, exc)
+            article, page_url = article_from_entry(entry), url
+        if not article.language and entry is not None and entry.language:
+            article = replace(article, language=entry.language)
+        if not article.source:
+            article = replace(article, source=source)
+        return article, page_url
+
+    async def _store_new(self, article: Article, keys: list[str]) -> IngestResult:
+        alias = await self.store.find_article(keys)
+        if alias is not None:  # the same article reached under another URL
+            await self.store.add_keys(alias.id, keys)
+            return IngestResult("alias", alias.id)
+        article_id = await self.store.add_article(article, keys)
+        if article_id is None:  # a concurrent poll stored it first
+            raced = await self.store.find_article(keys)
+            return IngestResult("alias", raced.id if raced else None)
+        delivery_ids = await self.enqueue(article_id, article)
+        log.info(
+            "new article %r (%s) -> %d deliveries", article.title, article.url, len(delivery_ids)
+        )
+        if delivery_ids:
+            self.on_new_deliveries()
+        return IngestResult("new", article_id, delivery_ids)
+
+    async def enqueue(self, article_id: int, article: Article) -> list[int]:
+        """Render for every routed target and put the posts into the outbox."""
+        ids = []
+        sort_key = article.published.timestamp() if article.published else time.time()
+        for target in targets_for(article, self.config.targets):
+            adapter = self.adapters.get(target.name)
+            if adapter is None:
+                continue
+            status, error = PENDING, None
+            try:
+                post = adapter.render(article)
+                check_attribution(post, adapter.hyperlinks)
+            except AttributionMissing as exc:
+                post, status, error = _placeholder(target.name, adapter, article), FAILED, str(exc)
+            except Exception as exc:
+                log.exception("target %s: cannot render %s", target.name, article.url)
+                post = _placeholder(target.name, adapter, article)
+                status, error = FAILED, f"render failed: {type(exc).__name__}: {exc}"
+            delivery_id = await self.store.enqueue(
+                article_id, post, status=status, sort_key=sort_key
+            )
+            if delivery_id is None:
+                continue
+            if error:
+                log.error("target %s: %s", target.name, error)
+                await self.store.mark_failed(delivery_id, error)
+                await self.store.record_event("error", "render", error, target.name, delivery_id)
+            else:
+                ids.append(delivery_id)
+        return ids
+
+    async def _maybe_updated(
+        self, article_id: int, stored: Article, entry: FeedEntry
+    ) -> IngestResult:
+        changed_title = bool(entry.title) and entry.title.strip() != stored.title
+        changed_time = entry.updated is not None and entry.updated != stored.updated
+        if not (changed_title or changed_time):
+            return IngestResult("known", article_id)
+        updated = replace(
+            stored,
+            title=entry.title.strip() if changed_title and entry.title else stored.title,
+            updated=entry.updated or stored.updated,
+        )
+        await self.store.update_article(article_id, updated)
+        if changed_title:
+            message = f"article updated after it was seen: {stored.title!r} -> {updated.title!r}"
+            log.info(message)
+            await self.store.record_event("info", "article-updated", message)
+        return IngestResult("updated", article_id)
+
+    def render_all(self, article: Article) -> list[tuple[str, RenderedPost | None, str | None]]:
+        """(target, post, problem) for every configured target: the `preview` command."""
+        rows: list[tuple[str, RenderedPost | None, str | None]] = []
+        routed = {t.name for t in targets_for(article, self.config.targets)}
+        for name, adapter in self.adapters.items():
+            try:
+                post = adapter.render(article)
+                check_attribution(post, adapter.hyperlinks)
+                problem = None if name in routed else "not routed to this target by its filters"
+                rows.append((name, post, problem))
+            except Exception as exc:
+                rows.append((name, None, f"{type(exc).__name__}: {exc}"))
+        return rows
+
+
+def _placeholder(target: str, adapter: Adapter, article: Article) -> RenderedPost:
+    return RenderedPost(target=target, platform=adapter.platform, article_url=article.url, text="")

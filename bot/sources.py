@@ -1,0 +1,149 @@
+"""Turn a downloaded feed or news sitemap into FeedEntry items. Pure: bytes in, entries out."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+from lxml import etree
+
+from bot.models import FeedEntry
+
+
+class SourceFormatError(Exception):
+    """The document is not a usable feed or sitemap; the message says why."""
+
+
+def _looks_like_html(content: bytes) -> bool:
+    head = content[:2048].lstrip().lower()
+    return head.startswith(b"<!doctype html") or head.startswith(b"<html")
+
+
+def _time(struct: Any) -> datetime | None:
+    if not struct:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(struct), tz=UTC)
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
+def _entry_image(entry: Any) -> str | None:
+    for media in entry.get("media_content") or []:
+        url = media.get("url")
+        if url and (media.get("medium") == "image" or "image" in (media.get("type") or "image")):
+            return url
+    for enclosure in entry.get("enclosures") or []:
+        if (enclosure.get("type") or "").startswith("image/") and enclosure.get("href"):
+            return enclosure["href"]
+    for thumb in entry.get("media_thumbnail") or []:
+        if thumb.get("url"):
+            return thumb["url"]
+    return None
+
+
+def parse_feed(content: bytes, source: str, language: str | None = None) -> list[FeedEntry]:
+    """RSS 0.9x/1.0/2.0 or Atom entries, oldest first."""
+    if _looks_like_html(content):
+        raise SourceFormatError("an HTML page was served where a feed was expected")
+    parsed = feedparser.parse(content, sanitize_html=False, resolve_relative_uris=False)
+    if parsed.bozo and not parsed.entries:
+        reason = parsed.get("bozo_exception")
+        raise SourceFormatError(f"malformed feed: {reason or 'not RSS or Atom'}")
+    if not parsed.entries and not parsed.feed:
+        raise SourceFormatError("not an RSS or Atom feed")
+    feed_language = language or (parsed.feed.get("language") or None)
+    entries = []
+    for item in parsed.entries:
+        link = item.get("link") or ""
+        if not link:
+            continue
+        entries.append(
+            FeedEntry(
+                source=source,
+                link=link.strip(),
+                guid=(item.get("id") or None),
+                title=item.get("title") or None,
+                summary=item.get("summary") or None,
+                published=_time(item.get("published_parsed")),
+                updated=_time(item.get("updated_parsed")),
+                categories=tuple(
+                    t.get("term") for t in item.get("tags") or [] if t.get("term")
+                ),
+                image_url=_entry_image(item),
+                author=item.get("author") or None,
+                language=feed_language,
+            )
+        )
+    return _oldest_first(entries)
+
+
+_NS = {
+    "sm": "http://www.sitemaps.org/schemas/sitemap/0.9",
+    "news": "http://www.google.com/schemas/sitemap-news/0.9",
+    "image": "http://www.google.com/schemas/sitemap-image/1.1",
+}
+
+
+def _parse_w3c_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    value = text.strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_sitemap(content: bytes, source: str, language: str | None = None) -> list[FeedEntry]:
+    """A sitemap urlset (news:news and lastmod aware), oldest first."""
+    if _looks_like_html(content):
+        raise SourceFormatError("an HTML page was served where a sitemap was expected")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(content, parser)
+    except etree.XMLSyntaxError as exc:
+        raise SourceFormatError(f"malformed sitemap XML: {exc}") from None
+    root_name = etree.QName(root).localname
+    if root_name != "urlset":
+        raise SourceFormatError(f"expected a sitemap <urlset>, found <{root_name}>")
+    entries = []
+    for url in root.findall("sm:url", _NS):
+        loc = (url.findtext("sm:loc", namespaces=_NS) or "").strip()
+        if not loc:
+            continue
+        news = url.find("news:news", _NS)
+        published = lastmod = _parse_w3c_time(url.findtext("sm:lastmod", namespaces=_NS))
+        title = None
+        entry_language = language
+        if news is not None:
+            published = _parse_w3c_time(news.findtext("news:publication_date", namespaces=_NS))
+            title = news.findtext("news:title", namespaces=_NS)
+            entry_language = (
+                news.findtext("news:publication/news:language", namespaces=_NS) or language
+            )
+        image = url.findtext("image:image/image:loc", namespaces=_NS)
+        entries.append(
+            FeedEntry(
+                source=source,
+                link=loc,
+                guid=None,
+                title=title.strip() if title else None,
+                published=published,
+                updated=lastmod,
+                image_url=image.strip() if image else None,
+                language=entry_language,
+            )
+        )
+    return _oldest_first(entries)
+
+
+def _oldest_first(entries: list[FeedEntry]) -> list[FeedEntry]:
+    # Feeds list newest first; undated items keep their relative order behind dated ones.
+    indexed = list(enumerate(reversed(entries)))
+    far_past = datetime.min.replace(tzinfo=UTC)
+    indexed.sort(key=lambda pair: (pair[1].published or pair[1].updated or far_past, pair[0]))
+    return [entry for _, entry in indexed]
