@@ -1,0 +1,341 @@
+"""Telegram channels, groups and forum topics through the Bot API (python-telegram-bot).
+
+Posts are HTML: bold headline, lead, hashtags, and the article as a real hyperlink. A photo
+post when the article has an image (caption limit 1024), a text post otherwise (4096).
+Lengths are counted as Telegram counts them: UTF-16 code units of the text after entity
+parsing, so escaping (&amp;) and tags cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import time
+from typing import ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+from telegram import Bot, LinkPreviewOptions, Message
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+
+from adapters.base import Adapter, Outlet, TargetSettings
+from bot.models import Article, RenderedPost, SentPost
+from bot.outcomes import (
+    AuthFailure,
+    PermanentFailure,
+    RetryLater,
+    TemporaryFailure,
+    UncertainDelivery,
+)
+from bot.secrets import Secret, SecretRef, redact
+from bot.text import hashtags, squash_spaces, trim_text, utf16_len
+
+log = logging.getLogger("newsbot.telegram")
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+
+DEFAULT_LINK_LABELS = {
+    "en": "Read more at {outlet}",
+    "ru": "Читать на {outlet}",
+    "az": "{outlet} saytında oxuyun",
+}
+
+# Answers meaning the target itself is misconfigured: pause it rather than fail every post.
+_TARGET_PROBLEMS = (
+    "chat not found",
+    "not enough rights",
+    "need administrator rights",
+    "have no rights",
+    "bot was kicked",
+    "message thread not found",
+)
+# Telegram could not use the photo URL: the post goes out as text with a link preview.
+_PHOTO_PROBLEMS = (
+    "wrong file identifier",
+    "failed to get http url content",
+    "wrong type of the web page content",
+    "image_process_failed",
+    "photo_invalid_dimensions",
+    "wrong remote file",
+)
+# Errors after which the request certainly never reached Telegram.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class LinkPreview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool = False
+    prefer_small_media: bool = False
+    prefer_large_media: bool = True
+    show_above_text: bool = False
+
+
+class TelegramSettings(TargetSettings):
+    api_base: str = "https://api.telegram.org"
+    token: SecretRef
+    chat_id: int | str = Field(description="numeric id or @channelusername")
+    message_thread_id: int | None = Field(default=None, description="forum topic id")
+    photo_posts: bool = True
+    link_preview: LinkPreview = LinkPreview()
+    #: Label of the attribution hyperlink, by article language ("*" for any other).
+    link_label: dict[str, str] = Field(default_factory=dict)
+    lead_max_chars: int = Field(default=600, ge=0, le=4000)
+    disable_notification: bool = False
+    #: Seconds between two posts to the same chat (Telegram: about 1/s per chat, 20/min in
+    #: groups); a post that comes sooner waits.
+    min_interval: float = Field(default=3.0, ge=0, le=3600)
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def link_label(settings: TelegramSettings, language: str | None, outlet: str) -> str:
+    lang = (language or "").split("-")[0].lower()
+    labels = {**DEFAULT_LINK_LABELS, **settings.link_label}
+    template = labels.get(lang) or labels.get("*") or DEFAULT_LINK_LABELS["en"]
+    return template.replace("{outlet}", outlet)
+
+
+def compose(
+    title: str, lead: str, tags: list[str], url: str, label: str, limit: int
+) -> str:
+    """The HTML post, its visible length (UTF-16, after entity parsing) within `limit`.
+
+    Room is made by trimming the lead first, then the headline; hashtags go before either
+    is cut to nothing, and the link is never touched.
+    """
+    link = f'<a href="{html.escape(url, quote=True)}">{_escape(label)}</a>'
+    tag_line = " ".join(tags)
+
+    def visible(parts: list[str]) -> int:
+        return utf16_len("\n\n".join(p for p in parts if p))
+
+    fixed = visible([tag_line, label])
+    sep = 2  # one "\n\n" between blocks
+    title_budget = limit - fixed - sep
+    if title_budget < 20 and tag_line:  # too little room: drop the hashtags
+        tag_line, fixed = "", visible([label])
+        title_budget = limit - fixed - sep
+    title = trim_text(title, max(title_budget, 0), utf16_len)
+    lead_budget = limit - visible([title, tag_line, label]) - sep
+    lead = trim_text(lead, lead_budget, utf16_len) if lead_budget >= 20 else ""
+    blocks = [f"<b>{_escape(title)}</b>" if title else "", _escape(lead), tag_line, link]
+    return "\n\n".join(b for b in blocks if b)
+
+
+class TelegramAdapter(Adapter):
+    platform: ClassVar[str] = "telegram"
+    hyperlinks: ClassVar[bool] = True
+    Settings: ClassVar[type[TargetSettings]] = TelegramSettings
+    settings: TelegramSettings
+
+    def __init__(
+        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+    ) -> None:
+        super().__init__(settings, secrets, outlet)
+        self._bot: Bot | None = None
+        self._next_slot = 0.0
+        self._pace_lock = asyncio.Lock()
+
+    # Rendering (pure) ------------------------------------------------------------------
+
+    def render(self, article: Article) -> RenderedPost:
+        s = self.settings
+        with_photo = bool(s.photo_posts and article.image_url)
+        limit = CAPTION_LIMIT if with_photo else TEXT_LIMIT
+        lead = trim_text(squash_spaces(article.lead), s.lead_max_chars)
+        tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+        label = link_label(s, article.language, self.outlet.name)
+        text = compose(squash_spaces(article.title), lead, tags, article.url, label, limit)
+        return RenderedPost(
+            target=s.name,
+            platform=self.platform,
+            article_url=article.url,
+            text=text,
+            markup="html",
+            image_url=article.image_url if with_photo else None,
+        )
+
+    # Sending ---------------------------------------------------------------------------
+
+    async def _client(self) -> Bot:
+        if self._bot is None:
+            base = self.settings.api_base.rstrip("/")
+            timeout = self.settings.timeout
+            request = HTTPXRequest(
+                connection_pool_size=8,
+                read_timeout=timeout,
+                write_timeout=timeout,
+                connect_timeout=min(timeout, 10.0),
+                pool_timeout=timeout,
+                media_write_timeout=timeout,
+            )
+            bot = Bot(
+                self.secrets["token"].get(),
+                base_url=f"{base}/bot",
+                base_file_url=f"{base}/file/bot",
+                request=request,
+                get_updates_request=HTTPXRequest(connection_pool_size=1),
+            )
+            try:
+                await bot.initialize()
+            except TelegramError as exc:
+                raise _map_error(exc) from None
+            self._bot = bot
+        return self._bot
+
+    async def _pace(self) -> None:
+        # Sequential per chat: reserve the next slot, then wait for it.
+        async with self._pace_lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self.settings.min_interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def _preview(self, post: RenderedPost) -> LinkPreviewOptions:
+        p = self.settings.link_preview
+        return LinkPreviewOptions(
+            is_disabled=p.disabled,
+            url=post.article_url,
+            prefer_small_media=p.prefer_small_media or None,
+            prefer_large_media=p.prefer_large_media or None,
+            show_above_text=p.show_above_text or None,
+        )
+
+    async def send(self, post: RenderedPost) -> SentPost:
+        bot = await self._client()
+        await self._pace()
+        s = self.settings
+        common = {
+            "chat_id": s.chat_id,
+            "message_thread_id": s.message_thread_id,
+            "disable_notification": s.disable_notification,
+            "parse_mode": "HTML",
+        }
+        try:
+            message = await self._send_with_fallback(bot, post, common)
+        except TelegramError as exc:
+            raise _map_error(exc) from None
+        remote_id = f"{message.chat_id}/{message.message_id}"
+        return SentPost(remote_id=remote_id, remote_url=_link(message))
+
+    async def _send_with_fallback(self, bot: Bot, post: RenderedPost, common: dict) -> Message:
+        if post.image_url:
+            try:
+                return await bot.send_photo(photo=post.image_url, caption=post.text, **common)
+            except BadRequest as exc:
+                if not any(p in exc.message.lower() for p in _PHOTO_PROBLEMS):
+                    raise
+                log.warning(
+                    "target %s: Telegram could not use the photo (%s); posting as text",
+                    self.name,
+                    exc.message,
+                )
+        return await bot.send_message(
+            text=post.text, link_preview_options=self._preview(post), **common
+        )
+
+    async def edit(self, remote_id: str, post: RenderedPost) -> None:
+        bot = await self._client()
+        chat_id, message_id = _split_remote_id(remote_id)
+        try:
+            if post.image_url:
+                await bot.edit_message_caption(
+                    chat_id=chat_id, message_id=message_id, caption=post.text, parse_mode="HTML"
+                )
+            else:
+                await bot.edit_message_text(
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    text=post.text,
+                    parse_mode="HTML",
+                    link_preview_options=self._preview(post),
+                )
+        except BadRequest as exc:
+            if "message is not modified" in exc.message.lower():
+                return
+            raise _map_error(exc) from None
+        except TelegramError as exc:
+            raise _map_error(exc) from None
+
+    async def delete(self, remote_id: str) -> None:
+        bot = await self._client()
+        chat_id, message_id = _split_remote_id(remote_id)
+        try:
+            await bot.delete_message(chat_id=chat_id, message_id=message_id)
+        except BadRequest as exc:
+            if "message to delete not found" in exc.message.lower():
+                return
+            raise _map_error(exc) from None
+        except TelegramError as exc:
+            raise _map_error(exc) from None
+
+    async def aclose(self) -> None:
+        if self._bot is not None:
+            await self._bot.shutdown()
+            self._bot = None
+
+
+def _split_remote_id(remote_id: str) -> tuple[int | str, int]:
+    chat, _, message = remote_id.rpartition("/")
+    return (int(chat) if chat.lstrip("-").isdigit() else chat), int(message)
+
+
+def _link(message: Message) -> str | None:
+    chat = message.chat
+    if chat.username:
+        return f"https://t.me/{chat.username}/{message.message_id}"
+    internal = str(chat.id).removeprefix("-100")
+    if str(chat.id).startswith("-100"):
+        return f"https://t.me/c/{internal}/{message.message_id}"
+    return None
+
+
+def _map_error(exc: TelegramError) -> Exception:
+    """Translate a python-telegram-bot error into the outbox's vocabulary."""
+    text = redact(str(exc.message if hasattr(exc, "message") else exc))
+    lowered = text.lower()
+    if isinstance(exc, RetryAfter):
+        seconds = exc.retry_after
+        seconds = seconds.total_seconds() if hasattr(seconds, "total_seconds") else float(seconds)
+        return RetryLater(f"Telegram flood control: retry after {seconds:g}s", seconds)
+    if isinstance(exc, InvalidToken | Forbidden):
+        return AuthFailure(f"Telegram refused the bot: {text}")
+    if isinstance(exc, ChatMigrated):
+        return AuthFailure(
+            f"the group became a supergroup; set chat_id to {exc.new_chat_id} in the config"
+        )
+    if isinstance(exc, BadRequest):
+        if any(p in lowered for p in _TARGET_PROBLEMS):
+            return AuthFailure(f"Telegram: {text}")
+        return PermanentFailure(f"Telegram rejected the post: {text}")
+    if isinstance(exc, TimedOut | NetworkError):
+        cause = exc.__cause__
+        if isinstance(cause, _NOT_SENT):
+            return TemporaryFailure(f"Telegram unreachable: {text}")
+        if cause is None or isinstance(cause, TelegramError):
+            # Telegram answered with an HTTP error status: nothing was posted, unless a
+            # gateway timed out while Telegram may still have processed the request.
+            if "(504)" in text:
+                return UncertainDelivery(f"Telegram gateway timeout: {text}")
+            return TemporaryFailure(f"Telegram server error: {text}")
+        return UncertainDelivery(f"no clear answer from Telegram ({text}); it may have posted")
+    return UncertainDelivery(f"unexpected Telegram error: {text}")
+
+
+ADAPTER = TelegramAdapter
