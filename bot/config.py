@@ -95,7 +95,8 @@ class HttpConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     push_token: SecretRef | None = None
-    public_base_url: str | None = None
+    #: Where generated image cards are written and served from (at /cards/<file>).
+    cards_dir: str | None = None
 
 
 class LoggingConfig(_Strict):

@@ -1,0 +1,191 @@
+"""Wires the parts into one asyncio process: APScheduler drives the polls and the dispatcher,
+the bot's HTTP endpoint takes CMS pushes, SIGTERM/SIGINT stop it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from adapters import adapter_class
+from adapters.base import Adapter
+from bot.config import Config
+from bot.dispatcher import Dispatcher, DispatchReport
+from bot.fetch import make_client
+from bot.httpserver import LoopbackServer
+from bot.pipeline import Pipeline, PollReport
+from bot.store import Store
+from bot.web import create_app
+
+log = logging.getLogger("newsbot")
+
+
+def build_adapters(config: Config) -> dict[str, Adapter]:
+    adapters: dict[str, Adapter] = {}
+    for target in config.targets:
+        cls = adapter_class(target.platform)
+        adapters[target.name] = cls(target, config.secrets.get(target.name, {}), config.outlet)
+    return adapters
+
+
+class Service:
+    """One newsbot process."""
+
+    def __init__(self, config: Config, claimer: str | None = None) -> None:
+        self.config = config
+        self.store = Store(config.file.database)
+        self.client = make_client(config.file.fetch)
+        self.adapters = build_adapters(config)
+        self.pipeline = Pipeline(config, self.store, self.client, self.adapters, self.wake)
+        self.dispatcher = Dispatcher(self.store, self.adapters, config.file.dispatch, claimer)
+        self.scheduler: AsyncIOScheduler | None = None
+        self.web_server = None
+        self._dispatch_requested = False
+        self._dispatching = False
+        self._background: set[asyncio.Task[object]] = set()
+
+    async def start(self) -> None:
+        await self.store.init()
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for adapter in self.adapters.values():
+            with contextlib.suppress(Exception):
+                await adapter.aclose()
+        await self.client.aclose()
+        await self.store.close()
+
+    # One-shot work ---------------------------------------------------------------------
+
+    async def poll_all(self) -> list[PollReport]:
+        sources = [s for s in self.config.sources if s.enabled]
+        return list(await asyncio.gather(*(self.pipeline.poll(s) for s in sources)))
+
+    async def dispatch(self) -> DispatchReport:
+        """Run the dispatcher; requests arriving while it runs trigger one more pass."""
+        self._dispatch_requested = True
+        total = DispatchReport()
+        if self._dispatching:
+            return total
+        self._dispatching = True
+        try:
+            while self._dispatch_requested:
+                self._dispatch_requested = False
+                report = await self.dispatcher.run_once()
+                total.sent += report.sent
+                total.retried += report.retried
+                total.failed += report.failed
+                total.uncertain += report.uncertain
+                total.paused += report.paused
+        finally:
+            self._dispatching = False
+        return total
+
+    def wake(self) -> None:
+        """New deliveries are waiting: dispatch now rather than at the next tick."""
+        self._spawn(self.dispatch())
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def run_once(self) -> tuple[list[PollReport], DispatchReport]:
+        """Poll every source once and deliver everything that is due."""
+        await self.start()
+        polls = await self.poll_all()
+        report = await self.dispatch()
+        return polls, report
+
+    async def on_push(self, url: str, source: str | None) -> None:
+        log.info("push: %s", url)
+        self._spawn(self.pipeline.ingest_url(url, source))
+
+    async def readiness(self) -> dict[str, bool]:
+        return {
+            "database": await self.store.ping(),
+            "scheduler": bool(self.scheduler and self.scheduler.running),
+        }
+
+    # The daemon ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set or SIGTERM/SIGINT arrives."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await self._start_web()
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        for source in self.config.sources:
+            if not source.enabled:
+                continue
+            self.scheduler.add_job(
+                self.pipeline.poll,
+                "interval",
+                seconds=source.interval,
+                args=[source],
+                id=f"poll:{source.name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(source.interval)),
+            )
+        self.scheduler.add_job(
+            self.dispatch,
+            "interval",
+            seconds=self.config.file.dispatch.interval,
+            id="dispatch",
+            next_run_time=now,
+            max_instances=2,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        log.info(
+            "newsbot running: %d source(s), %d target(s)",
+            len(self.config.sources),
+            len(self.adapters),
+        )
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: finishing the send in progress, then exiting")
+            self.scheduler.shutdown(wait=False)
+            # Let an in-flight dispatch finish so no delivery is left mid-send.
+            for _ in range(100):
+                if not self._dispatching:
+                    break
+                await asyncio.sleep(0.1)
+            await self._stop_web()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            await self.close()
+
+    async def _start_web(self) -> None:
+        http = self.config.file.http
+        if not http.enabled:
+            return
+        if http.push_token is None:
+            log.warning("http.push_token is not set: anyone reaching the endpoint can push URLs")
+        cards = Path(http.cards_dir) if http.cards_dir else None
+        app = create_app(self.on_push, self.readiness, self.config.push_token, cards)
+        self.web_server = LoopbackServer(app, port=http.port, host=http.host)
+        await self.web_server.start()
+        log.info("HTTP endpoint on %s (POST /push, /health/ready)", self.web_server.url)
+
+    async def _stop_web(self) -> None:
+        if self.web_server is not None:
+            await self.web_server.stop()
+            self.web_server = None

@@ -1,0 +1,80 @@
+"""The bot's own HTTP endpoint: the CMS push trigger, health checks, and served image cards."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from bot.secrets import Secret
+from bot.urls import is_http_url
+
+log = logging.getLogger("newsbot.web")
+
+PushHandler = Callable[[str, str | None], Awaitable[Any]]
+Check = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def create_app(
+    on_push: PushHandler,
+    readiness: Check,
+    push_token: Secret | None = None,
+    cards_dir: Path | None = None,
+) -> Starlette:
+    async def push(request: Request) -> Response:
+        """POST {"url": "...", "source": "optional source name"}: this URL was just published."""
+        if push_token is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), push_token.get().encode()):
+                return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        try:
+            if request.headers.get("content-type", "").startswith("application/json"):
+                body = await request.json()
+            else:
+                body = dict(await request.form())
+        except Exception:
+            return JSONResponse({"error": "body must be JSON or a form"}, status_code=400)
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not is_http_url(url):
+            return JSONResponse(
+                {"error": "field 'url' must be an http(s) article URL"}, status_code=400
+            )
+        source = body.get("source") if isinstance(body.get("source"), str) else None
+        await on_push(url, source)
+        return JSONResponse({"accepted": url}, status_code=202)
+
+    async def live(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def ready(_: Request) -> Response:
+        checks = await readiness()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    async def card(request: Request) -> Response:
+        name = request.path_params["name"]
+        if cards_dir is None or "/" in name or name.startswith("."):
+            return Response(status_code=404)
+        path = cards_dir / name
+        if not path.is_file():
+            return Response(status_code=404)
+        return FileResponse(path, media_type="image/jpeg")
+
+    return Starlette(
+        routes=[
+            Route("/push", push, methods=["POST"]),
+            Route("/health/live", live),
+            Route("/health/ready", ready),
+            Route("/cards/{name}", card),
+        ]
+    )
