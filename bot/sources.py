@@ -67,8 +67,9 @@ def parse_feed(content: bytes, source: str, language: str | None = None) -> list
                 guid=(item.get("id") or None),
                 title=item.get("title") or None,
                 summary=item.get("summary") or None,
-                published=_time(item.get("published_parsed")),
-                updated=_time(item.get("updated_parsed")),
+                # dict.get skips feedparser's deprecated published/updated aliasing.
+                published=_time(dict.get(item, "published_parsed")),
+                updated=_time(dict.get(item, "updated_parsed")),
                 categories=tuple(
                     t.get("term") for t in item.get("tags") or [] if t.get("term")
                 ),
@@ -77,6 +78,9 @@ def parse_feed(content: bytes, source: str, language: str | None = None) -> list
                 language=feed_language,
             )
         )
+    if parsed.bozo and not entries:
+        reason = parsed.get("bozo_exception")
+        raise SourceFormatError(f"malformed feed with no usable item: {reason}")
     return _oldest_first(entries)
 
 
