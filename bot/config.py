@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,4 +296,9 @@ def load(
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem(where, f"invalid YAML: {problem}")], str(path)) from None
+    if isinstance(data, dict):
+        env = os.environ if environ is None else environ
+        # The container sets the database location; the YAML stays the same everywhere.
+        if env.get("NEWSBOT_DATABASE"):
+            data["database"] = env["NEWSBOT_DATABASE"]
     return validate(data, str(path), environ, resolve_secrets)

@@ -1,0 +1,215 @@
+"""Outbox state machine: each adapter outcome leads to the right delivery state.
+
+The adapter here is a scripted one (a real Adapter subclass whose send answers from a list),
+because these tests are about the dispatcher's bookkeeping, not about any platform.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from adapters.base import Adapter, Outlet, TargetSettings
+from bot.config import DispatchConfig
+from bot.dispatcher import Dispatcher, backoff_delay
+from bot.models import Article, RenderedPost, SentPost
+from bot.outcomes import (
+    AuthFailure,
+    PermanentFailure,
+    RetryLater,
+    TemporaryFailure,
+    UncertainDelivery,
+)
+from bot.store import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Store
+
+
+class ScriptedAdapter(Adapter):
+    platform: ClassVar[str] = "scripted"
+
+    def __init__(self, name: str, script: list[Callable[[RenderedPost], SentPost]]) -> None:
+        settings = TargetSettings(name=name, platform="scripted", api_base="http://127.0.0.1:9")
+        super().__init__(settings, {}, Outlet())
+        self.script = script
+        self.sent: list[RenderedPost] = []
+
+    def render(self, article: Article) -> RenderedPost:
+        return RenderedPost(
+            target=self.name, platform="scripted", article_url=article.url, text=article.url
+        )
+
+    async def send(self, post: RenderedPost) -> SentPost:
+        step = self.script.pop(0) if self.script else (lambda p: SentPost(f"id-{len(self.sent)}"))
+        result = step(post)
+        self.sent.append(post)
+        return result
+
+
+def raising(exc: Exception) -> Callable[[RenderedPost], SentPost]:
+    def step(_: RenderedPost) -> SentPost:
+        raise exc
+
+    return step
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    await store.init()
+    yield store
+    await store.close()
+
+
+async def add(store: Store, adapter: Adapter, n: int, base: float = 1000.0) -> list[int]:
+    ids = []
+    for i in range(n):
+        article = Article(url=f"https://s.example/{i}", title=f"T{i}")
+        article_id = await store.add_article(article, [f"url:{article.url}"])
+        assert article_id is not None
+        delivery = await store.enqueue(article_id, adapter.render(article), sort_key=base + i)
+        assert delivery is not None
+        ids.append(delivery)
+    return ids
+
+
+def dispatcher(store: Store, adapter: Adapter, **overrides: float) -> Dispatcher:
+    config = DispatchConfig(backoff_base=overrides.get("backoff_base", 10), max_attempts=3)
+    return Dispatcher(store, {adapter.name: adapter}, config, claimer="test")
+
+
+async def test_sends_in_publication_order_exactly_once(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [])
+    ids = await add(store, adapter, 3)
+    report = await dispatcher(store, adapter).run_once()
+    assert report.sent == 3
+    assert [p.article_url for p in adapter.sent] == [f"https://s.example/{i}" for i in range(3)]
+    again = await dispatcher(store, adapter).run_once()
+    assert again.sent == 0 and len(adapter.sent) == 3
+    for delivery_id in ids:
+        row = await store.delivery(delivery_id)
+        assert row is not None and row.status == SENT and row.remote_id
+
+
+async def test_enqueue_twice_for_same_target_is_refused(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [])
+    (delivery_id,) = await add(store, adapter, 1)
+    row = await store.delivery(delivery_id)
+    assert row is not None
+    assert await store.enqueue(row.article_id, row.post) is None
+
+
+async def test_retry_later_waits_without_counting_an_attempt_and_blocks_the_queue(
+    store: Store,
+) -> None:
+    adapter = ScriptedAdapter("t", [raising(RetryLater("flood", 30))])
+    first, second = await add(store, adapter, 2)
+    report = await dispatcher(store, adapter).run_once()
+    assert report.sent == 0 and report.retried == 1
+    row = await store.delivery(first)
+    assert row is not None and row.status == PENDING and row.attempts == 0
+    assert row.next_attempt_at >= time.time() + 25
+    later = await store.delivery(second)
+    assert later is not None and later.status == PENDING  # order kept: it waits behind
+    assert adapter.sent == []
+
+
+async def test_temporary_failure_backs_off_then_gives_up(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [raising(TemporaryFailure("503"))] * 3)
+    (delivery_id,) = await add(store, adapter, 1)
+    d = dispatcher(store, adapter)
+    for attempt in range(1, 4):
+        await d.run_once()
+        row = await store.delivery(delivery_id)
+        assert row is not None and row.attempts == attempt
+        if attempt < 3:
+            assert row.status == PENDING and row.next_attempt_at > time.time()
+            await store.set_status(delivery_id, PENDING)  # make it due now
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == FAILED and "gave up after 3" in (row.last_error or "")
+
+
+async def test_permanent_failure_is_terminal_and_the_next_post_goes(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [raising(PermanentFailure("duplicate"))])
+    first, second = await add(store, adapter, 2)
+    report = await dispatcher(store, adapter).run_once()
+    assert report.failed == 1 and report.sent == 1
+    assert (await store.delivery(first)).status == FAILED  # type: ignore[union-attr]
+    assert (await store.delivery(second)).status == SENT  # type: ignore[union-attr]
+
+
+async def test_auth_failure_pauses_target_and_keeps_post(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [raising(AuthFailure("token revoked"))])
+    (delivery_id,) = await add(store, adapter, 1)
+    alerts: list[tuple[str, str]] = []
+
+    async def alert(target: str, message: str) -> None:
+        alerts.append((target, message))
+
+    d = Dispatcher(store, {"t": adapter}, DispatchConfig(), claimer="x", alert=alert)
+    report = await d.run_once()
+    assert report.paused == ["t"]
+    assert (await store.paused_targets()) == {"t": "token revoked"}
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == PENDING and row.attempts == 0
+    assert alerts and alerts[0][0] == "t" and "token revoked" in alerts[0][1]
+    # Paused: nothing is attempted until an editor resumes.
+    assert (await d.run_once()).sent == 0
+    await store.set_paused("t", False)
+    assert (await d.run_once()).sent == 1
+
+
+async def test_uncertain_is_never_resent(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [raising(UncertainDelivery("read timeout"))])
+    (delivery_id,) = await add(store, adapter, 1)
+    d = dispatcher(store, adapter)
+    assert (await d.run_once()).uncertain == 1
+    assert (await d.run_once()).sent == 0
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == UNCERTAIN and "read timeout" in (row.last_error or "")
+
+
+async def test_unexpected_adapter_exception_is_uncertain(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [raising(RuntimeError("bug"))])
+    (delivery_id,) = await add(store, adapter, 1)
+    await dispatcher(store, adapter).run_once()
+    assert (await store.delivery(delivery_id)).status == UNCERTAIN  # type: ignore[union-attr]
+
+
+async def test_abandoned_send_becomes_uncertain_after_its_lease(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [])
+    (delivery_id,) = await add(store, adapter, 1)
+    # A process claims the delivery and dies before recording the answer.
+    claimed = await store.claim_next("t", time.time(), lease=0.01, claimer="dead:1")
+    assert claimed is not None and claimed.status == SENDING
+    time.sleep(0.02)
+    report = await dispatcher(store, adapter).run_once()
+    assert report.uncertain == 1 and adapter.sent == []
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == UNCERTAIN
+
+
+async def test_post_without_attribution_is_never_sent(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [])
+    article = Article(url="https://s.example/a", title="T")
+    article_id = await store.add_article(article, ["url:a"])
+    assert article_id is not None
+    bad = RenderedPost(target="t", platform="scripted", article_url=article.url, text="no link")
+    delivery_id = await store.enqueue(article_id, bad)
+    assert delivery_id is not None
+    await dispatcher(store, adapter).run_once()
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == FAILED and "article URL" in (row.last_error or "")
+    assert adapter.sent == []
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff_delay(n, 10, 300, rng) for n in range(1, 12)]
+    assert all(5 <= d <= 300 for d in delays)
+    assert delays[0] <= 10 and delays[-1] >= 150
+    assert len({round(d, 3) for d in delays[-4:]}) == 4  # jittered, not identical
