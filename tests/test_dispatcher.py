@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import ClassVar
-
-import pytest
 
 from adapters.base import Adapter, Outlet, TargetSettings
 from bot.config import DispatchConfig
@@ -53,14 +50,6 @@ def raising(exc: Exception) -> Callable[[RenderedPost], SentPost]:
         raise exc
 
     return step
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path}/state.db")
-    await store.init()
-    yield store
-    await store.close()
 
 
 async def add(store: Store, adapter: Adapter, n: int, base: float = 1000.0) -> list[int]:
