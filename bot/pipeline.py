@@ -22,7 +22,7 @@ from bot.fetch import FetchError, fetch
 from bot.models import Article, FeedEntry, RenderedPost
 from bot.routing import targets_for
 from bot.sources import SourceFormatError, parse_feed, parse_sitemap
-from bot.store import FAILED, PENDING, Store
+from bot.store import FAILED, PENDING, SourceState, Store
 from bot.urls import normalize_url
 
 log = logging.getLogger("newsbot.pipeline")
@@ -182,13 +182,14 @@ class Pipeline:
         return list(entries[-newest:]) if newest else []
 
     async def _poll_failed(
-        self, source: SourceConfig, etag: str | None, modified: str | None, state, error: str
+        self, source: SourceConfig, state: SourceState, error: str
     ) -> PollReport:
+        """Log and remember a failed poll. The old validators stay: the next poll starts over."""
         log.error("source %s: %s", source.name, error)
         await self.store.save_source_state(
             source.name,
-            etag=etag,
-            last_modified=modified,
+            etag=state.etag,
+            last_modified=state.last_modified,
             initialized=state.initialized,
             status=None,
             error=error,

@@ -1,0 +1,235 @@
+"""The update pipeline against a small site served on loopback: identity, first run, 304s,
+bad sources. The Telegram side is covered by the end-to-end tests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.base import Adapter, Outlet, TargetSettings
+from bot.config import validate
+from bot.httpserver import serve
+from bot.models import Article, RenderedPost, SentPost
+from bot.pipeline import Pipeline
+from bot.store import Store
+
+
+@dataclass
+class Item:
+    slug: str
+    title: str
+    guid: str
+    date: str = "Thu, 04 Sep 2025 13:40:00 +0000"
+
+
+@dataclass
+class MiniSite:
+    items: list[Item] = field(default_factory=list)
+    feed_status: int = 200
+    feed_body: bytes | None = None
+    hits: dict[str, int] = field(default_factory=dict)
+    not_modified: int = 0
+
+    def rss(self, base: str) -> bytes:
+        entries = "".join(
+            f"<item><title>{i.title}</title><link>{base}/news/{i.slug}?utm_source=rss</link>"
+            f"<guid isPermaLink='false'>{i.guid}</guid><pubDate>{i.date}</pubDate></item>"
+            for i in self.items
+        )
+        return (
+            f"<?xml version='1.0'?><rss version='2.0'><channel><title>Mini</title>"
+            f"<link>{base}/</link>{entries}</channel></rss>"
+        ).encode()
+
+
+def page(base: str, slug: str, title: str) -> str:
+    return f"""<!doctype html><html lang="en"><head><title>{title} - Mini</title>
+<link rel="canonical" href="{base}/news/{slug}">
+<meta property="og:title" content="{title}">
+<meta property="og:description" content="Lead of {slug}.">
+</head><body><article><h1>{title}</h1><p>Lead of {slug}.</p>
+<p>Body text of the article {slug} goes on for a while to look like news.</p></article>
+</body></html>"""
+
+
+def make_app(site: MiniSite) -> Starlette:
+    async def feed(request: Request) -> Response:
+        site.hits["feed"] = site.hits.get("feed", 0) + 1
+        if site.feed_status != 200:
+            return Response("oops", status_code=site.feed_status)
+        base = str(request.base_url).rstrip("/")
+        body = site.feed_body if site.feed_body is not None else site.rss(base)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        if request.headers.get("if-none-match") == etag:
+            site.not_modified += 1
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(body, media_type="application/rss+xml", headers={"ETag": etag})
+
+    async def article(request: Request) -> Response:
+        slug = request.path_params["slug"]
+        site.hits[slug] = site.hits.get(slug, 0) + 1
+        base = str(request.base_url).rstrip("/")
+        title = next((i.title for i in site.items if i.slug == slug), slug)
+        return Response(page(base, slug, title), media_type="text/html")
+
+    return Starlette(
+        routes=[
+            Route("/rss.xml", feed),
+            Route("/news/{slug}", article),
+            Route("/amp/news/{slug}", article),
+        ]
+    )
+
+
+class RecordingAdapter(Adapter):
+    """Renders a plain post with the link; these tests only look at the outbox."""
+
+    platform: ClassVar[str] = "recording"
+
+    def render(self, article: Article) -> RenderedPost:
+        return RenderedPost(self.name, "recording", article.url, f"{article.title} {article.url}")
+
+    async def send(self, post: RenderedPost) -> SentPost:
+        raise AssertionError("not used")
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    site = MiniSite(
+        items=[Item("old-1", "Old one", "g-old-1"), Item("old-2", "Old two", "g-old-2")]
+    )
+    async with serve(make_app(site)) as server:
+        raw = {
+            "database": f"sqlite:///{tmp_path}/s.db",
+            "sources": [{"name": "mini", "url": f"{server.url}/rss.xml", "language": "en"}],
+            "targets": [
+                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+            ],
+        }
+        config = validate(raw, environ={"T": "1:abcdef"})
+        store = Store(config.file.database)
+        await store.init()
+        settings = TargetSettings(name="tg", platform="recording", api_base="http://127.0.0.1:9")
+        adapters = {"tg": RecordingAdapter(settings, {}, Outlet())}
+        async with httpx.AsyncClient(follow_redirects=True) as client:
+            pipeline = Pipeline(config, store, client, adapters)
+            yield {
+                "site": site,
+                "url": server.url,
+                "pipeline": pipeline,
+                "store": store,
+                "source": config.sources[0],
+            }
+        await store.close()
+
+
+async def deliveries(store: Store) -> int:
+    counts = await store.counts()
+    return sum(counts.get("tg", {}).values())
+
+
+async def test_first_run_records_backlog_then_new_article_is_queued_once(env: dict) -> None:
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.recorded, report.new) == ("ok", 2, 0)
+    assert await deliveries(store) == 0
+    assert "old-1" not in site.hits  # the backlog is recorded without fetching pages
+
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    report = await pipeline.poll(source)
+    assert report.new == 1 and await deliveries(store) == 1
+
+    # Same feed again: a 304, nothing parsed, nothing queued.
+    report = await pipeline.poll(source)
+    assert report.outcome == "not-modified" and site.not_modified == 1
+    assert await deliveries(store) == 1
+
+
+async def test_reordered_repeated_and_changed_guid_entries_are_not_new(env: dict) -> None:
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    await pipeline.poll(source)
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    await pipeline.poll(source)
+    # Reorder, repeat, and change the GUID of the fresh item.
+    site.items = [
+        site.items[2],
+        Item("fresh", "Fresh news", "g-fresh-v2"),
+        site.items[1],
+        site.items[1],
+    ]
+    report = await pipeline.poll(source)
+    assert report.new == 0
+    assert await deliveries(store) == 1
+
+
+async def test_updated_title_is_an_update_not_a_new_post(env: dict) -> None:
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    await pipeline.poll(source)
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    await pipeline.poll(source)
+    site.items[0] = Item(
+        "fresh", "Fresh news (updated)", "g-fresh", "Thu, 04 Sep 2025 15:00:00 +0000"
+    )
+    report = await pipeline.poll(source)
+    assert report.updated == 1 and report.new == 0
+    assert await deliveries(store) == 1
+    events = await store.recent_events()
+    assert any(e["kind"] == "article-updated" for e in events)
+
+
+async def test_same_article_under_another_url_is_an_alias(env: dict) -> None:
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    await pipeline.poll(source)
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    await pipeline.poll(source)
+    result = await pipeline.ingest_url(f"{env['url']}/amp/news/fresh")
+    assert result.kind == "alias"
+    result = await pipeline.ingest_url(f"{env['url']}/news/fresh/?utm_campaign=x#top")
+    assert result.kind == "known"
+    assert await deliveries(store) == 1
+
+
+async def test_pushed_url_is_queued_without_a_poll(env: dict) -> None:
+    pipeline, store = env["pipeline"], env["store"]
+    result = await pipeline.ingest_url(f"{env['url']}/news/pushed")
+    assert result.kind == "new" and len(result.deliveries) == 1
+    stored = await store.find_article(
+        [f"url:{env['url'].replace('http://', 'https://')}/news/pushed"]
+    )
+    assert stored is not None and stored.article.lead.startswith("Lead of pushed")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (500, None, "HTTP 500"),
+        (200, b"<rss><channel><item><title>cut off", "malformed feed"),
+        (200, b"<!doctype html><html><body>login</body></html>", "HTML page"),
+    ],
+)
+async def test_broken_feed_is_reported_and_keeps_its_state(
+    env: dict, status: int, body: bytes | None, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    await pipeline.poll(source)
+    site.feed_status, site.feed_body = status, body
+    report = await pipeline.poll(source)
+    assert report.outcome == "error" and error in (report.error or "")
+    assert error in caplog.text
+    state = await store.source_state("mini")
+    assert state.initialized and state.failures == 1
+    # Recovery: the next good poll works normally.
+    site.feed_status, site.feed_body = 200, None
+    site.items.insert(0, Item("after", "After the outage", "g-after"))
+    report = await pipeline.poll(source)
+    assert report.outcome == "ok" and report.new == 1
