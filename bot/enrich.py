@@ -204,9 +204,9 @@ def _dedupe(values: Iterable[str]) -> tuple[str, ...]:
 def main_text(tree: lxml.html.HtmlElement, url: str) -> str:
     """The article body as plain text (paragraphs separated by blank lines)."""
     try:
-        # trafilatura prunes the tree it is given; hand it a copy so the caller's stays whole.
+        # trafilatura prunes the tree it is given: call this last, once nothing else reads it.
         document = trafilatura.bare_extraction(
-            _copy(tree), url=url, include_comments=False, include_tables=False, fast=True
+            tree, url=url, include_comments=False, include_tables=False, fast=True
         )
     except Exception:  # trafilatura on hostile markup: fall back to paragraphs
         log.debug("trafilatura failed on %s", url, exc_info=True)
@@ -216,10 +216,6 @@ def main_text(tree: lxml.html.HtmlElement, url: str) -> str:
         paragraphs = [_clean(p.text_content()) for p in tree.iter("p")]
         text = "\n\n".join(p for p in paragraphs if len(p) > 40)
     return _BOILERPLATE.sub("", text or "").strip()
-
-
-def _copy(tree: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
-    return lxml.html.fromstring(etree.tostring(tree))
 
 
 def _first_paragraphs(body: str, limit: int = 400) -> str:
@@ -275,7 +271,9 @@ def extract_article(
     if not is_http_url(canonical):
         canonical = url
 
-    body = main_text(tree, url)
+    html_lang = tree.get("lang")
+    byline = _BYLINE.search(tree.text_content() if len(text) < 2_000_000 else "")
+    body = main_text(tree, url)  # last reader of the tree: trafilatura prunes it
     lead = _clean(
         _ld_text(ld.get("description"))
         or _first(meta, "og:description", "description", "twitter:description")
@@ -305,14 +303,13 @@ def extract_article(
     )
     language = (
         _language(_ld_text(ld.get("inLanguage")))
-        or _language(tree.get("lang"))
+        or _language(html_lang)
         or _language(_first(meta, "og:locale", "language", "content-language"))
         or _language(entry.language if entry else None)
     )
     author = _clean(_ld_text(ld.get("author"))) or _clean(_first(meta, "author", "article:author"))
     if not author or is_http_url(author):
-        match = _BYLINE.search(tree.text_content() if len(text) < 2_000_000 else "")
-        author = _clean(match.group(1)) if match else (entry.author if entry else "") or ""
+        author = _clean(byline.group(1)) if byline else (entry.author if entry else "") or ""
 
     categories = _dedupe(
         [
