@@ -44,7 +44,9 @@ _BOILERPLATE = re.compile(
     r"|views:\s*\d+)",
     re.IGNORECASE,
 )
-_BYLINE = re.compile(r"^\s*(?:By|Автор:?|Müəllif:?)\s+([^\n|]{3,80})$", re.MULTILINE)
+_BYLINE = re.compile(r"\s*(?:By|Автор:?|Müəllif:?)\s+([^\n|]{3,80}?)\s*")
+# The text is decoded by us; tell lxml it is UTF-8 so a <meta charset> cannot re-decode it.
+_PARSER = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True)
 _CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_\-]+)""", re.IGNORECASE)
 
 
@@ -218,6 +220,18 @@ def main_text(tree: lxml.html.HtmlElement, url: str) -> str:
     return _BOILERPLATE.sub("", text or "").strip()
 
 
+def find_byline(tree: lxml.html.HtmlElement) -> str | None:
+    """A "By <name>" line in a small element of the page (the reference site's byline)."""
+    for element in tree.iter("p", "div", "span", "address", "strong", "em"):
+        text = element.text_content()
+        if len(text) > 100:
+            continue
+        match = _BYLINE.fullmatch(text)
+        if match:
+            return match.group(1)
+    return None
+
+
 def _first_paragraphs(body: str, limit: int = 400) -> str:
     lead = ""
     for paragraph in body.split("\n"):
@@ -236,7 +250,9 @@ def extract_article(
     """Build the Article for the page at `url`."""
     text = decode_html(html)
     try:
-        tree = lxml.html.fromstring(text.encode("utf-8", errors="replace") if text else b"<html/>")
+        tree = lxml.html.document_fromstring(
+            text.encode("utf-8", errors="replace") or b"<html/>", parser=_PARSER
+        )
     except (etree.ParserError, ValueError) as exc:
         raise EnrichmentError(f"{url}: not an HTML page ({exc})") from None
     ld = json_ld_article(tree)
@@ -272,7 +288,7 @@ def extract_article(
         canonical = url
 
     html_lang = tree.get("lang")
-    byline = _BYLINE.search(tree.text_content() if len(text) < 2_000_000 else "")
+    byline = find_byline(tree)
     body = main_text(tree, url)  # last reader of the tree: trafilatura prunes it
     lead = _clean(
         _ld_text(ld.get("description"))
@@ -309,7 +325,7 @@ def extract_article(
     )
     author = _clean(_ld_text(ld.get("author"))) or _clean(_first(meta, "author", "article:author"))
     if not author or is_http_url(author):
-        author = _clean(byline.group(1)) if byline else (entry.author if entry else "") or ""
+        author = _clean(byline) if byline else (entry.author if entry else "") or ""
 
     categories = _dedupe(
         [
