@@ -76,6 +76,15 @@ def article_from_entry(entry: FeedEntry) -> Article:
     )
 
 
+def _shared_segments(a: str, b: str) -> int:
+    count = 0
+    for left, right in zip(a.split("/"), b.split("/"), strict=False):
+        if left != right:
+            break
+        count += 1
+    return count
+
+
 def _site_of(host: str) -> str:
     parts = host.lower().removeprefix("www.").split(".")
     return ".".join(parts[-2:])
@@ -234,11 +243,18 @@ class Pipeline:
         for source in self.config.sources:
             if source.name == name:
                 return source
-        host = urlsplit(url).hostname or ""
+        # The same-site source whose URL shares the longest path prefix (/ru/rss.xml for
+        # /ru/news/...), so a pushed article lands in the right language edition.
+        article = urlsplit(url)
+        best, best_len = None, -1
         for source in self.config.sources:
-            if _site_of(urlsplit(source.url).hostname or "") == _site_of(host):
-                return source
-        return None
+            feed = urlsplit(source.url)
+            if _site_of(feed.hostname or "") != _site_of(article.hostname or ""):
+                continue
+            shared = _shared_segments(feed.path, article.path)
+            if shared > best_len:
+                best, best_len = source, shared
+        return best
 
     async def load_article(
         self, url: str, entry: FeedEntry | None = None, source: str = ""

@@ -89,6 +89,10 @@ class Service:
             self._dispatching = False
         return total
 
+    def busy(self) -> bool:
+        """Whether pushed URLs or a dispatch are still being worked on."""
+        return self._dispatching or any(not t.done() for t in self._background)
+
     def wake(self) -> None:
         """New deliveries are waiting: dispatch now rather than at the next tick."""
         self._spawn(self.dispatch())

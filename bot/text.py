@@ -85,6 +85,8 @@ def hashtag(label: str) -> str | None:
     parts = [w for w in words if w and w != "_"]
     if not parts:
         return None
+    # Sections are often shouted (WORLD, ЭКОНОМИКА): a hashtag reads better as #World.
+    parts = [p.capitalize() if p.isupper() and len(p) > 1 else p for p in parts]
     joined = "".join(p[0].upper() + p[1:] if len(parts) > 1 else p for p in parts)
     joined = joined.strip("_")
     if not joined or joined.isdigit():

@@ -1,0 +1,1 @@
+"""The demo: a bundled sample news site and a runner wiring it to the platform stand-ins."""

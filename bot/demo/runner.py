@@ -1,0 +1,173 @@
+"""`newsbot demo`: the whole job on an embedded default, with no accounts.
+
+Serves the bundled sample news site and the platform stand-ins on 127.0.0.1, runs the real
+bot against them, publishes a sample article every few seconds (announced through the push
+endpoint, as a CMS would), and prints each post as the stand-in received it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from bot.config import validate
+from bot.demo.site import SampleSite, run_publisher
+from bot.demo.site import create_app as create_site_app
+from bot.httpserver import LoopbackServer
+from bot.service import Service
+from bot.store import PENDING, SENDING
+from standins import telegram as telegram_standin
+
+DEMO_TOKEN = "100000001:DEMO-token-for-the-local-stand-in"
+CHANNELS = {"en": "@sample_times_en", "ru": "@sample_times_ru", "az": "@sample_times_az"}
+
+
+def demo_config(site_url: str, telegram_url: str, db_url: str, poll_every: float) -> dict[str, Any]:
+    """The embedded default configuration (the same shape as config/newsbot.example.yaml)."""
+    return {
+        "outlet": {"name": "Sample Times", "url": site_url},
+        "database": db_url,
+        "sources": [
+            {
+                "name": lang,
+                "url": f"{site_url}/{lang}/rss.xml",
+                "interval": poll_every,
+                "language": lang,
+            }
+            for lang in CHANNELS
+        ],
+        "targets": [
+            {
+                "name": f"telegram-{lang}",
+                "platform": "telegram",
+                "api_base": telegram_url,
+                "token": {"env": "DEMO_TELEGRAM_TOKEN"},
+                "chat_id": chat,
+                "languages": [lang],
+                "min_interval": 1.0,
+            }
+            for lang, chat in CHANNELS.items()
+        ],
+        "dispatch": {"interval": 1},
+        "http": {"host": "127.0.0.1", "port": 0},
+    }
+
+
+def print_post(out: TextIO, platform: str, where: str, text: str, extra: str = "") -> None:
+    width = 72
+    out.write(f"\n┌─ {platform} {where} {extra}".rstrip() + "\n")
+    for paragraph in text.splitlines() or [""]:
+        for line in textwrap.wrap(paragraph, width) or [""]:
+            out.write(f"│ {line}\n")
+    out.write("└" + "─" * 40 + "\n")
+    out.flush()
+
+
+class PostPrinter:
+    """Prints each new message a stand-in recorded, once."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.seen = 0
+
+    def telegram(self, state: telegram_standin.State) -> int:
+        new = state.messages[self.seen :]
+        for message in new:
+            photo = "[photo]" if message.get("photo") else ""
+            print_post(
+                self.out,
+                "Telegram",
+                str(message.get("chat_id")),
+                message.get("text") or message.get("caption") or "",
+                photo,
+            )
+        self.seen += len(new)
+        return len(new)
+
+
+async def run_demo(
+    every: float = 4.0,
+    forever: bool = False,
+    db: str | None = None,
+    out: TextIO = sys.stdout,
+    until: Callable[[], bool] | None = None,
+) -> int:
+    tmp = tempfile.TemporaryDirectory(prefix="newsbot-demo-")
+    db_path = Path(db) if db else Path(tmp.name) / "demo.db"
+    site = SampleSite()
+    tg_state = telegram_standin.State()
+    tg_state.valid_tokens.add(DEMO_TOKEN)
+    tg_state.per_chat_interval = 1.0
+    for chat in CHANNELS.values():
+        tg_state.add_channel(chat)
+    site_server = LoopbackServer(create_site_app(site))
+    tg_server = LoopbackServer(telegram_standin.create_app(tg_state))
+    await site_server.start()
+    await tg_server.start()
+    site.base_url = site_server.url
+    raw = demo_config(site_server.url, tg_server.url, f"sqlite:///{db_path}", poll_every=30)
+    config = validate(raw, "demo config", environ={"DEMO_TELEGRAM_TOKEN": DEMO_TOKEN})
+    service = Service(config)
+    stop = asyncio.Event()
+    bot_task = asyncio.create_task(service.run(stop))
+    printer = PostPrinter(out)
+    out.write(
+        f"newsbot demo\n  sample site:     {site_server.url}/\n"
+        f"  Telegram stand-in: {tg_server.url}\n  state database:  {db_path}\n"
+        f"The site already lists {len(site.published)} articles: the first poll records them "
+        "without posting.\nA new article is published every "
+        f"{every:g}s and pushed to the bot. Ctrl-C stops.\n"
+    )
+    out.flush()
+    try:
+        while service.web_server is None:
+            if bot_task.done():
+                bot_task.result()
+            await asyncio.sleep(0.05)
+        push_url = f"{service.web_server.url}/push"
+        # Let the first poll record the backlog before anything new is published.
+        await asyncio.sleep(1.5)
+
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def push(url: str) -> None:
+                await client.post(push_url, json={"url": url})
+
+            site.on_publish.append(push)
+            publisher_stop = asyncio.Event()
+            publisher = asyncio.create_task(run_publisher(site, every, publisher_stop))
+            while not stop.is_set():
+                printer.telegram(tg_state)
+                if until is not None and until():
+                    break
+                if not forever and publisher.done() and not await _work_left(service):
+                    break
+                if bot_task.done():
+                    bot_task.result()
+                await asyncio.sleep(0.2)
+            publisher_stop.set()
+            printer.telegram(tg_state)
+    finally:
+        stop.set()
+        await asyncio.wait_for(bot_task, timeout=15)
+        await site_server.stop()
+        await tg_server.stop()
+        tmp.cleanup()
+    out.write(f"\nDone: {printer.seen} posts delivered to the Telegram stand-in.\n")
+    return 0
+
+
+async def _work_left(service: Service) -> bool:
+    if service.busy():
+        return True
+    counts = await service.store.counts()
+    return any(row.get(PENDING) or row.get(SENDING) for row in counts.values())
+
+
