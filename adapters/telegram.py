@@ -12,6 +12,7 @@ import asyncio
 import html
 import logging
 import time
+import warnings
 from typing import ClassVar
 
 import httpx
@@ -311,7 +312,9 @@ def _map_error(exc: TelegramError) -> Exception:
     text = redact(str(exc.message if hasattr(exc, "message") else exc))
     lowered = text.lower()
     if isinstance(exc, RetryAfter):
-        seconds = exc.retry_after
+        with warnings.catch_warnings():  # PTB 22 warns that the type will become timedelta
+            warnings.simplefilter("ignore")
+            seconds = exc.retry_after
         seconds = seconds.total_seconds() if hasattr(seconds, "total_seconds") else float(seconds)
         return RetryLater(f"Telegram flood control: retry after {seconds:g}s", seconds)
     if isinstance(exc, InvalidToken | Forbidden):

@@ -33,6 +33,34 @@ def register_secret(value: str) -> None:
         _known.add(value)
         ordered = sorted(_known, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _install_record_factory()
+
+
+_factory_installed = False
+
+
+def _install_record_factory() -> None:
+    """Redact as each log record is made, so every handler (even one added later, or a
+    library's debug output such as python-telegram-bot's "Set Bot API URL") sees clean text."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    _factory_installed = True
+    previous = logging.getLogRecordFactory()
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if _pattern is not None:
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed format string: leave it to the handler
+                return record
+            cleaned = redact(message)
+            if cleaned != message or record.args:
+                record.msg, record.args = cleaned, None
+        return record
+
+    logging.setLogRecordFactory(make_record)
 
 
 def redact(text: str) -> str:

@@ -48,7 +48,8 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.web_server = None
         self._dispatch_requested = False
-        self._dispatching = False
+        self._dispatch_lock = asyncio.Lock()
+        self._auto_dispatch = True  # off for `run --once`, which dispatches after polling
         self._background: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
@@ -70,13 +71,10 @@ class Service:
         return list(await asyncio.gather(*(self.pipeline.poll(s) for s in sources)))
 
     async def dispatch(self) -> DispatchReport:
-        """Run the dispatcher; requests arriving while it runs trigger one more pass."""
+        """Run the dispatcher. A request arriving while it runs triggers one more pass."""
         self._dispatch_requested = True
         total = DispatchReport()
-        if self._dispatching:
-            return total
-        self._dispatching = True
-        try:
+        async with self._dispatch_lock:
             while self._dispatch_requested:
                 self._dispatch_requested = False
                 report = await self.dispatcher.run_once()
@@ -85,17 +83,16 @@ class Service:
                 total.failed += report.failed
                 total.uncertain += report.uncertain
                 total.paused += report.paused
-        finally:
-            self._dispatching = False
         return total
 
     def busy(self) -> bool:
         """Whether pushed URLs or a dispatch are still being worked on."""
-        return self._dispatching or any(not t.done() for t in self._background)
+        return self._dispatch_lock.locked() or any(not t.done() for t in self._background)
 
     def wake(self) -> None:
         """New deliveries are waiting: dispatch now rather than at the next tick."""
-        self._spawn(self.dispatch())
+        if self._auto_dispatch:
+            self._spawn(self.dispatch())
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -105,6 +102,7 @@ class Service:
     async def run_once(self) -> tuple[list[PollReport], DispatchReport]:
         """Poll every source once and deliver everything that is due."""
         await self.start()
+        self._auto_dispatch = False
         polls = await self.poll_all()
         report = await self.dispatch()
         return polls, report
@@ -167,10 +165,10 @@ class Service:
             log.info("stopping: finishing the send in progress, then exiting")
             self.scheduler.shutdown(wait=False)
             # Let an in-flight dispatch finish so no delivery is left mid-send.
-            for _ in range(100):
-                if not self._dispatching:
-                    break
-                await asyncio.sleep(0.1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    async with self._dispatch_lock:
+                        pass
             await self._stop_web()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
