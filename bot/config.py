@@ -229,6 +229,8 @@ def validate(
         problems.extend(found)
         if settings is not None:
             targets.append(settings)
+        elif resolve_secrets:
+            problems.extend(_unresolvable_secrets(index, raw, environ))
     problems.extend(_cross_checks(data, targets))
     secrets: dict[str, dict[str, Secret]] = {}
     push_token: Secret | None = None
@@ -248,6 +250,20 @@ def validate(
     if problems or file is None:
         raise ConfigError(problems, origin)
     return Config(file=file, targets=targets, secrets=secrets, push_token=push_token)
+
+
+def _unresolvable_secrets(
+    index: int, raw: dict[str, Any], environ: dict[str, str] | None
+) -> list[Problem]:
+    """Secret references of a target that failed validation: still report missing ones."""
+    problems = []
+    for field, value in raw.items():
+        if isinstance(value, dict) and value and set(value) <= {"env", "file"}:
+            try:
+                SecretRef.model_validate(value).resolve(environ)
+            except (LookupError, ValidationError) as exc:
+                problems.append(Problem(f"targets[{index}].{field}", str(exc)))
+    return problems
 
 
 def _cross_checks(data: dict[str, Any], targets: list[TargetSettings]) -> list[Problem]:

@@ -1,0 +1,122 @@
+"""The `newsbot` command: check-config, run --once, status, preview, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.cli import main
+from bot.demo.runner import run_demo
+from bot.demo.site import SampleSite, create_app
+from bot.httpserver import serve
+from standins import telegram as tg
+
+TOKEN = "777:cli-SECRET-token"
+
+
+def write_config(path: Path, site_url: str, tg_url: str, **extra: object) -> Path:
+    data = {
+        "outlet": {"name": "Sample Times", "url": site_url},
+        "database": f"sqlite:///{path.parent}/cli.db",
+        "sources": [{"name": "en", "url": f"{site_url}/en/rss.xml", "language": "en"}],
+        "targets": [
+            {
+                "name": "tg-en",
+                "platform": "telegram",
+                "api_base": tg_url,
+                "token": {"env": "CLI_TG_TOKEN"},
+                "chat_id": "@cli",
+                "min_interval": 0,
+            }
+        ],
+        "http": {"enabled": False},
+    }
+    data.update(extra)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_check_config_reports_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLI_TG_TOKEN", raising=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "sources:\n  - name: en\n    url: notaurl\n    interval: soon\n"
+        "targets:\n  - name: t\n    platform: telegram\n    token: {env: CLI_TG_TOKEN}\n"
+    )
+    assert main(["-c", str(bad), "check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "sources[0].url" in err and "sources[0].interval" in err
+    assert "targets[0].chat_id" in err
+    assert "targets[0].token: environment variable CLI_TG_TOKEN is not set" in err
+
+
+def test_check_config_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLI_TG_TOKEN", TOKEN)
+    path = write_config(tmp_path / "ok.yaml", "https://site.example", "http://127.0.0.1:1")
+    assert main(["-c", str(path), "check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "target tg-en: telegram via http://127.0.0.1:1" in out
+    assert TOKEN not in out
+
+
+async def test_run_once_status_and_preview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLI_TG_TOKEN", TOKEN)
+    site = SampleSite()
+    state = tg.State()
+    state.valid_tokens.add(TOKEN)
+    state.add_channel("@cli")
+    async with serve(create_app(site)) as site_server, serve(tg.create_app(state)) as tg_server:
+        site.base_url = site_server.url
+        path = write_config(tmp_path / "c.yaml", site_server.url, tg_server.url)
+        args = ["-c", str(path)]
+        assert await asyncio.to_thread(main, [*args, "run", "--once"]) == 0
+        first = capsys.readouterr().out
+        assert "source en: ok, 0 new" in first and "sent 0" in first
+        article = await site.publish_next()
+        assert article is not None
+        assert await asyncio.to_thread(main, [*args, "run", "--once"]) == 0
+        assert "sent 1" in capsys.readouterr().out
+        assert len(state.in_chat("@cli")) == 1
+
+        assert await asyncio.to_thread(main, [*args, "status"]) == 0
+        status = capsys.readouterr().out
+        assert "tg-en (telegram): sent 1" in status
+        assert site_server.url + article.path in status
+        assert TOKEN not in status
+
+        url = site_server.url + article.path
+        assert await asyncio.to_thread(main, [*args, "preview", url]) == 0
+        preview = capsys.readouterr().out
+        assert "=== tg-en ===" in preview and article.sample.title in preview
+        assert len(state.messages) == 1  # preview sends nothing
+
+
+async def test_demo_posts_every_sample_once() -> None:
+    out = io.StringIO()
+    assert await run_demo(every=0.05, out=out) == 0
+    text = out.getvalue()
+    assert "Done: 12 posts delivered" in text
+    assert text.count("┌─ Telegram @sample_times_ru") == 3
+    assert text.count("┌─ Telegram @sample_times_az") == 2
+    assert "<script>alert('x')</script>" in text  # shown as text, not markup
+
+
+def test_python_dash_m_bot_works() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    for command in ("run", "check-config", "preview", "status", "demo"):
+        assert command in result.stdout
