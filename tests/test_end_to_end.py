@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -285,3 +288,61 @@ async def test_secrets_never_reach_logs_or_database(
     assert written  # something was logged and stored
     assert TOKEN not in written and PUSH_TOKEN not in written
     assert TOKEN.split(":")[1] not in written
+
+
+async def test_news_sitemap_source(world: World) -> None:
+    sitemap = {"name": "map", "type": "sitemap", "url": f"{world.site_url}/sitemap-news.xml"}
+    await run_once(world, sources=[sitemap])
+    assert world.tg.messages == []
+    article = await world.site.publish(make_sample("from-map", "Seen in the sitemap", lang="ru"))
+    await run_once(world, sources=[sitemap])
+    (post,) = world.posts("@chan_ru")
+    assert post["caption"].startswith("Seen in the sitemap")
+    assert world.site_url + article.path in [e.get("url") for e in post["caption_entities"]]
+
+
+async def test_sigterm_stops_the_daemon_cleanly(world: World) -> None:
+    config = world.tmp / "daemon.yaml"
+    import yaml
+
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": f"sqlite:///{world.tmp}/daemon.db",
+                "sources": [{"name": "en", "url": f"{world.site_url}/en/rss.xml"}],
+                "targets": [
+                    {
+                        "name": "t",
+                        "platform": "telegram",
+                        "api_base": world.tg_url,
+                        "token": {"env": "TG_TOKEN"},
+                        "chat_id": "@chan_en",
+                    }
+                ],
+                "http": {"port": 0},
+            }
+        )
+    )
+    env = {**os.environ, "TG_TOKEN": TOKEN}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "-c",
+        str(config),
+        "run",
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    started = b""
+    while b"newsbot running" not in started:
+        line = await asyncio.wait_for(process.stderr.readline(), 20)
+        assert line, started.decode()
+        started += line
+    await wait_for(lambda: world.site.hits["/en/rss.xml"] >= 1, 10)
+    process.send_signal(signal.SIGTERM)
+    rest = await asyncio.wait_for(process.stderr.read(), 20)
+    assert await process.wait() == 0
+    assert b"stopping" in rest
+    assert TOKEN.encode() not in started + rest
