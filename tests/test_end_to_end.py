@@ -346,3 +346,13 @@ async def test_sigterm_stops_the_daemon_cleanly(world: World) -> None:
     assert await process.wait() == 0
     assert b"stopping" in rest
     assert TOKEN.encode() not in started + rest
+
+
+async def test_first_run_can_post_the_newest_n(world: World) -> None:
+    await run_once(world, first_run={"post_newest": 1})
+    newest_en = world.site.listed("en")[0]
+    (post,) = world.posts("@chan_en")
+    assert post["caption"].startswith(newest_en.sample.title)
+    assert len(world.posts("@chan_ru")) == 1 and len(world.posts("@chan_az")) == 1
+    await run_once(world, first_run={"post_newest": 1})
+    assert len(world.tg.messages) == 3
