@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.models import Article, RenderedPost, SentPost
 from bot.secrets import Secret, SecretRef
+from bot.timing import Timing
 
 
 class Outlet(BaseModel):
@@ -38,6 +39,13 @@ class TargetSettings(BaseModel):
     sources: list[str] | None = None
     languages: list[str] | None = None
     max_hashtags: int = Field(default=3, ge=0, le=30)
+    timing: Timing = Timing()
+    #: Jinja2 template of the post text (sandboxed); None: the platform's default layout.
+    template: str | None = None
+    #: Query parameters added to the article link in this target's posts (UTM tags).
+    utm: dict[str, str] = Field(default_factory=dict)
+    #: Emoji by category, offered to templates as {{ emoji }}.
+    category_emoji: dict[str, str] = Field(default_factory=dict)
 
     def secret_fields(self) -> dict[str, SecretRef]:
         """Every SecretRef field of these settings, by field name."""

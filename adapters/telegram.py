@@ -13,6 +13,8 @@ import html
 import logging
 import time
 import warnings
+from dataclasses import replace
+from html.parser import HTMLParser
 from typing import ClassVar
 
 import httpx
@@ -40,6 +42,7 @@ from bot.outcomes import (
     UncertainDelivery,
 )
 from bot.secrets import Secret, SecretRef, redact
+from bot.templates import Dialect, article_url, render_template
 from bot.text import hashtags, squash_spaces, trim_text, utf16_len
 
 log = logging.getLogger("newsbot.telegram")
@@ -104,6 +107,33 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _anchor(url: str, label: str) -> str:
+    return f'<a href="{html.escape(url, quote=True)}">{_escape(label)}</a>'
+
+
+class _TextOnly(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def visible_text(markup: str) -> str:
+    """What a reader sees of Telegram HTML (tags gone, entities decoded, ends trimmed)."""
+    parser = _TextOnly()
+    parser.feed(markup)
+    parser.close()
+    return "".join(parser.parts).strip()
+
+
+HTML_TEXT = Dialect("telegram-text", _escape, _anchor, visible_text, utf16_len, TEXT_LIMIT)
+HTML_CAPTION = Dialect(
+    "telegram-caption", _escape, _anchor, visible_text, utf16_len, CAPTION_LIMIT
+)
+
+
 def link_label(settings: TelegramSettings, language: str | None, outlet: str) -> str:
     lang = (language or "").split("-")[0].lower()
     labels = {**DEFAULT_LINK_LABELS, **settings.link_label}
@@ -119,7 +149,7 @@ def compose(
     Room is made by trimming the lead first, then the headline; hashtags go before either
     is cut to nothing, and the link is never touched.
     """
-    link = f'<a href="{html.escape(url, quote=True)}">{_escape(label)}</a>'
+    link = _anchor(url, label)
     tag_line = " ".join(tags)
 
     def visible(parts: list[str]) -> int:
@@ -159,9 +189,22 @@ class TelegramAdapter(Adapter):
         with_photo = bool(s.photo_posts and article.image_url)
         limit = CAPTION_LIMIT if with_photo else TEXT_LIMIT
         lead = trim_text(squash_spaces(article.lead), s.lead_max_chars)
-        tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
-        label = link_label(s, article.language, self.outlet.name)
-        text = compose(squash_spaces(article.title), lead, tags, article.url, label, limit)
+        article = replace(article, lead=lead)
+        if s.template:
+            text = render_template(
+                s.template,
+                article,
+                HTML_CAPTION if with_photo else HTML_TEXT,
+                outlet=self.outlet.name,
+                utm=s.utm,
+                max_hashtags=s.max_hashtags,
+                category_emoji=s.category_emoji,
+            )
+        else:
+            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+            label = link_label(s, article.language, self.outlet.name)
+            url = article_url(article, s.utm)
+            text = compose(squash_spaces(article.title), lead, tags, url, label, limit)
         return RenderedPost(
             target=s.name,
             platform=self.platform,

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters import adapter_class, available_platforms
 from adapters.base import Outlet, TargetSettings
+from bot.attribution import AttributionMissing, check_attribution
+from bot.config_types import parse_duration
+from bot.models import Article
+from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from 90, 90.5, "90s", "5m", "2h", "1d" or "500ms"."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; write e.g. 60, '60s', '5m' or '1h'")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+from bot.templates import TemplateProblem
 
 
 class _Strict(BaseModel):
@@ -113,6 +104,7 @@ class ConfigFile(_Strict):
     timezone: str = "UTC"
     sources: list[SourceConfig] = Field(min_length=1)
     targets: list[dict[str, Any]] = Field(min_length=1)
+    rules: list[Rule] = Field(default_factory=list)
     first_run: FirstRunConfig = FirstRunConfig()
     dispatch: DispatchConfig = DispatchConfig()
     fetch: FetchConfig = FetchConfig()
@@ -155,6 +147,14 @@ class Config:
     @property
     def sources(self) -> list[SourceConfig]:
         return self.file.sources
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self.file.rules
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.file.timezone)
 
     def target(self, name: str) -> TargetSettings:
         for target in self.targets:
@@ -232,6 +232,8 @@ def validate(
         elif resolve_secrets:
             problems.extend(_unresolvable_secrets(index, raw, environ))
     problems.extend(_cross_checks(data, targets))
+    outlet = file.outlet if file is not None else Outlet()
+    problems.extend(_check_templates(data, targets, outlet))
     secrets: dict[str, dict[str, Secret]] = {}
     push_token: Secret | None = None
     if resolve_secrets:
@@ -250,6 +252,47 @@ def validate(
     if problems or file is None:
         raise ConfigError(problems, origin)
     return Config(file=file, targets=targets, secrets=secrets, push_token=push_token)
+
+
+SAMPLE_ARTICLE = Article(
+    url="https://newsroom.example/en/news/12345-sample-headline",
+    title="Sample headline for checking templates",
+    source="check",
+    lead="A sample lead sentence. It has two sentences.",
+    image_url="https://newsroom.example/images/sample.jpg",
+    language="en",
+    author="Sample Author",
+    categories=("World",),
+    tags=("sample",),
+)
+
+
+def _check_templates(
+    data: dict[str, Any], targets: list[TargetSettings], outlet: Outlet
+) -> list[Problem]:
+    """Render each custom template once: one that drops the article link is refused now,
+    not when the first post would leave."""
+    problems = []
+    raw_targets = data.get("targets") or []
+    indexes = {raw.get("name"): i for i, raw in enumerate(raw_targets) if isinstance(raw, dict)}
+    for target in targets:
+        if not target.template:
+            continue
+        where = f"targets[{indexes.get(target.name, '?')}].template"
+        adapter = adapter_class(target.platform)(target, {}, outlet)
+        for sample in (SAMPLE_ARTICLE, replace(SAMPLE_ARTICLE, image_url=None)):
+            try:
+                check_attribution(adapter.render(sample), adapter.hyperlinks)
+            except TemplateProblem as exc:
+                problems.append(Problem(where, str(exc)))
+                break
+            except AttributionMissing:
+                how = "{{ link() }}" if adapter.hyperlinks else "{{ url }}"
+                problems.append(
+                    Problem(where, f"the post must carry the article link: add {how}")
+                )
+                break
+    return problems
 
 
 def _unresolvable_secrets(
@@ -284,6 +327,17 @@ def _cross_checks(data: dict[str, Any], targets: list[TargetSettings]) -> list[P
                         f"targets[{index}].sources",
                         f"no source named {source!r}; sources are: "
                         + ", ".join(map(str, source_names)),
+                    )
+                )
+    for index, rule in enumerate(data.get("rules") or []):
+        if not isinstance(rule, dict):
+            continue
+        for name in rule.get("targets") or []:
+            if name not in target_names:
+                problems.append(
+                    Problem(
+                        f"rules[{index}].targets",
+                        f"no target named {name!r}; targets are: " + ", ".join(target_names),
                     )
                 )
     timezone = data.get("timezone", "UTC")

@@ -1,0 +1,21 @@
+"""Small value types shared by the config models of the core and of the adapters."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, 90.5, "90s", "5m", "2h", "1d" or "500ms"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 60, '60s', '5m' or '1h'")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
