@@ -15,6 +15,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from adapters.base import Adapter
 from bot.attribution import AttributionMissing, check_attribution
@@ -27,7 +29,9 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
-from bot.store import Delivery, Store
+from bot.rules import Rule
+from bot.store import AWAITING, PENDING, SKIPPED, Delivery, Store
+from bot.timing import SEND, Decision, Timing, decide, local_midnight
 
 log = logging.getLogger("newsbot.dispatch")
 
@@ -62,12 +66,16 @@ class Dispatcher:
         config: DispatchConfig,
         claimer: str | None = None,
         alert: Alert | None = None,
+        tz: ZoneInfo | None = None,
+        rules: list[Rule] | None = None,
     ) -> None:
         self.store = store
         self.adapters = adapters
         self.config = config
         self.claimer = claimer or default_claimer()
         self.alert = alert
+        self.tz = tz or ZoneInfo("UTC")
+        self.rules = {rule.name: rule for rule in rules or []}
         self._lock = asyncio.Lock()
 
     async def run_once(self) -> DispatchReport:
@@ -75,6 +83,7 @@ class Dispatcher:
         async with self._lock:
             report = DispatchReport()
             await self._flag_abandoned(report)
+            await self._expire_approvals()
             paused = await self.store.paused_targets()
             names = [name for name in self.adapters if name not in paused]
             await asyncio.gather(*(self._drain(name, report) for name in names))
@@ -93,6 +102,22 @@ class Dispatcher:
             )
             await self._alert(delivery.target, message)
 
+    async def _expire_approvals(self) -> None:
+        """Previews nobody answered in time follow their rule's default."""
+        now = time.time()
+        for delivery in await self.store.awaiting():
+            rule = self.rules.get(delivery.rule or "")
+            timeout = rule.approval_timeout if rule else 3600.0
+            if delivery.created_at + timeout > now:
+                continue
+            default = rule.approval_default if rule else "skip"
+            note = f"no editor answered within {timeout:g}s: {default} by rule"
+            status = PENDING if default == "post" else SKIPPED
+            if await self.store.set_status(delivery.id, status, note, only_from=[AWAITING]):
+                await self.store.record_event(
+                    "info", "approval-timeout", note, delivery.target, delivery.id
+                )
+
     async def _drain(self, target: str, report: DispatchReport) -> None:
         adapter = self.adapters[target]
         for _ in range(self.config.batch):
@@ -101,9 +126,45 @@ class Dispatcher:
             )
             if delivery is None:
                 return
+            decision = await self._timing(adapter, delivery)
+            if decision.action == "wait" and decision.at is not None:
+                await self.store.mark_retry(
+                    delivery.id,
+                    decision.at.timestamp(),
+                    f"waiting: {decision.reason}",
+                    count_attempt=False,
+                )
+                return
+            if decision.action == "drop":
+                await self.store.mark_skipped(delivery.id, f"dropped: {decision.reason}")
+                await self.store.record_event(
+                    "info", "dropped", decision.reason, delivery.target, delivery.id
+                )
+                continue
             keep_going = await self._deliver(adapter, delivery, report)
             if not keep_going:
                 return
+
+    async def _timing(self, adapter: Adapter, delivery: Delivery) -> Decision:
+        timing = adapter.settings.timing
+        if timing == Timing():
+            return SEND
+        now = datetime.now(UTC)
+        last = await self.store.last_sent_at(delivery.target)
+        midnight = local_midnight(now.astimezone(self.tz), self.tz)
+        sent_today = 0
+        if timing.daily_cap:
+            sent_today = await self.store.sent_count_since(delivery.target, midnight.timestamp())
+            sent_today -= 1  # the count includes this claimed (sending) delivery
+        return decide(
+            now,
+            timing,
+            self.tz,
+            published=datetime.fromtimestamp(delivery.sort_key, UTC),
+            breaking=delivery.priority > 0,
+            last_sent=datetime.fromtimestamp(last, UTC) if last else None,
+            sent_today=max(0, sent_today),
+        )
 
     async def _deliver(self, adapter: Adapter, delivery: Delivery, report: DispatchReport) -> bool:
         """Send one claimed delivery and record the outcome. Returns False to stop the target."""

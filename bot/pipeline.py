@@ -20,9 +20,9 @@ from bot.config import Config, SourceConfig
 from bot.enrich import EnrichmentError, extract_article
 from bot.fetch import FetchError, fetch
 from bot.models import Article, FeedEntry, RenderedPost
-from bot.routing import targets_for
+from bot.rules import route
 from bot.sources import SourceFormatError, parse_feed, parse_sitemap
-from bot.store import FAILED, PENDING, SourceState, Store
+from bot.store import AWAITING, FAILED, PENDING, SourceState, Store
 from bot.urls import normalize_url
 
 log = logging.getLogger("newsbot.pipeline")
@@ -304,11 +304,12 @@ class Pipeline:
         """Render for every routed target and put the posts into the outbox."""
         ids = []
         sort_key = article.published.timestamp() if article.published else time.time()
-        for target in targets_for(article, self.config.targets):
-            adapter = self.adapters.get(target.name)
+        for routed in route(article, self.config.rules, self.config.targets):
+            adapter = self.adapters.get(routed.target)
             if adapter is None:
                 continue
-            status, error = PENDING, None
+            target = adapter.settings
+            status, error = (AWAITING if routed.approval else PENDING), None
             try:
                 post = adapter.render(article)
                 check_attribution(post, adapter.hyperlinks)
@@ -319,7 +320,12 @@ class Pipeline:
                 post = _placeholder(target.name, adapter, article)
                 status, error = FAILED, f"render failed: {type(exc).__name__}: {exc}"
             delivery_id = await self.store.enqueue(
-                article_id, post, status=status, sort_key=sort_key
+                article_id,
+                post,
+                status=status,
+                sort_key=sort_key,
+                priority=1 if routed.breaking else 0,
+                rule=routed.rule,
             )
             if delivery_id is None:
                 continue
@@ -353,12 +359,12 @@ class Pipeline:
     def render_all(self, article: Article) -> list[tuple[str, RenderedPost | None, str | None]]:
         """(target, post, problem) for every configured target: the `preview` command."""
         rows: list[tuple[str, RenderedPost | None, str | None]] = []
-        routed = {t.name for t in targets_for(article, self.config.targets)}
+        routed = {r.target for r in route(article, self.config.rules, self.config.targets)}
         for name, adapter in self.adapters.items():
             try:
                 post = adapter.render(article)
                 check_attribution(post, adapter.hyperlinks)
-                problem = None if name in routed else "not routed to this target by its filters"
+                problem = None if name in routed else "no rule routes this article here"
                 rows.append((name, post, problem))
             except Exception as exc:
                 rows.append((name, None, f"{type(exc).__name__}: {exc}"))

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,13 +44,27 @@ class Service:
         self.client = make_client(config.file.fetch)
         self.adapters = build_adapters(config)
         self.pipeline = Pipeline(config, self.store, self.client, self.adapters, self.wake)
-        self.dispatcher = Dispatcher(self.store, self.adapters, config.file.dispatch, claimer)
+        self.dispatcher = Dispatcher(
+            self.store,
+            self.adapters,
+            config.file.dispatch,
+            claimer,
+            alert=self.alert,
+            tz=config.timezone,
+            rules=config.rules,
+        )
+        self.alert_hooks: list[Callable[[str, str], Awaitable[None]]] = []
         self.scheduler: AsyncIOScheduler | None = None
         self.web_server = None
         self._dispatch_requested = False
         self._dispatch_lock = asyncio.Lock()
         self._auto_dispatch = True  # off for `run --once`, which dispatches after polling
         self._background: set[asyncio.Task[object]] = set()
+
+    async def alert(self, target: str, message: str) -> None:
+        """Tell the editors (every registered hook: the editors' chat, ...)."""
+        for hook in list(self.alert_hooks):
+            await hook(target, message)
 
     async def start(self) -> None:
         await self.store.init()

@@ -86,6 +86,7 @@ deliveries = Table(
     Column("next_attempt_at", Float, nullable=False),
     Column("sort_key", Float, nullable=False),
     Column("priority", Integer, nullable=False, default=0),
+    Column("rule", String(200)),
     Column("lease_until", Float),
     Column("claimed_by", String(200)),
     Column("payload", Text, nullable=False),
@@ -127,8 +128,9 @@ SENT = "sent"
 FAILED = "failed"  # terminal: rejected or out of attempts
 UNCERTAIN = "uncertain"  # may or may not have been posted: an editor decides, never resent
 BACKLOG = "backlog"  # recorded on a first run, deliberately not posted
-SKIPPED = "skipped"
-STATUSES = (PENDING, SENDING, SENT, FAILED, UNCERTAIN, BACKLOG, SKIPPED)
+SKIPPED = "skipped"  # an editor or a rule decided not to post
+AWAITING = "awaiting"  # waiting for an editor's approval
+STATUSES = (PENDING, SENDING, SENT, FAILED, UNCERTAIN, BACKLOG, SKIPPED, AWAITING)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ class Delivery:
     attempts: int
     next_attempt_at: float
     post: RenderedPost
+    priority: int
+    rule: str | None
+    sort_key: float
     remote_id: str | None
     remote_url: str | None
     last_error: str | None
@@ -157,6 +162,9 @@ def _delivery(row: Any) -> Delivery:
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at,
         post=RenderedPost.from_json(json.loads(row.payload)),
+        priority=row.priority,
+        rule=row.rule,
+        sort_key=row.sort_key,
         remote_id=row.remote_id,
         remote_url=row.remote_url,
         last_error=row.last_error,
@@ -361,6 +369,7 @@ class Store:
         not_before: float | None = None,
         sort_key: float | None = None,
         priority: int = 0,
+        rule: str | None = None,
     ) -> int | None:
         """Add one (article, target) delivery. Returns its id, or None if it already exists."""
         now = time.time()
@@ -375,6 +384,7 @@ class Store:
                         next_attempt_at=not_before or now,
                         sort_key=sort_key if sort_key is not None else now,
                         priority=priority,
+                        rule=rule,
                         payload=json.dumps(post.to_json(), ensure_ascii=False),
                         created_at=now,
                         updated_at=now,
@@ -463,26 +473,41 @@ class Store:
             values["attempts"] = deliveries.c.attempts - 1
         await self._finish(delivery_id, **values)
 
+    async def mark_skipped(self, delivery_id: int, reason: str) -> None:
+        await self._finish(delivery_id, status=SKIPPED, last_error=reason)
+
     async def mark_failed(self, delivery_id: int, error: str) -> None:
         await self._finish(delivery_id, status=FAILED, last_error=error)
 
     async def mark_uncertain(self, delivery_id: int, error: str) -> None:
         await self._finish(delivery_id, status=UNCERTAIN, last_error=error)
 
-    async def set_status(self, delivery_id: int, status: str, note: str | None = None) -> bool:
-        """Editor action on a delivery (skip, retry after review...)."""
+    async def set_status(
+        self,
+        delivery_id: int,
+        status: str,
+        note: str | None = None,
+        *,
+        not_before: float | None = None,
+        priority: int | None = None,
+        only_from: Sequence[str] | None = None,
+    ) -> bool:
+        """Editor action on a delivery (skip, retry after review, approve...)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         values: dict[str, Any] = {"status": status, "updated_at": time.time()}
         if status == PENDING:
-            values["next_attempt_at"] = time.time()
+            values["next_attempt_at"] = not_before or time.time()
+        if priority is not None:
+            values["priority"] = priority
         if note:
             values["last_error"] = note
         async with self.engine.begin() as conn:
+            condition = deliveries.c.status != SENDING
+            if only_from is not None:
+                condition = deliveries.c.status.in_(list(only_from))
             result = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status != SENDING)
-                .values(**values)
+                update(deliveries).where(deliveries.c.id == delivery_id, condition).values(**values)
             )
         return result.rowcount == 1
 
@@ -552,6 +577,55 @@ class Store:
         for target, status, count in rows:
             result.setdefault(target, {})[status] = int(count)
         return result
+
+    async def last_sent_at(self, target: str) -> float | None:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    select(func.max(deliveries.c.sent_at)).where(
+                        deliveries.c.target == target, deliveries.c.status == SENT
+                    )
+                )
+            ).scalar()
+
+    async def awaiting(self) -> list[Delivery]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries)
+                    .where(deliveries.c.status == AWAITING)
+                    .order_by(deliveries.c.id)
+                )
+            ).all()
+        return [_delivery(r) for r in rows]
+
+    async def update_payload(self, delivery_id: int, post: RenderedPost) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    payload=json.dumps(post.to_json(), ensure_ascii=False), updated_at=time.time()
+                )
+            )
+
+    async def queue(self, limit: int = 50) -> list[Delivery]:
+        """Deliveries not yet settled, in the order they will go."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries)
+                    .where(deliveries.c.status.in_([PENDING, SENDING, AWAITING]))
+                    .order_by(
+                        deliveries.c.target,
+                        deliveries.c.priority.desc(),
+                        deliveries.c.sort_key,
+                        deliveries.c.id,
+                    )
+                    .limit(limit)
+                )
+            ).all()
+        return [_delivery(r) for r in rows]
 
     async def sent_count_since(self, target: str, since: float) -> int:
         async with self.engine.connect() as conn:
