@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY adapters ./adapters
 COPY standins ./standins
+COPY consoles ./consoles
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin newsbot \
     && mkdir -p /data /config \

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from bot.models import Article
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
 from bot.templates import TemplateProblem
+from consoles import console_class
 
 
 class _Strict(BaseModel):
@@ -66,9 +67,9 @@ class DispatchConfig(_Strict):
     lease: float = Field(default=120.0, description="seconds a claimed delivery stays leased")
     batch: int = Field(default=20, ge=1, le=1000)
 
-    _durations = field_validator(
-        "interval", "backoff_base", "backoff_max", "lease", mode="before"
-    )(parse_duration)
+    _durations = field_validator("interval", "backoff_base", "backoff_max", "lease", mode="before")(
+        parse_duration
+    )
 
 
 class FetchConfig(_Strict):
@@ -105,6 +106,8 @@ class ConfigFile(_Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     targets: list[dict[str, Any]] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
+    #: The editors' chat for approvals, alerts and commands: {platform: telegram, ...}.
+    editors: dict[str, Any] | None = None
     first_run: FirstRunConfig = FirstRunConfig()
     dispatch: DispatchConfig = DispatchConfig()
     fetch: FetchConfig = FetchConfig()
@@ -139,6 +142,8 @@ class Config:
     targets: list[TargetSettings]
     secrets: dict[str, dict[str, Secret]]  # target name -> field -> secret
     push_token: Secret | None = None
+    editors: Any = None  # the console's validated Settings
+    editor_secrets: dict[str, Secret] = field(default_factory=dict)
 
     @property
     def outlet(self) -> Outlet:
@@ -249,9 +254,45 @@ def validate(
                 push_token = file.http.push_token.resolve(environ)
             except LookupError as exc:
                 problems.append(Problem("http.push_token", str(exc)))
+    editors, editor_secrets = _validate_editors(
+        data.get("editors"), problems, environ, resolve_secrets
+    )
     if problems or file is None:
         raise ConfigError(problems, origin)
-    return Config(file=file, targets=targets, secrets=secrets, push_token=push_token)
+    return Config(
+        file=file,
+        targets=targets,
+        secrets=secrets,
+        push_token=push_token,
+        editors=editors,
+        editor_secrets=editor_secrets,
+    )
+
+
+def _validate_editors(
+    raw: Any, problems: list[Problem], environ: dict[str, str] | None, resolve: bool
+) -> tuple[Any, dict[str, Secret]]:
+    if not isinstance(raw, dict):
+        return None, {}
+    try:
+        settings_model = console_class(str(raw.get("platform", "telegram"))).Settings
+        settings = settings_model.model_validate(raw)
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            problems.extend(_pydantic_problems(exc, "editors"))
+        else:
+            problems.append(Problem("editors.platform", str(exc)))
+        return None, {}
+    secrets: dict[str, Secret] = {}
+    if resolve:
+        for name in type(settings).model_fields:
+            ref = getattr(settings, name)
+            if isinstance(ref, SecretRef):
+                try:
+                    secrets[name] = ref.resolve(environ)
+                except LookupError as exc:
+                    problems.append(Problem(f"editors.{name}", str(exc)))
+    return settings, secrets
 
 
 SAMPLE_ARTICLE = Article(
@@ -288,9 +329,7 @@ def _check_templates(
                 break
             except AttributionMissing:
                 how = "{{ link() }}" if adapter.hyperlinks else "{{ url }}"
-                problems.append(
-                    Problem(where, f"the post must carry the article link: add {how}")
-                )
+                problems.append(Problem(where, f"the post must carry the article link: add {how}"))
                 break
     return problems
 
@@ -300,12 +339,12 @@ def _unresolvable_secrets(
 ) -> list[Problem]:
     """Secret references of a target that failed validation: still report missing ones."""
     problems = []
-    for field, value in raw.items():
+    for name, value in raw.items():
         if isinstance(value, dict) and value and set(value) <= {"env", "file"}:
             try:
                 SecretRef.model_validate(value).resolve(environ)
             except (LookupError, ValidationError) as exc:
-                problems.append(Problem(f"targets[{index}].{field}", str(exc)))
+                problems.append(Problem(f"targets[{index}].{name}", str(exc)))
     return problems
 
 

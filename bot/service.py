@@ -17,12 +17,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from adapters import adapter_class
 from adapters.base import Adapter
 from bot.config import Config
+from bot.desk import Desk
 from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
 from bot.httpserver import LoopbackServer
 from bot.pipeline import Pipeline, PollReport
 from bot.store import Store
 from bot.web import create_app
+from consoles import console_class
 
 log = logging.getLogger("newsbot")
 
@@ -54,6 +56,20 @@ class Service:
             rules=config.rules,
         )
         self.alert_hooks: list[Callable[[str, str], Awaitable[None]]] = []
+        self.desk = Desk(
+            self.store,
+            list(self.adapters),
+            {name: a.hyperlinks for name, a in self.adapters.items()},
+            set(getattr(config.editors, "allowed_user_ids", []) or []),
+            self.post_url_now,
+            self.preview_url,
+            self.wake,
+        )
+        self.console: Any = None
+        if config.editors is not None:
+            console = console_class(config.editors.platform)
+            self.console = console(config.editors, config.editor_secrets, self.desk, self.store)
+            self.alert_hooks.append(self.console.alert)
         self.scheduler: AsyncIOScheduler | None = None
         self.web_server = None
         self._dispatch_requested = False
@@ -125,6 +141,26 @@ class Service:
         log.info("push: %s", url)
         self._spawn(self.pipeline.ingest_url(url, source))
 
+    async def post_url_now(self, url: str) -> str:
+        """An editor's /post URL: ingest now, breaking the usual delays."""
+        result = await self.pipeline.ingest_url(url)
+        if result.kind == "new":
+            return f"Queued for {len(result.deliveries)} target(s)."
+        if result.kind == "failed":
+            return f"Could not post: {result.error}"
+        return "Already known: it was posted (or recorded) before. Use /retry ID to resend."
+
+    async def preview_url(self, url: str) -> str:
+        try:
+            article, _ = await self.pipeline.load_article(url)
+        except Exception as exc:
+            return f"Could not load {url}: {exc}"
+        blocks = [f"{article.title}\n{article.url}"]
+        for name, post, problem in self.pipeline.render_all(article):
+            text = post.text if post is not None else ""
+            blocks.append(f"— {name}:\n{text}" + (f"\n({problem})" if problem else ""))
+        return "\n\n".join(blocks)
+
     async def readiness(self) -> dict[str, bool]:
         return {
             "database": await self.store.ping(),
@@ -168,6 +204,8 @@ class Service:
             coalesce=True,
         )
         self.scheduler.start()
+        if self.console is not None:
+            self._spawn(self.console.run(stop))
         log.info(
             "newsbot running: %d source(s), %d target(s)",
             len(self.config.sources),

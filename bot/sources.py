@@ -70,9 +70,7 @@ def parse_feed(content: bytes, source: str, language: str | None = None) -> list
                 # dict.get skips feedparser's deprecated published/updated aliasing.
                 published=_time(dict.get(item, "published_parsed")),
                 updated=_time(dict.get(item, "updated_parsed")),
-                categories=tuple(
-                    t.get("term") for t in item.get("tags") or [] if t.get("term")
-                ),
+                categories=tuple(t.get("term") for t in item.get("tags") or [] if t.get("term")),
                 image_url=_entry_image(item),
                 author=item.get("author") or None,
                 language=feed_language,

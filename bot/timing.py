@@ -38,9 +38,7 @@ class Timing(BaseModel):
     #: What to do with a post over the daily cap: wait for tomorrow, or drop it.
     over_cap: Literal["wait", "drop"] = "wait"
 
-    _durations = field_validator("delay", "min_spacing", "max_age", mode="before")(
-        parse_duration
-    )
+    _durations = field_validator("delay", "min_spacing", "max_age", mode="before")(parse_duration)
 
 
 @dataclass(frozen=True)

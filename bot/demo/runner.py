@@ -169,5 +169,3 @@ async def _work_left(service: Service) -> bool:
         return True
     counts = await service.store.counts()
     return any(row.get(PENDING) or row.get(SENDING) for row in counts.values())
-
-

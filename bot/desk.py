@@ -1,0 +1,251 @@
+"""The editors' desk: what an editor can see and do, independent of the chat it is done from.
+
+Commands: /status, /queue, /pause [target], /resume [target], /skip ID, /retry ID,
+/post URL, /preview URL, and decisions on posts awaiting approval (post now, skip,
+edit text, delay). Every action is checked against the allowed user ids and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+
+from bot.attribution import AttributionMissing, check_attribution
+from bot.store import (
+    AWAITING,
+    FAILED,
+    PENDING,
+    SKIPPED,
+    UNCERTAIN,
+    Delivery,
+    Store,
+)
+
+log = logging.getLogger("newsbot.desk")
+
+HELP = (
+    "/status: deliveries by target, paused targets\n"
+    "/queue: what waits to be posted\n"
+    "/pause [target]: stop posting (all targets if none named)\n"
+    "/resume [target]: start again\n"
+    "/skip ID: never post this delivery\n"
+    "/retry ID: send a failed or uncertain delivery again (check the channel first)\n"
+    "/post URL: post an article now\n"
+    "/preview URL: show how each target would post it"
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+
+
+class Desk:
+    def __init__(
+        self,
+        store: Store,
+        targets: Sequence[str],
+        hyperlinks: dict[str, bool],
+        allowed_users: set[int],
+        post_url: Callable[[str], Awaitable[str]],
+        preview_url: Callable[[str], Awaitable[str]],
+        wake: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.targets = list(targets)
+        self.hyperlinks = hyperlinks
+        self.allowed_users = allowed_users
+        self.post_url = post_url
+        self.preview_url = preview_url
+        self.wake = wake
+
+    def allowed(self, user_id: int | None) -> bool:
+        return user_id is not None and user_id in self.allowed_users
+
+    async def _record(self, user_id: int, action: str, delivery_id: int | None = None) -> None:
+        await self.store.record_event(
+            "info", "editor", f"user {user_id}: {action}", delivery_id=delivery_id
+        )
+
+    # Commands ------------------------------------------------------------------------------
+
+    async def command(self, user_id: int | None, text: str) -> Reply | None:
+        """Answer one command message. Strangers get a refusal and nothing happens."""
+        if not text.startswith("/"):
+            return None
+        word, _, rest = text.strip().partition(" ")
+        name = word[1:].split("@")[0].lower()
+        arg = rest.strip()
+        if not self.allowed(user_id):
+            log.warning("refused /%s from user %s: not an allowed editor", name, user_id)
+            return Reply("You are not allowed to control this bot.")
+        assert user_id is not None
+        handlers = {
+            "status": self._status,
+            "queue": self._queue,
+            "pause": self._pause,
+            "resume": self._resume,
+            "skip": self._skip,
+            "retry": self._retry,
+            "post": self._post,
+            "preview": self._preview,
+            "help": self._help,
+            "start": self._help,
+        }
+        handler = handlers.get(name)
+        if handler is None:
+            return Reply(f"Unknown command /{name}.\n\n{HELP}")
+        reply = await handler(arg)
+        await self._record(user_id, f"/{name} {arg}".strip())
+        return reply
+
+    async def _help(self, _: str) -> Reply:
+        return Reply(HELP)
+
+    async def _status(self, _: str) -> Reply:
+        counts = await self.store.counts()
+        paused = await self.store.paused_targets()
+        lines = []
+        for target in self.targets:
+            row = counts.get(target, {})
+            summary = ", ".join(f"{k} {v}" for k, v in sorted(row.items())) or "nothing yet"
+            flag = f" (PAUSED: {paused[target]})" if target in paused else ""
+            lines.append(f"{target}: {summary}{flag}")
+        attention = await self.store.recent_deliveries(5, [FAILED, UNCERTAIN])
+        for d in attention:
+            lines.append(f"#{d.id} {d.target} {d.status}: {d.post.article_url}")
+        return Reply("\n".join(lines))
+
+    async def _queue(self, _: str) -> Reply:
+        rows = await self.store.queue(30)
+        if not rows:
+            return Reply("Nothing is waiting.")
+        lines = []
+        for d in rows:
+            when = time.strftime("%H:%M", time.gmtime(d.next_attempt_at))
+            lines.append(
+                f"#{d.id} {d.target} {d.status} (not before {when} UTC): {d.post.article_url}"
+            )
+        return Reply("\n".join(lines))
+
+    def _targets_from(self, arg: str) -> list[str] | str:
+        if not arg:
+            return self.targets
+        if arg not in self.targets:
+            return f"No target {arg!r}. Targets: {', '.join(self.targets)}"
+        return [arg]
+
+    async def _pause(self, arg: str) -> Reply:
+        names = self._targets_from(arg)
+        if isinstance(names, str):
+            return Reply(names)
+        for name in names:
+            await self.store.set_paused(name, True, "paused by an editor")
+        return Reply(f"Paused: {', '.join(names)}")
+
+    async def _resume(self, arg: str) -> Reply:
+        names = self._targets_from(arg)
+        if isinstance(names, str):
+            return Reply(names)
+        for name in names:
+            await self.store.set_paused(name, False, "")
+        self.wake()
+        return Reply(f"Resumed: {', '.join(names)}")
+
+    async def _delivery(self, arg: str) -> Delivery | str:
+        if not arg.lstrip("#").isdigit():
+            return "Give a delivery number, e.g. /skip 42"
+        delivery = await self.store.delivery(int(arg.lstrip("#")))
+        return delivery if delivery is not None else f"No delivery #{arg}"
+
+    async def _skip(self, arg: str) -> Reply:
+        found = await self._delivery(arg)
+        if isinstance(found, str):
+            return Reply(found)
+        done = await self.store.set_status(
+            found.id,
+            SKIPPED,
+            "skipped by an editor",
+            only_from=[PENDING, AWAITING, FAILED, UNCERTAIN],
+        )
+        return Reply(
+            f"#{found.id} skipped." if done else f"#{found.id} is {found.status}: not changed."
+        )
+
+    async def _retry(self, arg: str) -> Reply:
+        found = await self._delivery(arg)
+        if isinstance(found, str):
+            return Reply(found)
+        done = await self.store.set_status(
+            found.id, PENDING, "retried by an editor", only_from=[FAILED, UNCERTAIN, SKIPPED]
+        )
+        if done:
+            self.wake()
+        return Reply(
+            f"#{found.id} queued again." if done else f"#{found.id} is {found.status}: not changed."
+        )
+
+    async def _post(self, arg: str) -> Reply:
+        if not arg.startswith(("http://", "https://")):
+            return Reply("Give the article URL, e.g. /post https://site/news/1")
+        return Reply(await self.post_url(arg))
+
+    async def _preview(self, arg: str) -> Reply:
+        if not arg.startswith(("http://", "https://")):
+            return Reply("Give the article URL, e.g. /preview https://site/news/1")
+        return Reply(await self.preview_url(arg))
+
+    # Approval ------------------------------------------------------------------------------
+
+    async def decide(self, user_id: int | None, delivery_id: int, action: str) -> Reply:
+        """An editor's answer to an approval preview: post, skip, or delay1h."""
+        if not self.allowed(user_id):
+            log.warning("refused approval action from user %s", user_id)
+            return Reply("You are not allowed to approve posts.")
+        assert user_id is not None
+        if action == "post":
+            done = await self.store.set_status(
+                delivery_id, PENDING, f"approved by {user_id}", priority=1, only_from=[AWAITING]
+            )
+            if done:
+                self.wake()
+        elif action == "skip":
+            done = await self.store.set_status(
+                delivery_id, SKIPPED, f"skipped by {user_id}", only_from=[AWAITING]
+            )
+        elif action == "delay1h":
+            done = await self.store.set_status(
+                delivery_id,
+                PENDING,
+                f"delayed 1h by {user_id}",
+                not_before=time.time() + 3600,
+                only_from=[AWAITING],
+            )
+        else:
+            return Reply(f"Unknown action {action!r}")
+        await self._record(user_id, f"{action} #{delivery_id}", delivery_id)
+        if not done:
+            return Reply(f"#{delivery_id} was already decided.")
+        return Reply(
+            {"post": "Posting now.", "skip": "Skipped.", "delay1h": "Delayed by one hour."}[action]
+        )
+
+    async def edit_text(self, user_id: int | None, delivery_id: int, text: str) -> Reply:
+        """Replace an awaiting post's text; it must still carry the article link."""
+        if not self.allowed(user_id):
+            return Reply("You are not allowed to edit posts.")
+        delivery = await self.store.delivery(delivery_id)
+        if delivery is None or delivery.status != AWAITING:
+            return Reply(f"#{delivery_id} is not waiting for approval.")
+        edited = replace(delivery.post, text=text)
+        try:
+            check_attribution(edited, self.hyperlinks.get(delivery.target, True))
+        except AttributionMissing:
+            return Reply(
+                "Not saved: the text must keep the article link " + delivery.post.article_url
+            )
+        await self.store.update_payload(delivery_id, edited)
+        await self._record(user_id or 0, f"edited #{delivery_id}", delivery_id)
+        return Reply("Text updated. Press Post now to publish it.")

@@ -1,0 +1,170 @@
+"""The editors' console in a Telegram chat: approval previews with inline buttons, alerts,
+and admin commands, over the Bot API's long polling (python-telegram-bot)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
+
+from bot.desk import Desk
+from bot.secrets import Secret, SecretRef
+from bot.store import Delivery, Store
+
+log = logging.getLogger("newsbot.console")
+
+BUTTONS = (("Post now", "post"), ("Skip", "skip"), ("Edit text", "edit"), ("Delay 1h", "delay1h"))
+
+
+class TelegramConsoleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str = "telegram"
+    api_base: str = "https://api.telegram.org"
+    token: SecretRef
+    chat_id: int | str = Field(description="the editors' chat")
+    allowed_user_ids: list[int] = Field(min_length=1)
+    poll_timeout: float = Field(default=20, ge=0, le=50)
+
+
+def keyboard(delivery_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(label, callback_data=f"d:{delivery_id}:{action}")]
+            for label, action in BUTTONS
+        ]
+    )
+
+
+def preview_text(delivery: Delivery) -> str:
+    post = delivery.post
+    body = post.text if post.markup == "html" else html.escape(post.text, quote=False)
+    photo = f"\n[photo: {html.escape(post.image_url)}]" if post.image_url else ""
+    return (
+        f"<b>Approval needed</b> #{delivery.id} for <b>{html.escape(delivery.target)}</b> "
+        f"({html.escape(post.platform)}){photo}\n\n{body}"
+    )[:4000]
+
+
+class TelegramConsole:
+    Settings = TelegramConsoleSettings
+
+    def __init__(
+        self,
+        settings: TelegramConsoleSettings,
+        secrets: dict[str, Secret],
+        desk: Desk,
+        store: Store,
+    ) -> None:
+        self.settings = settings
+        self.desk = desk
+        self.store = store
+        base = settings.api_base.rstrip("/")
+        self.bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
+        self.previewed: set[int] = set()
+        self.editing: dict[int, int] = {}  # user id -> delivery id whose text they are writing
+        self.offset = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bot.initialize()
+        try:
+            while not stop.is_set():
+                try:
+                    await self.send_previews()
+                    updates = await self.bot.get_updates(
+                        offset=self.offset, timeout=int(self.settings.poll_timeout)
+                    )
+                except TelegramError as exc:
+                    log.warning("editors' console: %s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 5)
+                    continue
+                for update in updates:
+                    self.offset = update.update_id + 1
+                    try:
+                        await self.handle(update)
+                    except Exception:  # one bad update never stops the console
+                        log.exception("editors' console: update %s failed", update.update_id)
+        finally:
+            await self.bot.shutdown()
+
+    async def send_previews(self) -> None:
+        for delivery in await self.store.awaiting():
+            if delivery.id in self.previewed:
+                continue
+            await self.bot.send_message(
+                self.settings.chat_id,
+                preview_text(delivery),
+                parse_mode="HTML",
+                reply_markup=keyboard(delivery.id),
+            )
+            self.previewed.add(delivery.id)
+
+    async def alert(self, target: str, message: str) -> None:
+        await self.bot.send_message(self.settings.chat_id, f"⚠️ {target}: {message}"[:4000])
+
+    def _in_editors_chat(self, chat: Any) -> bool:
+        wanted = str(self.settings.chat_id)
+        return chat is not None and (
+            str(chat.id) == wanted or (chat.username and "@" + chat.username == wanted)
+        )
+
+    async def handle(self, update: Update) -> None:
+        query = update.callback_query
+        if query is not None:
+            await self._button(query)
+            return
+        message = update.message
+        if message is None or not message.text or not self._in_editors_chat(message.chat):
+            return
+        user_id = message.from_user.id if message.from_user else None
+        if user_id in self.editing and not message.text.startswith("/"):
+            delivery_id = self.editing.pop(user_id)
+            reply = await self.desk.edit_text(user_id, delivery_id, message.text_html)
+            await message.reply_text(reply.text)
+            if reply.text.startswith("Text updated"):
+                delivery = await self.store.delivery(delivery_id)
+                if delivery is not None:
+                    await message.reply_html(
+                        preview_text(delivery), reply_markup=keyboard(delivery_id)
+                    )
+            return
+        reply = await self.desk.command(user_id, message.text)
+        if reply is not None:
+            await message.reply_text(reply.text[:4000], disable_web_page_preview=True)
+
+    async def _button(self, query: Any) -> None:
+        user_id = query.from_user.id if query.from_user else None
+        try:
+            _, raw_id, action = (query.data or "").split(":")
+            delivery_id = int(raw_id)
+        except ValueError:
+            await query.answer("Unknown button")
+            return
+        if action == "edit":
+            if not self.desk.allowed(user_id):
+                await query.answer("You are not allowed to edit posts.", show_alert=True)
+                return
+            self.editing[user_id] = delivery_id
+            await query.answer()
+            await self.bot.send_message(
+                self.settings.chat_id,
+                f"Send the new text for #{delivery_id}. The article link is kept.",
+                reply_markup=ForceReply(selective=True),
+            )
+            return
+        reply = await self.desk.decide(user_id, delivery_id, action)
+        await query.answer(reply.text, show_alert=not self.desk.allowed(user_id))
+        if self.desk.allowed(user_id) and query.message is not None:
+            with contextlib.suppress(TelegramError):
+                await query.message.edit_reply_markup(reply_markup=None)
+            await self.bot.send_message(self.settings.chat_id, f"#{delivery_id}: {reply.text}")
+
+
+CONSOLE = TelegramConsole
