@@ -239,13 +239,18 @@ class Desk:
         delivery = await self.store.delivery(delivery_id)
         if delivery is None or delivery.status != AWAITING:
             return Reply(f"#{delivery_id} is not waiting for approval.")
-        edited = replace(delivery.post, text=text)
-        try:
-            check_attribution(edited, self.hyperlinks.get(delivery.target, True))
-        except AttributionMissing:
-            return Reply(
-                "Not saved: the text must keep the article link " + delivery.post.article_url
-            )
+        hyperlinks = self.hyperlinks.get(delivery.target, True)
+        # Every renderer ends a post with its link block; an edit without the link keeps it.
+        link_block = delivery.post.text.rsplit("\n\n", 1)[-1]
+        for candidate in (text, f"{text.rstrip()}\n\n{link_block}"):
+            edited = replace(delivery.post, text=candidate)
+            try:
+                check_attribution(edited, hyperlinks)
+                break
+            except AttributionMissing:
+                continue
+        else:
+            return Reply(f"Not saved: the post must keep the link {delivery.post.article_url}")
         await self.store.update_payload(delivery_id, edited)
         await self._record(user_id or 0, f"edited #{delivery_id}", delivery_id)
         return Reply("Text updated. Press Post now to publish it.")

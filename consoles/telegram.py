@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import html
 import logging
+import warnings
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import TelegramError
+from telegram.error import RetryAfter, TelegramError
 
 from bot.desk import Desk
 from bot.secrets import Secret, SecretRef
@@ -70,9 +71,15 @@ class TelegramConsole:
         self.previewed: set[int] = set()
         self.editing: dict[int, int] = {}  # user id -> delivery id whose text they are writing
         self.offset = 0
+        self.chat_ids = {str(settings.chat_id)}
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.bot.initialize()
+        # Messages carry the chat's numeric id; learn it if the config names the chat by @name.
+        try:
+            self.chat_ids.add(str((await self.bot.get_chat(self.settings.chat_id)).id))
+        except TelegramError as exc:
+            log.error("editors' chat %s: %s", self.settings.chat_id, exc)
         try:
             while not stop.is_set():
                 try:
@@ -94,26 +101,35 @@ class TelegramConsole:
         finally:
             await self.bot.shutdown()
 
+    async def say(self, text: str, **options: Any) -> None:
+        """Send to the editors' chat, waiting out flood control rather than losing the line."""
+        for _ in range(5):
+            try:
+                await self.bot.send_message(self.settings.chat_id, text[:4000], **options)
+                return
+            except RetryAfter as exc:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    wait = exc.retry_after
+                await asyncio.sleep(
+                    wait.total_seconds() if hasattr(wait, "total_seconds") else wait
+                )
+        log.error("editors' console: gave up sending a message after repeated flood control")
+
     async def send_previews(self) -> None:
         for delivery in await self.store.awaiting():
             if delivery.id in self.previewed:
                 continue
-            await self.bot.send_message(
-                self.settings.chat_id,
-                preview_text(delivery),
-                parse_mode="HTML",
-                reply_markup=keyboard(delivery.id),
+            await self.say(
+                preview_text(delivery), parse_mode="HTML", reply_markup=keyboard(delivery.id)
             )
             self.previewed.add(delivery.id)
 
     async def alert(self, target: str, message: str) -> None:
-        await self.bot.send_message(self.settings.chat_id, f"⚠️ {target}: {message}"[:4000])
+        await self.say(f"⚠️ {target}: {message}")
 
     def _in_editors_chat(self, chat: Any) -> bool:
-        wanted = str(self.settings.chat_id)
-        return chat is not None and (
-            str(chat.id) == wanted or (chat.username and "@" + chat.username == wanted)
-        )
+        return chat is not None and str(chat.id) in self.chat_ids
 
     async def handle(self, update: Update) -> None:
         query = update.callback_query
@@ -127,17 +143,19 @@ class TelegramConsole:
         if user_id in self.editing and not message.text.startswith("/"):
             delivery_id = self.editing.pop(user_id)
             reply = await self.desk.edit_text(user_id, delivery_id, message.text_html)
-            await message.reply_text(reply.text)
+            await self.say(reply.text)
             if reply.text.startswith("Text updated"):
                 delivery = await self.store.delivery(delivery_id)
                 if delivery is not None:
-                    await message.reply_html(
-                        preview_text(delivery), reply_markup=keyboard(delivery_id)
+                    await self.say(
+                        preview_text(delivery),
+                        parse_mode="HTML",
+                        reply_markup=keyboard(delivery_id),
                     )
             return
         reply = await self.desk.command(user_id, message.text)
         if reply is not None:
-            await message.reply_text(reply.text[:4000], disable_web_page_preview=True)
+            await self.say(reply.text, disable_web_page_preview=True)
 
     async def _button(self, query: Any) -> None:
         user_id = query.from_user.id if query.from_user else None
@@ -153,8 +171,7 @@ class TelegramConsole:
                 return
             self.editing[user_id] = delivery_id
             await query.answer()
-            await self.bot.send_message(
-                self.settings.chat_id,
+            await self.say(
                 f"Send the new text for #{delivery_id}. The article link is kept.",
                 reply_markup=ForceReply(selective=True),
             )
@@ -164,7 +181,7 @@ class TelegramConsole:
         if self.desk.allowed(user_id) and query.message is not None:
             with contextlib.suppress(TelegramError):
                 await query.message.edit_reply_markup(reply_markup=None)
-            await self.bot.send_message(self.settings.chat_id, f"#{delivery_id}: {reply.text}")
+            await self.say(f"#{delivery_id}: {reply.text}")
 
 
 CONSOLE = TelegramConsole

@@ -102,12 +102,13 @@ async def run_once(world: World, **overrides: Any) -> Service:
     return service
 
 
-async def wait_for(predicate: Any, timeout: float) -> float:
+async def wait_for(predicate: Any, timeout: float, explain: Any = None) -> float:
     """Seconds until predicate() is true; fails the test after `timeout`."""
     start = time.monotonic()
     while not predicate():
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
+            detail = f": {explain()}" if explain else ""
+            raise AssertionError(f"condition not met within {timeout}s{detail}")
         await asyncio.sleep(0.02)
     return time.monotonic() - start
 
