@@ -92,6 +92,23 @@ class HttpConfig(_Strict):
     cards_dir: str | None = None
 
 
+class FollowUpsConfig(_Strict):
+    """What happens to posts after their article changes or disappears."""
+
+    #: Edit sent posts (where the platform allows) when the headline or lead changes.
+    edit_on_update: bool = True
+    #: When a posted article is taken down (404/410, or a feed marks it retracted).
+    on_takedown: Literal["delete", "flag"] = "flag"
+    #: Posted articles are re-checked for takedowns for this long after posting ...
+    recheck_window: float = 48 * 3600.0
+    #: ... this often (0: never).
+    recheck_interval: float = 600.0
+
+    _durations = field_validator("recheck_window", "recheck_interval", mode="before")(
+        parse_duration
+    )
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -112,6 +129,7 @@ class ConfigFile(_Strict):
     dispatch: DispatchConfig = DispatchConfig()
     fetch: FetchConfig = FetchConfig()
     http: HttpConfig = HttpConfig()
+    followups: FollowUpsConfig = FollowUpsConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

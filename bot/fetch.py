@@ -13,6 +13,10 @@ from bot.config import FetchConfig
 class FetchError(Exception):
     """A download failed; the message names the URL and what went wrong."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @dataclass(frozen=True)
 class FetchResult:
@@ -76,7 +80,7 @@ async def _get(
         if response.status_code == 304:
             return _result(response, b"")
         if response.status_code >= 400:
-            raise FetchError(f"{url}: HTTP {response.status_code}")
+            raise FetchError(f"{url}: HTTP {response.status_code}", response.status_code)
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
             raise FetchError(f"{url}: {declared} bytes is over the {max_bytes}-byte cap")

@@ -8,7 +8,7 @@ import html
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -26,6 +26,9 @@ from bot.store import AWAITING, FAILED, PENDING, SourceState, Store
 from bot.urls import normalize_url
 
 log = logging.getLogger("newsbot.pipeline")
+
+ChangedHook = Callable[[int, Article, Article], Awaitable[object]]
+RetractedHook = Callable[[int, str], Awaitable[object]]
 
 _TAGS = re.compile(r"<[^>]+>")
 
@@ -108,12 +111,16 @@ class Pipeline:
         client: httpx.AsyncClient,
         adapters: dict[str, Adapter],
         on_new_deliveries: Callable[[], None] | None = None,
+        on_changed: ChangedHook | None = None,
+        on_retracted: RetractedHook | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.client = client
         self.adapters = adapters
         self.on_new_deliveries = on_new_deliveries or (lambda: None)
+        self.on_changed = on_changed
+        self.on_retracted = on_retracted
 
     # Polling ---------------------------------------------------------------------------
 
@@ -220,6 +227,9 @@ class Pipeline:
         known = await self.store.find_article(keys)
         if known is not None:
             await self.store.add_keys(known.id, keys)
+            if entry.retracted and not known.retracted and self.on_retracted is not None:
+                await self.on_retracted(known.id, "marked retracted in the feed")
+                return IngestResult("retracted", known.id)
             return await self._maybe_updated(known.id, known.article, entry)
         if record_only:
             article = article_from_entry(entry)
@@ -344,16 +354,24 @@ class Pipeline:
         changed_time = entry.updated is not None and entry.updated != stored.updated
         if not (changed_title or changed_time):
             return IngestResult("known", article_id)
-        updated = replace(
-            stored,
-            title=entry.title.strip() if changed_title and entry.title else stored.title,
-            updated=entry.updated or stored.updated,
-        )
+        # The feed says the article changed: read the page again for the current text.
+        try:
+            fresh, _ = await self.load_article(entry.link, entry, stored.source)
+            updated = replace(fresh, url=stored.url, source=stored.source)
+        except Exception as exc:
+            log.warning("article %s changed but could not be re-read: %s", entry.link, exc)
+            updated = replace(
+                stored,
+                title=entry.title.strip() if changed_title and entry.title else stored.title,
+            )
+        updated = replace(updated, updated=entry.updated or updated.updated or stored.updated)
         await self.store.update_article(article_id, updated)
-        if changed_title:
-            message = f"article updated after it was seen: {stored.title!r} -> {updated.title!r}"
+        if (updated.title, updated.lead) != (stored.title, stored.lead):
+            message = f"article changed after it was seen: {stored.title!r} -> {updated.title!r}"
             log.info(message)
             await self.store.record_event("info", "article-updated", message)
+            if self.on_changed is not None:
+                await self.on_changed(article_id, stored, updated)
         return IngestResult("updated", article_id)
 
     def render_all(self, article: Article) -> list[tuple[str, RenderedPost | None, str | None]]:

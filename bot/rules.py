@@ -73,6 +73,8 @@ class Rule(BaseModel):
     #: With approval: what happens to a preview nobody answers within `approval_timeout`.
     approval_timeout: float = 3600.0
     approval_default: Literal["post", "skip"] = "skip"
+    #: When the article is taken down after posting: delete the posts, or flag them.
+    on_takedown: Literal["delete", "flag"] | None = None
 
     _timeout = field_validator("approval_timeout", mode="before")(parse_duration)
 

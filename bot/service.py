@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.desk import Desk
 from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
+from bot.followups import FollowUps
 from bot.httpserver import LoopbackServer
 from bot.pipeline import Pipeline, PollReport
 from bot.store import Store
@@ -45,7 +46,16 @@ class Service:
         self.store = Store(config.file.database)
         self.client = make_client(config.file.fetch)
         self.adapters = build_adapters(config)
-        self.pipeline = Pipeline(config, self.store, self.client, self.adapters, self.wake)
+        self.followups = FollowUps(config, self.store, self.client, self.adapters, self.alert)
+        self.pipeline = Pipeline(
+            config,
+            self.store,
+            self.client,
+            self.adapters,
+            self.wake,
+            on_changed=self.followups.article_changed,
+            on_retracted=self.followups.retract,
+        )
         self.dispatcher = Dispatcher(
             self.store,
             self.adapters,
@@ -203,6 +213,16 @@ class Service:
             max_instances=2,
             coalesce=True,
         )
+        recheck = self.config.file.followups.recheck_interval
+        if recheck > 0:
+            self.scheduler.add_job(
+                self.followups.recheck,
+                "interval",
+                seconds=recheck,
+                id="recheck",
+                max_instances=1,
+                coalesce=True,
+            )
         self.scheduler.start()
         if self.console is not None:
             self._spawn(self.console.run(stop))

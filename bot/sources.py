@@ -11,6 +11,9 @@ from lxml import etree
 
 from bot.models import FeedEntry
 
+# A feed marks a withdrawn article with one of these categories.
+RETRACTION_TERMS = frozenset({"retracted", "retraction", "withdrawn"})
+
 
 class SourceFormatError(Exception):
     """The document is not a usable feed or sitemap; the message says why."""
@@ -74,6 +77,10 @@ def parse_feed(content: bytes, source: str, language: str | None = None) -> list
                 image_url=_entry_image(item),
                 author=item.get("author") or None,
                 language=feed_language,
+                retracted=any(
+                    (t.get("term") or "").casefold() in RETRACTION_TERMS
+                    for t in item.get("tags") or []
+                ),
             )
         )
     if parsed.bozo and not entries:

@@ -354,6 +354,27 @@ class Store:
             return None
         return StoredArticle(row.id, Article.from_json(json.loads(row.data)), row.retracted)
 
+    async def articles_sent_since(self, since: float) -> list[StoredArticle]:
+        """Articles with at least one post sent after `since` and not retracted."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(articles)
+                    .where(
+                        articles.c.retracted.is_(False),
+                        articles.c.id.in_(
+                            select(deliveries.c.article_id).where(
+                                deliveries.c.status == SENT, deliveries.c.sent_at >= since
+                            )
+                        ),
+                    )
+                    .order_by(articles.c.id)
+                )
+            ).all()
+        return [
+            StoredArticle(r.id, Article.from_json(json.loads(r.data)), r.retracted) for r in rows
+        ]
+
     async def count_articles(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(articles))).scalar())

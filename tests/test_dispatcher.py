@@ -21,7 +21,8 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
-from bot.store import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Store
+from bot.rules import Rule
+from bot.store import AWAITING, FAILED, PENDING, SENDING, SENT, SKIPPED, UNCERTAIN, Store
 
 
 class ScriptedAdapter(Adapter):
@@ -202,3 +203,61 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert all(5 <= d <= 300 for d in delays)
     assert delays[0] <= 10 and delays[-1] >= 150
     assert len({round(d, 3) for d in delays[-4:]}) == 4  # jittered, not identical
+
+
+def timed_adapter(name: str, **timing: object) -> ScriptedAdapter:
+    adapter = ScriptedAdapter(name, [])
+    adapter.settings = TargetSettings(
+        name=name, platform="scripted", api_base="http://127.0.0.1:9", timing=timing
+    )
+    return adapter
+
+
+async def test_dispatcher_holds_posts_for_the_publication_delay(store: Store) -> None:
+    adapter = timed_adapter("t", delay=600)
+    (delivery_id,) = await add(store, adapter, 1, base=time.time())
+    await dispatcher(store, adapter).run_once()
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == PENDING and row.attempts == 0
+    assert row.next_attempt_at >= time.time() + 590
+    assert "publication delay" in (row.last_error or "")
+    assert adapter.sent == []
+
+
+async def test_breaking_priority_skips_the_delay(store: Store) -> None:
+    adapter = timed_adapter("t", delay=600)
+    article = Article(url="https://s.example/b", title="Breaking")
+    article_id = await store.add_article(article, ["url:b"])
+    assert article_id is not None
+    await store.enqueue(article_id, adapter.render(article), priority=1, sort_key=time.time())
+    assert (await dispatcher(store, adapter).run_once()).sent == 1
+
+
+async def test_stale_post_is_dropped_not_sent(store: Store) -> None:
+    adapter = timed_adapter("t", max_age=60)
+    (delivery_id,) = await add(store, adapter, 1, base=time.time() - 3600)
+    await dispatcher(store, adapter).run_once()
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == SKIPPED and "max_age" in (row.last_error or "")
+    assert adapter.sent == []
+
+
+async def test_unanswered_approval_follows_the_rule_default(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [])
+    article = Article(url="https://s.example/a", title="Needs review")
+    article_id = await store.add_article(article, ["url:a"])
+    assert article_id is not None
+    post_id = await store.enqueue(article_id, adapter.render(article), status=AWAITING, rule="auto")
+    other = Article(url="https://s.example/b", title="Also")
+    other_id = await store.add_article(other, ["url:b"])
+    assert other_id is not None
+    skip_id = await store.enqueue(other_id, adapter.render(other), status=AWAITING, rule="strict")
+    rules = [
+        Rule(name="auto", approval=True, approval_timeout=0, approval_default="post"),
+        Rule(name="strict", approval=True, approval_timeout=0, approval_default="skip"),
+    ]
+    d = Dispatcher(store, {"t": adapter}, DispatchConfig(), claimer="x", rules=rules)
+    report = await d.run_once()
+    assert report.sent == 1 and [p.article_url for p in adapter.sent] == [article.url]
+    assert (await store.delivery(post_id)).status == SENT  # type: ignore[union-attr]
+    assert (await store.delivery(skip_id)).status == SKIPPED  # type: ignore[union-attr]
