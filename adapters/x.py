@@ -222,6 +222,8 @@ class XAdapter(Adapter):
             raise RuntimeError(
                 f"media upload answered {response.status_code}: {response.text[:200]}"
             )
+        if not response.content:  # APPEND answers 204 with no body
+            return {}
         return response.json().get("data") or {}
 
     async def upload_image(self, image_url: str) -> str:
