@@ -83,6 +83,10 @@ class Adapter(ABC):
     async def send(self, post: RenderedPost) -> SentPost:
         """Publish `post`. Raises a bot.outcomes.DeliveryError subclass on failure."""
 
+    def cost(self, post: RenderedPost) -> float:
+        """What sending `post` costs (for daily money budgets); free unless a platform bills."""
+        return 0.0
+
     async def edit(self, remote_id: str, post: RenderedPost) -> None:
         raise NotImplementedError(f"{self.platform} posts cannot be edited")
 

@@ -129,9 +129,7 @@ def visible_text(markup: str) -> str:
 
 
 HTML_TEXT = Dialect("telegram-text", _escape, _anchor, visible_text, utf16_len, TEXT_LIMIT)
-HTML_CAPTION = Dialect(
-    "telegram-caption", _escape, _anchor, visible_text, utf16_len, CAPTION_LIMIT
-)
+HTML_CAPTION = Dialect("telegram-caption", _escape, _anchor, visible_text, utf16_len, CAPTION_LIMIT)
 
 
 def link_label(settings: TelegramSettings, language: str | None, outlet: str) -> str:
@@ -141,9 +139,7 @@ def link_label(settings: TelegramSettings, language: str | None, outlet: str) ->
     return template.replace("{outlet}", outlet)
 
 
-def compose(
-    title: str, lead: str, tags: list[str], url: str, label: str, limit: int
-) -> str:
+def compose(title: str, lead: str, tags: list[str], url: str, label: str, limit: int) -> str:
     """The HTML post, its visible length (UTF-16, after entity parsing) within `limit`.
 
     Room is made by trimming the lead first, then the headline; hashtags go before either

@@ -17,7 +17,7 @@ import tweepy
 import urllib3
 from oauthlib.oauth1 import Client as OAuth1Client
 from pydantic import Field
-from twitter_text import parse_tweet
+from twitter_text import extract_urls, parse_tweet
 
 from adapters.base import Adapter, Outlet, TargetSettings
 from bot.models import Article, RenderedPost, SentPost
@@ -60,6 +60,9 @@ class XSettings(TargetSettings):
     max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     #: Images above this size go through the chunked INIT/APPEND/FINALIZE upload.
     simple_upload_max: int = Field(default=SIMPLE_UPLOAD_MAX, ge=1)
+    #: X bills per post, a post with a URL more: used by `timing.daily_budget`.
+    cost_per_post: float = Field(default=0.0, ge=0)
+    cost_per_post_with_url: float = Field(default=0.0, ge=0)
 
 
 def compose(title: str, lead: str, tags: list[str], url: str) -> str:
@@ -139,6 +142,10 @@ class XAdapter(Adapter):
             markup="plain",
             image_url=article.image_url if s.with_image else None,
         )
+
+    def cost(self, post: RenderedPost) -> float:
+        has_url = bool(extract_urls(post.text))
+        return self.settings.cost_per_post_with_url if has_url else self.settings.cost_per_post
 
     # Sending -------------------------------------------------------------------------------
 

@@ -152,10 +152,13 @@ class Dispatcher:
         now = datetime.now(UTC)
         last = await self.store.last_sent_at(delivery.target)
         midnight = local_midnight(now.astimezone(self.tz), self.tz)
-        sent_today = 0
+        sent_today, spent_today = 0, 0.0
         if timing.daily_cap:
             sent_today = await self.store.sent_count_since(delivery.target, midnight.timestamp())
             sent_today -= 1  # the count includes this claimed (sending) delivery
+        if timing.daily_budget:
+            sent = await self.store.posts_sent_since(delivery.target, midnight.timestamp())
+            spent_today = sum(adapter.cost(post) for post in sent)
         return decide(
             now,
             timing,
@@ -164,6 +167,8 @@ class Dispatcher:
             breaking=delivery.priority > 0,
             last_sent=datetime.fromtimestamp(last, UTC) if last else None,
             sent_today=max(0, sent_today),
+            spent_today=spent_today,
+            cost=adapter.cost(delivery.post),
         )
 
     async def _deliver(self, adapter: Adapter, delivery: Delivery, report: DispatchReport) -> bool:

@@ -599,6 +599,19 @@ class Store:
             result.setdefault(target, {})[status] = int(count)
         return result
 
+    async def posts_sent_since(self, target: str, since: float) -> list[RenderedPost]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries.c.payload).where(
+                        deliveries.c.target == target,
+                        deliveries.c.status == SENT,
+                        deliveries.c.sent_at >= since,
+                    )
+                )
+            ).all()
+        return [RenderedPost.from_json(json.loads(r.payload)) for r in rows]
+
     async def last_sent_at(self, target: str) -> float | None:
         async with self.engine.connect() as conn:
             return (

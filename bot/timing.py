@@ -35,7 +35,9 @@ class Timing(BaseModel):
     max_age: float = 0.0
     #: At most this many posts per local day (0: no cap).
     daily_cap: int = Field(default=0, ge=0)
-    #: What to do with a post over the daily cap: wait for tomorrow, or drop it.
+    #: At most this much money per local day, in the adapter's cost units (0: no budget).
+    daily_budget: float = Field(default=0.0, ge=0)
+    #: What to do with a post over the daily cap or budget: wait for tomorrow, or drop it.
     over_cap: Literal["wait", "drop"] = "wait"
 
     _durations = field_validator("delay", "min_spacing", "max_age", mode="before")(parse_duration)
@@ -86,6 +88,8 @@ def decide(
     breaking: bool = False,
     last_sent: datetime | None = None,
     sent_today: int = 0,
+    spent_today: float = 0.0,
+    cost: float = 0.0,
 ) -> Decision:
     """Whether a post may go now, must wait (until when), or is dropped."""
     local = now.astimezone(tz)
@@ -98,10 +102,15 @@ def decide(
                 return Decision("wait", ready, "publication delay")
         if timing.quiet_hours and in_quiet_hours(local, timing.quiet_hours):
             return Decision("wait", quiet_hours_end(local, timing.quiet_hours, tz), "quiet hours")
+    over = ""
     if timing.daily_cap and sent_today >= timing.daily_cap:
+        over = f"daily cap of {timing.daily_cap} posts reached"
+    elif timing.daily_budget and spent_today + cost > timing.daily_budget + 1e-9:
+        over = f"daily budget of {timing.daily_budget:g} reached ({spent_today:g} spent)"
+    if over:
         if timing.over_cap == "drop":
-            return Decision("drop", reason=f"daily cap of {timing.daily_cap} reached")
-        return Decision("wait", next_local_midnight(local, tz), "daily cap reached")
+            return Decision("drop", reason=over)
+        return Decision("wait", next_local_midnight(local, tz), over)
     if timing.min_spacing and last_sent:
         ready = last_sent + timedelta(seconds=timing.min_spacing)
         if ready > now:

@@ -8,6 +8,9 @@ x-rate-limit-* headers, and media ids; and answers with X's error bodies.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import io
 import itertools
 import time
@@ -116,10 +119,17 @@ def verify_oauth(
             signature.base_string_uri(uri),
             signature.normalize_parameters(collected),
         )
-        expected = signature.sign_hmac_sha1(base, creds.consumer_secret, creds.token_secret)
+        expected = _hmac_sha1(base, creds.consumer_secret, creds.token_secret)
         if signature.safe_string_equals(expected, params.get("oauth_signature", "")):
             return creds
     return None
+
+
+def _hmac_sha1(base: str, consumer_secret: str, token_secret: str) -> str:
+    """RFC 5849 section 3.4.2: key is the escaped secrets joined by '&'."""
+    key = f"{signature.utils.escape(consumer_secret)}&{signature.utils.escape(token_secret)}"
+    digest = hmac.new(key.encode(), base.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
 
 
 def _rate_headers(state: State, now: float) -> dict[str, str]:

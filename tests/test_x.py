@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from adapters.base import Outlet
 from adapters.x import XAdapter, weighted_length
-from bot.demo.site import SampleSite, create_app
+from bot.demo.site import SampleSite, create_app, make_sample
 from bot.httpserver import serve
 from bot.models import Article
 from bot.outcomes import (
@@ -68,7 +68,9 @@ def adapter(world: XWorld, **overrides: object) -> XAdapter:
     return XAdapter(settings_, secrets, Outlet(name="Sample Times"))
 
 
-def article(title: str, url: str = "https://news.example.com/en/news/1", **fields: object) -> Article:
+def article(
+    title: str, url: str = "https://news.example.com/en/news/1", **fields: object
+) -> Article:
     return Article(url=url, title=title, lead=str(fields.pop("lead", "A lead.")), **fields)  # type: ignore[arg-type]
 
 
@@ -213,3 +215,124 @@ async def test_stand_in_rejects_a_bad_signature(xworld: XWorld) -> None:
         await x.send(x.render(article("Forged")))
     assert xworld.state.posts == []
     await x.aclose()
+
+
+async def test_outbox_states_for_rate_limit_duplicate_and_budget(tmp_path) -> None:
+    from bot.config import validate
+    from bot.service import Service
+    from bot.store import FAILED, PENDING, SENT, SKIPPED
+
+    site = SampleSite()
+    state = xs.State()
+    state.allow(
+        xs.Credentials(ENV["X_KEY"], ENV["X_SECRET"], ENV["X_TOKEN"], ENV["X_TOKEN_SECRET"])
+    )
+    async with serve(xs.create_app(state)) as x_server, serve(create_app(site)) as site_server:
+        site.base_url = site_server.url
+
+        def config(**timing: object):
+            return validate(
+                {
+                    "database": f"sqlite:///{tmp_path}/x.db",
+                    "sources": [{"name": "en", "url": f"{site_server.url}/en/rss.xml"}],
+                    "targets": [
+                        {
+                            "name": "x",
+                            "platform": "x",
+                            "api_base": x_server.url,
+                            "upload_base": x_server.url,
+                            "with_image": False,
+                            "api_key": {"env": "X_KEY"},
+                            "api_secret": {"env": "X_SECRET"},
+                            "access_token": {"env": "X_TOKEN"},
+                            "access_token_secret": {"env": "X_TOKEN_SECRET"},
+                            "cost_per_post": 0.2,
+                            "cost_per_post_with_url": 0.5,
+                            "timing": timing,
+                        }
+                    ],
+                    "http": {"enabled": False},
+                },
+                environ=ENV,
+            )
+
+        async def once(**timing: object) -> Service:
+            service = Service(config(**timing))
+            try:
+                await service.run_once()
+            finally:
+                await service.close()
+            return service
+
+        async def statuses() -> list[str]:
+            service = Service(config())
+            await service.start()
+            try:
+                rows = await service.store.recent_deliveries(20)
+            finally:
+                await service.close()
+            return [r.status for r in sorted(rows, key=lambda r: r.id)]
+
+        await once()
+        await site.publish_next()
+        await once()
+        assert await statuses() == [SENT]
+
+        state.user_cap_15min = 1  # the next post meets X's 15-minute cap
+        await site.publish(make_sample("rl", "Rate limited one"))
+        await once()
+        assert await statuses() == [SENT, PENDING]
+        assert len(state.live_posts()) == 1
+
+        state.user_cap_15min = 100
+        state.posts.append(
+            {"id": "1", "text": "", "media_ids": [], "weighted_length": 0, "deleted": False}
+        )
+        # Budget: 0.2 a post (loopback URLs are not links to X), 0.3 a day: it waits.
+        service = Service(config(daily_budget=0.3))
+        await service.start()
+        try:
+            (row,) = await service.store.recent_deliveries(1, [PENDING])
+            await service.store.set_status(row.id, PENDING)
+            report = await service.dispatch()
+            rows = await service.store.recent_deliveries(5)
+            assert report.sent == 0, [(r.status, r.last_error) for r in rows]
+            (row,) = await service.store.recent_deliveries(1, [PENDING])
+            assert "daily budget of 0.3 reached" in (row.last_error or "")
+        finally:
+            await service.close()
+        service = Service(config(daily_budget=0.3, over_cap="drop"))
+        await service.start()
+        try:
+            await service.store.set_status(row.id, PENDING)  # due now, under the drop rule
+            await service.dispatch()
+        finally:
+            await service.close()
+        assert await statuses() == [SENT, SKIPPED]
+
+        # A duplicate of an existing post: terminal, not retried.
+        existing = state.live_posts()[0]["text"]
+        state.posts.append(
+            {"id": "2", "text": existing, "media_ids": [], "weighted_length": 0, "deleted": False}
+        )
+        state.posts = [p for p in state.posts if p["id"] != "1"]
+        await site.publish(make_sample("dup", "Duplicate later"))
+        service = Service(config())
+        await service.start()
+        try:
+            await service.poll_all()
+            (row,) = await service.store.recent_deliveries(1, [PENDING])
+            fixed = row.post.__class__(**{**row.post.to_json(), "text": existing})
+            await service.store.update_payload(row.id, fixed)
+            await service.dispatch()
+        finally:
+            await service.close()
+        assert (await statuses())[-1] == FAILED
+
+
+def test_cost_distinguishes_posts_with_links() -> None:
+    world = XWorld(xs.State(), "http://127.0.0.1:9", "http://127.0.0.1:9")
+    x = adapter(world, cost_per_post=0.01, cost_per_post_with_url=0.2)
+    with_url = x.render(article("Linked"))
+    assert x.cost(with_url) == 0.2
+    assert x.cost(with_url.__class__(**{**with_url.to_json(), "text": "No link"})) == 0.01

@@ -24,12 +24,22 @@ from bot.httpserver import LoopbackServer
 from bot.service import Service
 from bot.store import PENDING, SENDING
 from standins import telegram as telegram_standin
+from standins import x as x_standin
 
 DEMO_TOKEN = "100000001:DEMO-token-for-the-local-stand-in"
+# Fake X credentials: the X stand-in checks OAuth 1.0a signatures made with them.
+DEMO_X = {
+    "DEMO_X_KEY": "demo-consumer-key",
+    "DEMO_X_SECRET": "demo-consumer-secret",
+    "DEMO_X_TOKEN": "demo-access-token",
+    "DEMO_X_TOKEN_SECRET": "demo-access-token-secret",
+}
 CHANNELS = {"en": "@sample_times_en", "ru": "@sample_times_ru", "az": "@sample_times_az"}
 
 
-def demo_config(site_url: str, telegram_url: str, db_url: str, poll_every: float) -> dict[str, Any]:
+def demo_config(
+    site_url: str, telegram_url: str, x_url: str, db_url: str, poll_every: float
+) -> dict[str, Any]:
     """The embedded default configuration (the same shape as config/newsbot.example.yaml)."""
     return {
         "outlet": {"name": "Sample Times", "url": site_url},
@@ -54,6 +64,19 @@ def demo_config(site_url: str, telegram_url: str, db_url: str, poll_every: float
                 "min_interval": 1.0,
             }
             for lang, chat in CHANNELS.items()
+        ]
+        + [
+            {
+                "name": "x",
+                "platform": "x",
+                "api_base": x_url,
+                "upload_base": x_url,
+                "api_key": {"env": "DEMO_X_KEY"},
+                "api_secret": {"env": "DEMO_X_SECRET"},
+                "access_token": {"env": "DEMO_X_TOKEN"},
+                "access_token_secret": {"env": "DEMO_X_TOKEN_SECRET"},
+                "languages": ["en"],
+            }
         ],
         "dispatch": {"interval": 1},
         "http": {"host": "127.0.0.1", "port": 0},
@@ -76,6 +99,15 @@ class PostPrinter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.seen = 0
+        self.seen_x = 0
+
+    def x(self, state: x_standin.State) -> int:
+        new = state.posts[self.seen_x :]
+        for post in new:
+            media = f"[{len(post['media_ids'])} image]" if post["media_ids"] else ""
+            print_post(self.out, "X", f"({post['weighted_length']}/280)", post["text"], media)
+        self.seen_x += len(new)
+        return len(new)
 
     def telegram(self, state: telegram_standin.State) -> int:
         new = state.messages[self.seen :]
@@ -109,18 +141,25 @@ async def run_demo(
         tg_state.add_channel(chat)
     site_server = LoopbackServer(create_site_app(site))
     tg_server = LoopbackServer(telegram_standin.create_app(tg_state))
+    x_state = x_standin.State()
+    x_state.allow(x_standin.Credentials(*DEMO_X.values()))
+    x_server = LoopbackServer(x_standin.create_app(x_state))
+    await x_server.start()
     await site_server.start()
     await tg_server.start()
     site.base_url = site_server.url
-    raw = demo_config(site_server.url, tg_server.url, f"sqlite:///{db_path}", poll_every=30)
-    config = validate(raw, "demo config", environ={"DEMO_TELEGRAM_TOKEN": DEMO_TOKEN})
+    raw = demo_config(
+        site_server.url, tg_server.url, x_server.url, f"sqlite:///{db_path}", poll_every=30
+    )
+    config = validate(raw, "demo config", environ={"DEMO_TELEGRAM_TOKEN": DEMO_TOKEN, **DEMO_X})
     service = Service(config)
     stop = asyncio.Event()
     bot_task = asyncio.create_task(service.run(stop))
     printer = PostPrinter(out)
     out.write(
         f"newsbot demo\n  sample site:     {site_server.url}/\n"
-        f"  Telegram stand-in: {tg_server.url}\n  state database:  {db_path}\n"
+        f"  Telegram stand-in: {tg_server.url}\n  X stand-in:      {x_server.url}\n"
+        f"  state database:  {db_path}\n"
         f"The site already lists {len(site.published)} articles: the first poll records them "
         "without posting.\nA new article is published every "
         f"{every:g}s and pushed to the bot. Ctrl-C stops.\n"
@@ -145,6 +184,7 @@ async def run_demo(
             publisher = asyncio.create_task(run_publisher(site, every, publisher_stop))
             while not stop.is_set():
                 printer.telegram(tg_state)
+                printer.x(x_state)
                 if until is not None and until():
                     break
                 if not forever and publisher.done() and not await _work_left(service):
@@ -154,13 +194,18 @@ async def run_demo(
                 await asyncio.sleep(0.2)
             publisher_stop.set()
             printer.telegram(tg_state)
+            printer.x(x_state)
     finally:
         stop.set()
         await asyncio.wait_for(bot_task, timeout=15)
         await site_server.stop()
         await tg_server.stop()
+        await x_server.stop()
         tmp.cleanup()
-    out.write(f"\nDone: {printer.seen} posts delivered to the Telegram stand-in.\n")
+    out.write(
+        f"\nDone: {printer.seen} posts delivered to the Telegram stand-in, "
+        f"{printer.seen_x} to the X stand-in.\n"
+    )
     return 0
 
 
