@@ -41,7 +41,9 @@ def build_adapters(config: Config) -> dict[str, Adapter]:
 class Service:
     """One newsbot process."""
 
-    def __init__(self, config: Config, claimer: str | None = None) -> None:
+    def __init__(
+        self, config: Config, claimer: str | None = None, dispatch_on_new: bool = True
+    ) -> None:
         self.config = config
         self.store = Store(config.file.database)
         self.client = make_client(config.file.fetch)
@@ -84,7 +86,9 @@ class Service:
         self.web_server = None
         self._dispatch_requested = False
         self._dispatch_lock = asyncio.Lock()
-        self._auto_dispatch = True  # off for `run --once`, which dispatches after polling
+        # New deliveries are dispatched at once; `run --once` turns this off and dispatches
+        # after polling, and a caller may hold new posts in the outbox (tests, previews).
+        self._auto_dispatch = dispatch_on_new
         self._background: set[asyncio.Task[object]] = set()
 
     async def alert(self, target: str, message: str) -> None:

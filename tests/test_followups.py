@@ -58,8 +58,7 @@ async def test_takedown_flags_by_default_and_deletes_by_rule(world: World) -> No
 async def test_retracted_article_is_never_posted(world: World) -> None:
     await run_once(world)
     article = await world.site.publish(make_sample("pulled", "Pulled before posting"))
-    service = Service(world.config())
-    service._auto_dispatch = False  # keep the delivery queued for the takedown
+    service = Service(world.config(), dispatch_on_new=False)  # keep it queued
     await service.start()
     try:
         await service.poll_all()  # queued, not yet dispatched

@@ -317,7 +317,7 @@ async def test_outbox_states_for_rate_limit_duplicate_and_budget(tmp_path) -> No
         )
         state.posts = [p for p in state.posts if p["id"] != "1"]
         await site.publish(make_sample("dup", "Duplicate later"))
-        service = Service(config())
+        service = Service(config(), dispatch_on_new=False)
         await service.start()
         try:
             await service.poll_all()
