@@ -12,7 +12,6 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import lxml.html
@@ -20,7 +19,7 @@ import trafilatura
 from lxml import etree
 
 from bot.models import Article, FeedEntry
-from bot.text import squash_spaces
+from bot.text import parse_iso_datetime, squash_spaces
 from bot.urls import absolute_url, is_http_url
 
 log = logging.getLogger("newsbot.enrich")
@@ -76,17 +75,6 @@ def _clean(text: str | None) -> str:
     if not text:
         return ""
     return squash_spaces(htmllib.unescape(text))
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _iter_ld_objects(data: Any) -> Iterator[dict[str, Any]]:
@@ -308,13 +296,13 @@ def extract_article(
         image = None
 
     published = (
-        _parse_time(ld.get("datePublished"))
-        or _parse_time(_first(meta, "article:published_time", "pubdate", "date"))
+        parse_iso_datetime(ld.get("datePublished"))
+        or parse_iso_datetime(_first(meta, "article:published_time", "pubdate", "date"))
         or (entry.published if entry else None)
     )
     updated = (
-        _parse_time(ld.get("dateModified"))
-        or _parse_time(_first(meta, "article:modified_time", "og:updated_time"))
+        parse_iso_datetime(ld.get("dateModified"))
+        or parse_iso_datetime(_first(meta, "article:modified_time", "og:updated_time"))
         or (entry.updated if entry else None)
     )
     language = (

@@ -10,6 +10,7 @@ import feedparser
 from lxml import etree
 
 from bot.models import FeedEntry
+from bot.text import parse_iso_datetime
 
 # A feed marks a withdrawn article with one of these categories.
 RETRACTION_TERMS = frozenset({"retracted", "retraction", "withdrawn"})
@@ -96,17 +97,6 @@ _NS = {
 }
 
 
-def _parse_w3c_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    value = text.strip().replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def parse_sitemap(content: bytes, source: str, language: str | None = None) -> list[FeedEntry]:
     """A sitemap urlset (news:news and lastmod aware), oldest first."""
     if _looks_like_html(content):
@@ -125,11 +115,11 @@ def parse_sitemap(content: bytes, source: str, language: str | None = None) -> l
         if not loc:
             continue
         news = url.find("news:news", _NS)
-        published = lastmod = _parse_w3c_time(url.findtext("sm:lastmod", namespaces=_NS))
+        published = lastmod = parse_iso_datetime(url.findtext("sm:lastmod", namespaces=_NS))
         title = None
         entry_language = language
         if news is not None:
-            published = _parse_w3c_time(news.findtext("news:publication_date", namespaces=_NS))
+            published = parse_iso_datetime(news.findtext("news:publication_date", namespaces=_NS))
             title = news.findtext("news:title", namespaces=_NS)
             entry_language = (
                 news.findtext("news:publication/news:language", namespaces=_NS) or language

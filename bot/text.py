@@ -5,12 +5,24 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 ELLIPSIS = "…"
 
 _SPACES = re.compile(r"\s+")
 # A sentence ends at . ! ? … (optionally followed by a closing quote or bracket) before a space.
 _SENTENCE_END = re.compile(r"[.!?…][\"'»”’)\]]*(?=\s)")
+
+
+def parse_iso_datetime(value: object) -> datetime | None:
+    """An ISO 8601 / W3C datetime as an aware datetime (naive ones are taken as UTC)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def utf16_len(text: str) -> int:

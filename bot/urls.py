@@ -1,102 +1,239 @@
-"""URL identity: the same article reached with tracking parameters, another scheme, a
-trailing slash or a fragment is one article."""
+"""URL identity and small URL helpers. Pure functions, no I/O.
+
+The same article is linked many ways: with tracking parameters, over http or https, with a
+trailing slash, a fragment, an upper-case host or escaped letters. `normalize_url` maps all of
+them to one identity string, used as a de-duplication key and by the attribution guard.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
 # Query parameters that only say where a reader came from, never which article it is.
-TRACKING_PARAMS = frozenset(
+# Exact names, compared lower-cased. Families with a common prefix are in _TRACKING_PREFIXES.
+TRACKING_PARAMS: frozenset[str] = frozenset(
     {
+        # ad-click identifiers
         "fbclid",
         "gclid",
+        "gclsrc",
         "dclid",
         "gbraid",
         "wbraid",
+        "gad_source",
+        "srsltid",
         "yclid",
+        "ysclid",
         "msclkid",
         "twclid",
         "ttclid",
+        "li_fat_id",
+        "epik",
+        "rb_clickid",
+        "s_kwcid",
+        "ef_id",
+        # social shares
         "igshid",
         "igsh",
+        "fb_action_ids",
+        "fb_action_types",
+        "fb_source",
+        "fb_ref",
+        "action_object_map",
+        "action_type_map",
+        "action_ref_map",
+        "smid",
+        "__twitter_impression",
+        # newsletters and marketing automation
         "mc_cid",
         "mc_eid",
-        "_ga",
-        "_gl",
         "_hsenc",
         "_hsmi",
+        "mkt_tok",
+        "vero_id",
+        "oly_enc_id",
+        "oly_anon_id",
+        "sc_cid",
+        "s_cid",
+        # analytics and campaign tags
+        "_ga",
+        "_gl",
+        "_openstat",
+        "cmpid",
+        "ocid",
+        "icid",
+        "wt.mc_id",
+        "wt_mc",
+        "soc_src",
+        "soc_trk",
+        "spm",
+        "sr_share",
+        # referrer markers newsrooms and aggregators append (e.g. ?from=rss, ?ref=tg)
         "ref",
         "ref_src",
         "ref_url",
-        "cmpid",
-        "ocid",
-        "spm",
-        "share",
         "from",
         "rss",
-        "s_cid",
-        "sr_share",
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-        "utm_id",
+        "share",
     }
 )
-_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "at_", "oly_")
+_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "at_", "oly_")
+
 _SLASHES = re.compile(r"/{2,}")
+# Session ids some CMSs put in the path (";jsessionid=..."): per visitor, never per article.
+_SESSION_PARAM = re.compile(r";jsessionid=[^/?#]*", re.IGNORECASE)
+_ESCAPE_OR_TEXT = re.compile(r"(%[0-9A-Fa-f]{2})")
+# RFC 3986 unreserved characters: escaping them changes nothing, so %41 and A are the same URL.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_QUERY_SAFE = "/:@!$'()*+,;=?-._~"  # not & or =: they separate pairs and key from value
+_DEFAULT_PORTS = (80, 443)
 
 
 def is_tracking_param(name: str) -> bool:
-    lowered = name.lower()
+    """True for a query parameter that only tracks the reader (utm_source, fbclid, ...)."""
+    lowered = name.strip().lower()
     return lowered in TRACKING_PARAMS or lowered.startswith(_TRACKING_PREFIXES)
 
 
-def normalize_url(url: str) -> str:
-    """The identity form of an article URL.
-
-    https and http are folded together (the same article is often linked both ways), the host
-    is lower-cased and IDNA-encoded, default ports, fragments, tracking parameters and a
-    trailing slash are dropped, and the remaining query is sorted.
-    """
+def _split_http(url: str) -> tuple[str, str, str, str, int | None, str]:
+    """(scheme, host, path, query, port, fragment) of an http(s) URL; ValueError otherwise."""
+    if not isinstance(url, str):
+        raise ValueError(f"not a URL: {url!r}")
     parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    scheme = parts.scheme.lower()
+    host = parts.hostname  # lower-cased, without user info and port
+    if scheme not in ("http", "https") or not host or any(c.isspace() for c in host):
         raise ValueError(f"not an http(s) URL: {url!r}")
-    host = parts.hostname.rstrip(".").lower()
+    port = parts.port  # raises ValueError on a malformed port
+    return scheme, host, parts.path, parts.query, port, parts.fragment
+
+
+def _normalize_escapes(text: str, safe: str) -> str:
+    """Decode escaped unreserved characters, upper-case other escapes, escape the rest.
+
+    Reserved escapes such as %2F stay escaped: decoding them would change the meaning.
+    Idempotent: its output contains only safe characters and upper-case escapes.
+    """
+    pieces = []
+    for piece in _ESCAPE_OR_TEXT.split(text):
+        if not piece:
+            continue
+        if piece[0] == "%" and len(piece) == 3 and _ESCAPE_OR_TEXT.fullmatch(piece):
+            char = chr(int(piece[1:], 16))
+            pieces.append(char if char in _UNRESERVED else piece.upper())
+        else:
+            # A stray "%" becomes %25; letters of any script become UTF-8 escapes.
+            pieces.append(quote(piece, safe=safe, encoding="utf-8", errors="surrogatepass"))
+    return "".join(pieces)
+
+
+def _remove_dot_segments(path: str) -> str:
+    # RFC 3986 5.2.4: /a/./b/../c -> /a/c
+    if "." not in path:
+        return path
+    output: list[str] = []
+    segments = path.split("/")
+    for segment in segments[1:]:
+        if segment == "..":
+            if output:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    trailing = "/" if segments[-1] in (".", "..") else ""
+    return "/" + "/".join(output) + trailing
+
+
+def _ascii_host(host: str) -> str:
+    host = host.rstrip(".")
+    if ":" in host:  # an IPv6 literal: urlsplit drops the brackets, the URL needs them
+        return f"[{host}]"
     with contextlib.suppress(UnicodeError):
+        # IDNA: xəbər.az and xn--xbr-dtbb.az are the same host. Hosts IDNA rejects (empty
+        # or over-long labels) are kept as they are, which is still stable.
         host = host.encode("idna").decode("ascii")
-    port = parts.port
-    if port and port not in (80, 443):
-        host = f"{host}:{port}"
-    path = quote(unquote(_SLASHES.sub("/", parts.path)), safe="/%:@!$&'()*+,;=~-._")
+    return host
+
+
+def normalize_url(url: str) -> str:
+    """The identity form of an article URL; ValueError if `url` is not an http(s) URL.
+
+    http and https are folded to https: newsrooms' feeds, sitemaps and share buttons link the
+    same article both ways, and a site serves one article per path whatever the scheme.
+    The host is lower-cased and IDNA-encoded; user info, default ports (80, 443), the
+    fragment, tracking parameters, path session ids, duplicate and trailing slashes and dot
+    segments are dropped; escapes of unreserved characters are decoded and the remaining
+    query pairs sorted. The result is itself a valid URL, and normalize_url is idempotent.
+    """
+    _, host, path, query, port, _ = _split_http(url)
+    netloc = _ascii_host(host)
+    if port is not None and port not in _DEFAULT_PORTS:
+        netloc = f"{netloc}:{port}"
+    path = _SESSION_PARAM.sub("", path)
+    path = _normalize_escapes(path, _PATH_SAFE)
+    path = _remove_dot_segments(_SLASHES.sub("/", "/" + path.lstrip("/")))
     if len(path) > 1:
-        path = path.rstrip("/")
-    query = sorted(
-        (key, value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        if not is_tracking_param(key)
+        path = path.rstrip("/") or "/"
+    pairs = sorted(
+        _normalize_escapes(pair, _QUERY_SAFE + "=")
+        for pair in query.split("&")
+        if pair and not is_tracking_param(unquote_plus(pair.split("=", 1)[0]))
     )
-    return urlunsplit(("https", host, path or "/", urlencode(query), ""))
+    return urlunsplit(("https", netloc, path, "&".join(pairs), ""))
 
 
-def is_http_url(url: str) -> bool:
+def strip_tracking(url: str) -> str:
+    """`url` without tracking parameters and fragment, otherwise exactly as given.
+
+    For URLs that will be shown or posted: unlike normalize_url it keeps the scheme, path
+    and parameter order, so the link still opens exactly what the site published.
+    """
     try:
         parts = urlsplit(url.strip())
     except ValueError:
+        return url
+    pairs = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and not is_tracking_param(unquote_plus(pair.split("=", 1)[0]))
+    ]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(pairs), ""))
+
+
+def is_http_url(url: str) -> bool:
+    """True when `url` is an absolute http(s) URL with a host (what normalize_url accepts)."""
+    try:
+        _split_http(url)
+    except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    return True
 
 
 def absolute_url(base: str, href: str) -> str:
-    return urljoin(base, href.strip())
+    """`href` resolved against `base`, as a browser does (href may be relative or //host/...)."""
+    # Browsers drop tabs and newlines anywhere in a URL and trim surrounding white space.
+    cleaned = re.sub(r"[\t\n\r]", "", href).strip()
+    try:
+        return urljoin(base, cleaned)
+    except ValueError:  # e.g. a malformed IPv6 host in base or href
+        return cleaned
 
 
 def add_query_params(url: str, params: dict[str, str]) -> str:
-    """Add (or replace) query parameters, e.g. UTM tags for one platform."""
+    """Add (or replace) query parameters, e.g. UTM tags for one platform.
+
+    Existing parameters keep their order and encoding; new ones are appended, and a fragment
+    stays last.
+    """
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    query += list(params.items())
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    replaced = {str(key) for key in params}
+    pairs = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and unquote_plus(pair.split("=", 1)[0]) not in replaced
+    ]
+    added = urlencode([(str(key), str(value)) for key, value in params.items()])
+    query = "&".join([*pairs, added] if added else pairs)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
