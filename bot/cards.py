@@ -1,0 +1,145 @@
+"""Image cards for platforms that need a picture (Instagram): the article photo cropped to
+4:5, or a brand background, with the headline, the outlet and the source line. Pure: bytes in,
+JPEG bytes out. The font (Noto Sans) covers Latin, Cyrillic and Azerbaijani letters."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import fontpkg_noto_sans
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+CARD_SIZE = (1080, 1350)  # 4:5, Instagram's tallest allowed portrait
+MARGIN = 72
+FONT_FILE = Path(fontpkg_noto_sans.__file__).parent / "files" / "NotoSans[wdth,wght].ttf"
+
+# Instagram's rules for a published image.
+MIN_RATIO, MAX_RATIO = 4 / 5, 1.91
+MIN_WIDTH, MAX_WIDTH = 320, 1440
+MAX_BYTES = 8 * 1024 * 1024
+
+
+@lru_cache(maxsize=32)
+def font(size: int, weight: str = "Bold") -> ImageFont.FreeTypeFont:
+    face = ImageFont.truetype(str(FONT_FILE), size)
+    face.set_variation_by_name(weight)
+    return face
+
+
+def check_instagram_image(data: bytes) -> list[str]:
+    """Every way `data` breaks Instagram's image rules (empty: it is fine)."""
+    problems = []
+    if len(data) > MAX_BYTES:
+        problems.append(f"{len(data)} bytes is over 8 MB")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+    except (UnidentifiedImageError, OSError):
+        return [*problems, "not an image"]
+    if kind != "JPEG":
+        problems.append(f"{kind} is not JPEG")
+    ratio = width / height
+    if not MIN_RATIO - 0.005 <= ratio <= MAX_RATIO + 0.005:
+        problems.append(f"aspect ratio {ratio:.2f} is outside 4:5 to 1.91:1")
+    if not MIN_WIDTH <= width <= MAX_WIDTH:
+        problems.append(f"width {width} px is outside 320 to 1440")
+    return problems
+
+
+def _background(photo: bytes | None, brand_color: str) -> Image.Image:
+    if photo:
+        try:
+            with Image.open(io.BytesIO(photo)) as image:
+                image.load()
+                return ImageOps.fit(image.convert("RGB"), CARD_SIZE, Image.Resampling.LANCZOS)
+        except (UnidentifiedImageError, OSError, ValueError):
+            pass  # not a usable photo: the brand background instead
+    return Image.new("RGB", CARD_SIZE, brand_color)
+
+
+def _shade(card: Image.Image) -> None:
+    """A dark gradient over the lower part so white text stays legible on any photo."""
+    height = card.size[1]
+    overlay = Image.new("L", (1, height))
+    start = int(height * 0.35)
+    for y in range(height):
+        overlay.putpixel(
+            (0, y), 0 if y < start else min(220, int((y - start) / (height - start) * 260))
+        )
+    card.paste(Image.new("RGB", card.size, "black"), (0, 0), overlay.resize(card.size))
+
+
+def _wrap(
+    draw: ImageDraw.ImageDraw, text: str, face: ImageFont.FreeTypeFont, width: int
+) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}".strip()
+        if draw.textlength(candidate, font=face) <= width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        while draw.textlength(word, font=face) > width:  # a word longer than a line
+            cut = len(word)
+            while cut > 1 and draw.textlength(word[:cut], font=face) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        current = word
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _fit_headline(
+    draw: ImageDraw.ImageDraw, headline: str, width: int, max_height: int
+) -> tuple[ImageFont.FreeTypeFont, list[str]]:
+    """The largest size (down to a floor) at which the headline fits; ellipsis below that."""
+    for size in range(84, 38, -6):
+        face = font(size)
+        lines = _wrap(draw, headline, face, width)
+        if len(lines) * int(size * 1.22) <= max_height:
+            return face, lines
+    face = font(40)
+    lines = _wrap(draw, headline, face, width)
+    keep = max(1, max_height // int(40 * 1.22))
+    if len(lines) > keep:
+        lines = lines[:keep]
+        while lines[-1] and draw.textlength(lines[-1] + "…", font=face) > width:
+            lines[-1] = lines[-1][:-1]
+        lines[-1] = lines[-1].rstrip() + "…"
+    return face, lines
+
+
+def render_card(
+    headline: str,
+    outlet_name: str,
+    source_line: str,
+    photo: bytes | None = None,
+    brand_color: str = "#0b3d91",
+) -> bytes:
+    """A 1080x1350 JPEG card."""
+    card = _background(photo, brand_color)
+    _shade(card)
+    draw = ImageDraw.Draw(card)
+    width = CARD_SIZE[0] - 2 * MARGIN
+    small = font(34, "SemiBold")
+    draw.text((MARGIN, MARGIN), outlet_name.upper(), font=small, fill="white")
+    source_y = CARD_SIZE[1] - MARGIN - 40
+    face, lines = _fit_headline(draw, " ".join(headline.split()), width, int(CARD_SIZE[1] * 0.45))
+    line_height = int(face.size * 1.22)
+    y = source_y - 40 - line_height * len(lines)
+    for line in lines:
+        draw.text((MARGIN, y), line, font=face, fill="white")
+        y += line_height
+    source = source_line
+    while source and draw.textlength(source, font=font(28, "Regular")) > width:
+        source = source[:-2] + "…"
+    draw.text((MARGIN, source_y), source, font=font(28, "Regular"), fill=(230, 230, 230))
+    out = io.BytesIO()
+    card.save(out, "JPEG", quality=88, optimize=True)
+    return out.getvalue()
