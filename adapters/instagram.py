@@ -1,0 +1,223 @@
+"""Instagram through the Graph API content publishing flow: container, status polling,
+media_publish, within the account's publishing limit. Every post needs a valid JPEG: the
+article photo when it meets Instagram's rules, otherwise a generated card served by the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+from pydantic import Field
+
+from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.facebook import GraphClient, GraphError, map_graph_error
+from bot.cards import check_instagram_image, render_card
+from bot.models import Article, RenderedPost, SentPost
+from bot.outcomes import PermanentFailure, RetryLater, TemporaryFailure
+from bot.secrets import Secret, SecretRef
+from bot.templates import Dialect, article_url, render_template
+from bot.text import hashtags, squash_spaces, trim_text
+
+CAPTION_LIMIT = 2200
+MAX_MENTIONS = 20
+_MENTION = re.compile(r"(?<![\w@])@(\w[\w.]*)")
+
+PLAIN = Dialect("instagram", lambda s: s, lambda url, _l: url, lambda s: s, len, CAPTION_LIMIT)
+
+
+def limit_mentions(text: str, keep: int = MAX_MENTIONS) -> str:
+    """Instagram refuses a caption with more than 20 @mentions: later ones lose their @."""
+    count = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return match.group(0) if count <= keep else match.group(1)
+
+    return _MENTION.sub(replace, text)
+
+
+class InstagramSettings(TargetSettings):
+    api_base: str = "https://graph.facebook.com"
+    api_version: str = Field(default="v21.0", pattern=r"^v\d+\.\d+$")
+    ig_user_id: str
+    access_token: SecretRef
+    max_hashtags: int = Field(default=5, ge=0, le=30)
+    publishing_limit: int = Field(default=50, ge=1, le=100)
+    poll_interval: float = Field(default=3.0, gt=0)
+    poll_timeout: float = Field(default=120.0, gt=0)
+    #: Where the bot's HTTP endpoint is reachable from Instagram (cards are at /cards/...).
+    public_base_url: str = "http://127.0.0.1:8080"
+    card_dir: str = "cards"
+    first_comment_link: bool = False
+    brand_color: str = "#0b3d91"
+    lead_max_chars: int = Field(default=600, ge=0, le=2000)
+
+
+class InstagramAdapter(Adapter):
+    platform: ClassVar[str] = "instagram"
+    hyperlinks: ClassVar[bool] = False  # caption links are not clickable: attribution as text
+    Settings: ClassVar[type[TargetSettings]] = InstagramSettings
+    settings: InstagramSettings
+
+    def __init__(
+        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+    ) -> None:
+        super().__init__(settings, secrets, outlet)
+        self._graph: GraphClient | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    def source_line(self, url: str) -> str:
+        return f"Source: {self.outlet.name} — {url}"
+
+    def render(self, article: Article) -> RenderedPost:
+        s = self.settings
+        url = article_url(article, s.utm)
+        source = self.source_line(url)
+        if s.template:
+            text = render_template(
+                s.template,
+                article,
+                PLAIN,
+                outlet=self.outlet.name,
+                utm=s.utm,
+                max_hashtags=s.max_hashtags,
+                category_emoji=s.category_emoji,
+            )
+        else:
+            tags = " ".join(hashtags([*article.categories, *article.tags], s.max_hashtags))
+            fixed = "\n\n".join(b for b in (tags, source) if b)
+            title = trim_text(squash_spaces(article.title), CAPTION_LIMIT - len(fixed) - 2)
+            room = CAPTION_LIMIT - len(title) - len(fixed) - 4
+            lead = trim_text(squash_spaces(article.lead), min(room, s.lead_max_chars))
+            text = "\n\n".join(b for b in (title, lead, tags, source) if b)
+        return RenderedPost(
+            target=s.name,
+            platform=self.platform,
+            article_url=article.url,
+            text=limit_mentions(text),
+            markup="plain",
+            image_url=article.image_url,
+            options={"headline": squash_spaces(article.title), "source_line": source},
+        )
+
+    def _client(self) -> GraphClient:
+        if self._graph is None:
+            s = self.settings
+            self._graph = GraphClient(
+                s.api_base, s.api_version, self.secrets["access_token"], s.timeout
+            )
+        return self._graph
+
+    async def send(self, post: RenderedPost) -> SentPost:
+        graph, ig = self._client(), self.settings.ig_user_id
+        try:
+            await self._check_quota(graph, ig)
+            image_url = await self.image_for(post)
+            container = await graph.call(
+                "POST", f"{ig}/media", data={"image_url": image_url, "caption": post.text}
+            )
+            await self._wait_finished(graph, str(container["id"]))
+            published = await graph.call(
+                "POST",
+                f"{ig}/media_publish",
+                data={"creation_id": container["id"]},
+                may_have_posted=True,
+            )
+        except GraphError as exc:
+            raise map_graph_error(exc, "Instagram") from None
+        media_id = str(published["id"])
+        if self.settings.first_comment_link:
+            # The post is out; a missing comment is not worth failing it.
+            with contextlib.suppress(GraphError, TemporaryFailure):
+                await graph.call(
+                    "POST",
+                    f"{media_id}/comments",
+                    data={"message": self.source_line(post.article_url)},
+                )
+        return SentPost(remote_id=media_id, remote_url=None)
+
+    async def _check_quota(self, graph: GraphClient, ig: str) -> None:
+        body = await graph.call(
+            "GET", f"{ig}/content_publishing_limit", params={"fields": "quota_usage,config"}
+        )
+        data = (body.get("data") or [{}])[0]
+        total = min(
+            self.settings.publishing_limit, int((data.get("config") or {}).get("quota_total", 50))
+        )
+        if int(data.get("quota_usage", 0)) >= total:
+            duration = int((data.get("config") or {}).get("quota_duration", 86400))
+            raise RetryLater(
+                f"Instagram publishing limit of {total} per {duration // 3600}h reached", 3600
+            )
+
+    async def _wait_finished(self, graph: GraphClient, container: str) -> None:
+        deadline = time.monotonic() + self.settings.poll_timeout
+        while True:
+            status = (
+                await graph.call("GET", container, params={"fields": "status_code,status"})
+            ).get("status_code")
+            if status in ("FINISHED", "PUBLISHED"):
+                return
+            if status in ("ERROR", "EXPIRED"):
+                raise PermanentFailure(f"Instagram could not use the media container: {status}")
+            if time.monotonic() > deadline:
+                # Nothing was published yet, so trying again later is safe.
+                raise TemporaryFailure(
+                    f"media container still {status} after {self.settings.poll_timeout:g}s"
+                )
+            await asyncio.sleep(self.settings.poll_interval)
+
+    async def image_for(self, post: RenderedPost) -> str:
+        """The article image URL if Instagram accepts it, else a generated card's URL."""
+        photo: bytes | None = None
+        if post.image_url:
+            photo = await self._download(post.image_url)
+            if photo is not None and not check_instagram_image(photo):
+                return post.image_url
+        card = render_card(
+            str(post.options.get("headline") or ""),
+            self.outlet.name,
+            str(post.options.get("source_line") or post.article_url),
+            photo,
+            self.settings.brand_color,
+        )
+        name = hashlib.sha256(card).hexdigest()[:24] + ".jpg"
+        folder = Path(self.settings.card_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(card)
+        return f"{self.settings.public_base_url.rstrip('/')}/cards/{name}"
+
+    async def _download(self, url: str) -> bytes | None:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=True)
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.status_code != 200:
+                    return None
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > 20 * 1024 * 1024:
+                        return None
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError:
+            return None
+
+    async def aclose(self) -> None:
+        if self._graph is not None:
+            await self._graph.aclose()
+            self._graph = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+ADAPTER = InstagramAdapter

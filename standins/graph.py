@@ -1,0 +1,270 @@
+"""A stand-in for the Meta Graph API parts newsbot uses: Facebook Page posts (feed, photos,
+edit, delete) and Instagram content publishing (containers with an IN_PROGRESS phase, status,
+media_publish, the publishing limit, comments). Real error shapes, token checks, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class GraphFault:
+    code: int = 2
+    status: int = 500
+    message: str = "An unexpected error has occurred. Please retry your request later."
+    error_type: str = "OAuthException"
+    hang: float = 0.0
+    usage: dict[str, Any] | None = None  # X-Business-Use-Case-Usage body to send
+
+
+@dataclass
+class State:
+    tokens: set[str] = field(default_factory=set)
+    expired_tokens: set[str] = field(default_factory=set)
+    page_id: str = "1000001"
+    ig_user_id: str = "17841400000000001"
+    posts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    containers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[GraphFault] = field(default_factory=list)
+    in_progress_polls: int = 2
+    quota_total: int = 50
+    published_at: list[float] = field(default_factory=list)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(5_000_000_001))
+
+    def inject(self, *faults: GraphFault) -> None:
+        self.faults.extend(faults)
+
+    def live_posts(self) -> list[dict[str, Any]]:
+        return [p for p in self.posts.values() if not p["deleted"]]
+
+
+def graph_error(
+    status: int,
+    message: str,
+    code: int,
+    error_type: str = "OAuthException",
+    subcode: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    error: dict[str, Any] = {
+        "message": message,
+        "type": error_type,
+        "code": code,
+        "fbtrace_id": "AbCdEfGhIjK",
+    }
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+async def fetch_problem(url: str) -> str | None:
+    """Instagram downloads image_url itself; what it would refuse."""
+    if not url.startswith(("http://", "https://")):
+        return "image_url is not a URL"
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(url)
+    except httpx.HTTPError:
+        return "the image could not be downloaded"
+    if response.status_code != 200:
+        return f"the image URL answered {response.status_code}"
+    data = response.content
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+    except (UnidentifiedImageError, OSError):
+        return "not an image"
+    if kind != "JPEG":
+        return "only JPEG images are supported"
+    if not 0.795 <= width / height <= 1.915:
+        return "the aspect ratio is not supported"
+    if not 320 <= width <= 1440 or len(data) > 8 * 1024 * 1024:
+        return "the image size is not supported"
+    return None
+
+
+class _Graph:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    async def guard(self, request: Request, data: dict[str, Any]) -> Response | None:
+        header = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        token = header or str(data.get("access_token") or "")
+        if token in self.state.expired_tokens:
+            return graph_error(
+                400,
+                "Error validating access token: Session has expired on Tuesday, "
+                "25-Nov-25 03:00:00 PST.",
+                190,
+                subcode=463,
+            )
+        if token not in self.state.tokens:
+            return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
+        if self.state.faults:
+            fault = self.state.faults.pop(0)
+            if fault.hang:
+                await asyncio.sleep(fault.hang)
+            headers = {}
+            if fault.usage is not None:
+                headers["X-Business-Use-Case-Usage"] = json.dumps(fault.usage)
+            return graph_error(
+                fault.status, fault.message, fault.code, fault.error_type, headers=headers
+            )
+        return None
+
+    async def handle(self, request: Request) -> Response:
+        data = dict(request.query_params)
+        if request.method == "POST":
+            data.update(dict(await request.form()))
+        if (refused := await self.guard(request, data)) is not None:
+            return refused
+        node, edge = request.path_params["node"], request.path_params.get("edge")
+        state = self.state
+        if edge is None:
+            return self.node_only(request.method, node, data)
+        if node == state.page_id and edge in ("feed", "photos"):
+            return self.page_post(edge, data)
+        if node == state.ig_user_id and edge == "media":
+            return await self.create_container(data)
+        if node == state.ig_user_id and edge == "media_publish":
+            return self.publish(data)
+        if node == state.ig_user_id and edge == "content_publishing_limit":
+            window = [t for t in state.published_at if time.time() - t < 86400]
+            config = {"quota_total": state.quota_total, "quota_duration": 86400}
+            return JSONResponse({"data": [{"quota_usage": len(window), "config": config}]})
+        if edge == "comments" and node in state.media:
+            comment_id = str(next(state._ids))
+            state.comments.append({"id": comment_id, "media": node, "message": data.get("message")})
+            return JSONResponse({"id": comment_id})
+        return graph_error(
+            400,
+            f"Unsupported request - method type: {request.method.lower()}",
+            100,
+            "GraphMethodException",
+            subcode=33,
+        )
+
+    def page_post(self, edge: str, data: dict[str, Any]) -> Response:
+        state = self.state
+        message = str(data.get("message") or data.get("caption") or "")
+        if edge == "feed" and not (message or data.get("link")):
+            return graph_error(400, "(#100) Missing message or attachment", 100)
+        now = time.time()
+        if any(p["message"] == message and now - p["created"] < 3600 for p in state.live_posts()):
+            return graph_error(400, "(#506) Duplicate status message", 506)
+        post_id = f"{state.page_id}_{next(state._ids)}"
+        state.posts[post_id] = {
+            "id": post_id,
+            "kind": edge,
+            "message": message,
+            "link": data.get("link"),
+            "url": data.get("url"),
+            "created": now,
+            "edited": False,
+            "deleted": False,
+        }
+        if edge == "photos":
+            return JSONResponse({"id": str(next(state._ids)), "post_id": post_id})
+        return JSONResponse({"id": post_id})
+
+    async def create_container(self, data: dict[str, Any]) -> Response:
+        caption = str(data.get("caption") or "")
+        if len(caption) > 2200:
+            return graph_error(400, "The caption is too long.", 100, subcode=2207010)
+        mentions = [w for w in caption.split() if w.startswith("@")]
+        if caption.count("#") > 30 or len(mentions) > 20:
+            return graph_error(400, "Too many tags or mentions in the caption.", 100)
+        problem = await fetch_problem(str(data.get("image_url") or ""))
+        container_id = str(next(self.state._ids))
+        self.state.containers[container_id] = {
+            "id": container_id,
+            "caption": caption,
+            "image_url": data.get("image_url"),
+            "status": "ERROR" if problem else "IN_PROGRESS",
+            "problem": problem,
+            "polls": self.state.in_progress_polls,
+        }
+        return JSONResponse({"id": container_id})
+
+    def publish(self, data: dict[str, Any]) -> Response:
+        state = self.state
+        container = state.containers.get(str(data.get("creation_id")))
+        if container is None:
+            return graph_error(400, "Invalid parameter", 100, subcode=2207008)
+        if container["status"] != "FINISHED":
+            return graph_error(400, "Media ID is not available", 9007, subcode=2207027)
+        window = [t for t in state.published_at if time.time() - t < 86400]
+        if len(window) >= state.quota_total:
+            return graph_error(400, "Application request limit reached", 9, subcode=2207042)
+        media_id = str(next(state._ids))
+        container["status"] = "PUBLISHED"
+        state.published_at.append(time.time())
+        state.media[media_id] = {
+            "id": media_id,
+            "caption": container["caption"],
+            "image_url": container["image_url"],
+        }
+        return JSONResponse({"id": media_id})
+
+    def node_only(self, method: str, node: str, data: dict[str, Any]) -> Response:
+        container = self.state.containers.get(node)
+        if container is not None:
+            if container["status"] == "IN_PROGRESS":
+                container["polls"] -= 1
+                if container["polls"] < 0:
+                    container["status"] = "FINISHED"
+            return JSONResponse(
+                {
+                    "id": node,
+                    "status_code": container["status"],
+                    "status": container["problem"] or container["status"],
+                }
+            )
+        post = self.state.posts.get(node)
+        if post is None or post["deleted"]:
+            return graph_error(
+                404,
+                f"(#100) Object with ID '{node}' does not exist",
+                100,
+                "GraphMethodException",
+                subcode=33,
+            )
+        if method == "DELETE":
+            post["deleted"] = True
+            return JSONResponse({"success": True})
+        if method == "POST":
+            post.update(message=str(data.get("message") or post["message"]), edited=True)
+            return JSONResponse({"success": True})
+        return JSONResponse({"id": node, "message": post["message"]})
+
+
+def create_app(state: State) -> Starlette:
+    graph = _Graph(state)
+
+    async def listed(_: Request) -> Response:
+        return JSONResponse(
+            {"posts": list(state.posts.values()), "media": list(state.media.values())}
+        )
+
+    return Starlette(
+        routes=[
+            Route("/_standin/posts", listed),
+            Route("/{version}/{node}", graph.handle, methods=["GET", "POST", "DELETE"]),
+            Route("/{version}/{node}/{edge}", graph.handle, methods=["GET", "POST"]),
+        ]
+    )
