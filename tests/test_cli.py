@@ -107,11 +107,15 @@ async def test_demo_posts_every_sample_once() -> None:
     out = io.StringIO()
     assert await run_demo(every=0.05, out=out) == 0
     text = out.getvalue()
-    assert "Done: 12 posts delivered to the Telegram stand-in, 7 to the X stand-in." in text
+    assert (
+        "Done: 12 posts delivered to the Telegram stand-in, 7 to the X stand-in, "
+        "12 to Facebook and 7 to Instagram (Graph API stand-in)." in text
+    )
+    assert "[generated card]" in text  # the article without a photo got a card
     assert text.count("┌─ X (") == 7
     assert text.count("┌─ Telegram @sample_times_ru") == 3
     assert text.count("┌─ Telegram @sample_times_az") == 2
-    assert "<script>alert('x')</script>" in text  # shown as text, not markup
+    assert '"<script>" & <b>bold</b>' in text  # headline markup characters shown as text
 
 
 def test_python_dash_m_bot_works() -> None:

@@ -8,6 +8,7 @@ endpoint, as a CMS would), and prints each post as the stand-in received it.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import tempfile
 import textwrap
@@ -23,10 +24,15 @@ from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
 from bot.service import Service
 from bot.store import PENDING, SENDING
+from standins import graph as graph_standin
 from standins import telegram as telegram_standin
 from standins import x as x_standin
 
 DEMO_TOKEN = "100000001:DEMO-token-for-the-local-stand-in"
+DEMO_META_TOKEN = "demo-graph-api-page-token"
+DEMO_PUSH_TOKEN = "demo-cms-push-token"
+DEMO_PAGE_ID = "1000001"
+DEMO_IG_USER = "17841400000000001"
 # Fake X credentials: the X stand-in checks OAuth 1.0a signatures made with them.
 DEMO_X = {
     "DEMO_X_KEY": "demo-consumer-key",
@@ -38,7 +44,14 @@ CHANNELS = {"en": "@sample_times_en", "ru": "@sample_times_ru", "az": "@sample_t
 
 
 def demo_config(
-    site_url: str, telegram_url: str, x_url: str, db_url: str, poll_every: float
+    site_url: str,
+    telegram_url: str,
+    x_url: str,
+    graph_url: str,
+    db_url: str,
+    poll_every: float,
+    http_port: int,
+    cards_dir: str,
 ) -> dict[str, Any]:
     """The embedded default configuration (the same shape as config/newsbot.example.yaml)."""
     return {
@@ -76,10 +89,33 @@ def demo_config(
                 "access_token": {"env": "DEMO_X_TOKEN"},
                 "access_token_secret": {"env": "DEMO_X_TOKEN_SECRET"},
                 "languages": ["en"],
-            }
+            },
+            {
+                "name": "facebook",
+                "platform": "facebook",
+                "api_base": graph_url,
+                "page_id": DEMO_PAGE_ID,
+                "page_access_token": {"env": "DEMO_META_TOKEN"},
+            },
+            {
+                "name": "instagram",
+                "platform": "instagram",
+                "api_base": graph_url,
+                "ig_user_id": DEMO_IG_USER,
+                "access_token": {"env": "DEMO_META_TOKEN"},
+                "public_base_url": f"http://127.0.0.1:{http_port}",
+                "card_dir": cards_dir,
+                "poll_interval": 0.2,
+                "languages": ["en"],
+            },
         ],
         "dispatch": {"interval": 1},
-        "http": {"host": "127.0.0.1", "port": 0},
+        "http": {
+            "host": "127.0.0.1",
+            "port": http_port,
+            "cards_dir": cards_dir,
+            "push_token": {"env": "DEMO_PUSH_TOKEN"},
+        },
     }
 
 
@@ -100,6 +136,8 @@ class PostPrinter:
         self.out = out
         self.seen = 0
         self.seen_x = 0
+        self.seen_fb = 0
+        self.seen_ig = 0
 
     def x(self, state: x_standin.State) -> int:
         new = state.posts[self.seen_x :]
@@ -108,6 +146,18 @@ class PostPrinter:
             print_post(self.out, "X", f"({post['weighted_length']}/280)", post["text"], media)
         self.seen_x += len(new)
         return len(new)
+
+    def meta(self, state: graph_standin.State) -> None:
+        posts = list(state.posts.values())
+        for post in posts[self.seen_fb :]:
+            link = f"[link card: {post['link']}]" if post.get("link") else "[photo]"
+            print_post(self.out, "Facebook", "page", post["message"], link)
+        self.seen_fb = len(posts)
+        media = list(state.media.values())
+        for item in media[self.seen_ig :]:
+            card = "[generated card]" if "/cards/" in item["image_url"] else "[article photo]"
+            print_post(self.out, "Instagram", "", item["caption"], card)
+        self.seen_ig = len(media)
 
     def telegram(self, state: telegram_standin.State) -> int:
         new = state.messages[self.seen :]
@@ -145,13 +195,30 @@ async def run_demo(
     x_state.allow(x_standin.Credentials(*DEMO_X.values()))
     x_server = LoopbackServer(x_standin.create_app(x_state))
     await x_server.start()
+    graph_state = graph_standin.State(page_id=DEMO_PAGE_ID, ig_user_id=DEMO_IG_USER)
+    graph_state.tokens.add(DEMO_META_TOKEN)
+    graph_server = LoopbackServer(graph_standin.create_app(graph_state))
+    await graph_server.start()
     await site_server.start()
     await tg_server.start()
     site.base_url = site_server.url
     raw = demo_config(
-        site_server.url, tg_server.url, x_server.url, f"sqlite:///{db_path}", poll_every=30
+        site_server.url,
+        tg_server.url,
+        x_server.url,
+        graph_server.url,
+        f"sqlite:///{db_path}",
+        poll_every=30,
+        http_port=_free_port(),
+        cards_dir=str(Path(tmp.name) / "cards"),
     )
-    config = validate(raw, "demo config", environ={"DEMO_TELEGRAM_TOKEN": DEMO_TOKEN, **DEMO_X})
+    environ = {
+        "DEMO_TELEGRAM_TOKEN": DEMO_TOKEN,
+        "DEMO_META_TOKEN": DEMO_META_TOKEN,
+        "DEMO_PUSH_TOKEN": DEMO_PUSH_TOKEN,
+        **DEMO_X,
+    }
+    config = validate(raw, "demo config", environ=environ)
     service = Service(config)
     stop = asyncio.Event()
     bot_task = asyncio.create_task(service.run(stop))
@@ -159,6 +226,7 @@ async def run_demo(
     out.write(
         f"newsbot demo\n  sample site:     {site_server.url}/\n"
         f"  Telegram stand-in: {tg_server.url}\n  X stand-in:      {x_server.url}\n"
+        f"  Graph API stand-in (Facebook, Instagram): {graph_server.url}\n"
         f"  state database:  {db_path}\n"
         f"The site already lists {len(site.published)} articles: the first poll records them "
         "without posting.\nA new article is published every "
@@ -177,7 +245,11 @@ async def run_demo(
         async with httpx.AsyncClient(timeout=5) as client:
 
             async def push(url: str) -> None:
-                await client.post(push_url, json={"url": url})
+                await client.post(
+                    push_url,
+                    json={"url": url},
+                    headers={"Authorization": f"Bearer {DEMO_PUSH_TOKEN}"},
+                )
 
             site.on_publish.append(push)
             publisher_stop = asyncio.Event()
@@ -185,6 +257,7 @@ async def run_demo(
             while not stop.is_set():
                 printer.telegram(tg_state)
                 printer.x(x_state)
+                printer.meta(graph_state)
                 if until is not None and until():
                     break
                 if not forever and publisher.done() and not await _work_left(service):
@@ -195,18 +268,27 @@ async def run_demo(
             publisher_stop.set()
             printer.telegram(tg_state)
             printer.x(x_state)
+            printer.meta(graph_state)
     finally:
         stop.set()
         await asyncio.wait_for(bot_task, timeout=15)
         await site_server.stop()
         await tg_server.stop()
         await x_server.stop()
+        await graph_server.stop()
         tmp.cleanup()
     out.write(
         f"\nDone: {printer.seen} posts delivered to the Telegram stand-in, "
-        f"{printer.seen_x} to the X stand-in.\n"
+        f"{printer.seen_x} to the X stand-in, {printer.seen_fb} to Facebook and "
+        f"{printer.seen_ig} to Instagram (Graph API stand-in).\n"
     )
     return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 async def _work_left(service: Service) -> bool:
