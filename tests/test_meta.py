@@ -280,3 +280,12 @@ def test_cards_meet_every_instagram_rule(headline: str, photo: bytes | None) -> 
     assert check_instagram_image(data) == []
     with Image.open(io.BytesIO(data)) as opened:
         assert opened.format == "JPEG" and opened.size == (1080, 1350)
+
+
+async def test_first_comment_carries_the_link(meta: Meta) -> None:
+    ig = instagram(meta, first_comment_link=True)
+    sent = await ig.send(ig.render(article(image_url=f"{meta.files}/img/good.jpg")))
+    (comment,) = meta.state.comments
+    assert comment["media"] == sent.remote_id
+    assert comment["message"] == "Source: Sample Times — https://news.example.com/en/news/7"
+    await ig.aclose()
