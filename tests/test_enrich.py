@@ -156,7 +156,9 @@ def test_non_http_image_and_canonical_are_dropped() -> None:
     page = """<html><head><title>T</title><link rel="canonical" href="javascript:alert(1)">
 <meta property="og:image" content="data:image/png;base64,AAAA"></head></html>"""
     article = extract_article(page, URL)
-    assert article.url == URL and article.image_url is None
+    # No usable canonical: the fetched URL, without its tracking parameters.
+    assert article.url == "https://news.example/en/news/42-budget"
+    assert article.image_url is None
 
 
 # The real pages --------------------------------------------------------------------------
