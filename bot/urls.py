@@ -7,7 +7,6 @@ them to one identity string, used as a de-duplication key and by the attribution
 
 from __future__ import annotations
 
-import contextlib
 import re
 from urllib.parse import quote, unquote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -70,6 +69,13 @@ TRACKING_PARAMS: frozenset[str] = frozenset(
         "soc_trk",
         "spm",
         "sr_share",
+        # the utm_* family (any utm_ name is caught by prefix; these are the usual ones)
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "utm_id",
         # referrer markers newsrooms and aggregators append (e.g. ?from=rss, ?ref=tg)
         "ref",
         "ref_src",
@@ -90,6 +96,9 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = "/:@!$'()*+,;=?-._~"  # not & or =: they separate pairs and key from value
 _DEFAULT_PORTS = (80, 443)
+# What a host may be after IDNA encoding: LDH labels (underscores occur in the wild).
+_HOST = re.compile(r"[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?)*")
+_IPV6 = re.compile(r"[0-9a-f:.]+(?:%[\w.\-]+)?", re.IGNORECASE)
 
 
 def is_tracking_param(name: str) -> bool:
@@ -99,16 +108,31 @@ def is_tracking_param(name: str) -> bool:
 
 
 def _split_http(url: str) -> tuple[str, str, str, str, int | None, str]:
-    """(scheme, host, path, query, port, fragment) of an http(s) URL; ValueError otherwise."""
+    """(scheme, ASCII host, path, query, port, fragment) of an http(s) URL; else ValueError."""
     if not isinstance(url, str):
         raise ValueError(f"not a URL: {url!r}")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = parts.hostname  # lower-cased, without user info and port
-    if scheme not in ("http", "https") or not host or any(c.isspace() for c in host):
+    if scheme not in ("http", "https") or not host:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port = parts.port  # raises ValueError on a malformed port
-    return scheme, host, parts.path, parts.query, port, parts.fragment
+    return scheme, _ascii_host(host, url), parts.path, parts.query, port, parts.fragment
+
+
+def _ascii_host(host: str, url: str) -> str:
+    if ":" in host:  # an IPv6 literal: urlsplit drops the brackets, the URL needs them
+        if not _IPV6.fullmatch(host):
+            raise ValueError(f"bad IPv6 host in {url!r}")
+        return f"[{host}]"
+    try:
+        # IDNA: xəbər.az and xn--xbr-dtbb.az are the same host.
+        ascii_host = host.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"bad host in {url!r}") from None
+    if not _HOST.fullmatch(ascii_host):
+        raise ValueError(f"bad host in {url!r}")
+    return ascii_host
 
 
 def _normalize_escapes(text: str, safe: str) -> str:
@@ -146,17 +170,6 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(output) + trailing
 
 
-def _ascii_host(host: str) -> str:
-    host = host.rstrip(".")
-    if ":" in host:  # an IPv6 literal: urlsplit drops the brackets, the URL needs them
-        return f"[{host}]"
-    with contextlib.suppress(UnicodeError):
-        # IDNA: xəbər.az and xn--xbr-dtbb.az are the same host. Hosts IDNA rejects (empty
-        # or over-long labels) are kept as they are, which is still stable.
-        host = host.encode("idna").decode("ascii")
-    return host
-
-
 def normalize_url(url: str) -> str:
     """The identity form of an article URL; ValueError if `url` is not an http(s) URL.
 
@@ -167,8 +180,7 @@ def normalize_url(url: str) -> str:
     segments are dropped; escapes of unreserved characters are decoded and the remaining
     query pairs sorted. The result is itself a valid URL, and normalize_url is idempotent.
     """
-    _, host, path, query, port, _ = _split_http(url)
-    netloc = _ascii_host(host)
+    _, netloc, path, query, port, _ = _split_http(url)
     if port is not None and port not in _DEFAULT_PORTS:
         netloc = f"{netloc}:{port}"
     path = _SESSION_PARAM.sub("", path)
