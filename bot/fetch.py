@@ -78,6 +78,8 @@ async def _get(
 ) -> FetchResult:
     async with client.stream("GET", url, headers=headers) as response:
         if response.status_code == 304:
+            # Read the (empty) body so the connection goes back to the pool for reuse.
+            await response.aread()
             return _result(response, b"")
         if response.status_code >= 400:
             raise FetchError(f"{url}: HTTP {response.status_code}", response.status_code)

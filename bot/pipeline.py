@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +27,8 @@ from bot.store import AWAITING, FAILED, PENDING, SourceState, Store
 from bot.urls import normalize_url
 
 log = logging.getLogger("newsbot.pipeline")
+
+STATE_REFRESH = 600.0  # seconds an unchanged source's "last polled" may lag in the database
 
 ChangedHook = Callable[[int, Article, Article], Awaitable[object]]
 RetractedHook = Callable[[int, str], Awaitable[object]]
@@ -121,8 +124,20 @@ class Pipeline:
         self.on_new_deliveries = on_new_deliveries or (lambda: None)
         self.on_changed = on_changed
         self.on_retracted = on_retracted
+        # Source state cached between polls: a 304 then costs no database round trip.
+        self._states: dict[str, SourceState] = {}
+        self._saved_at: dict[str, float] = {}
 
     # Polling ---------------------------------------------------------------------------
+
+    async def _save_state(self, name: str, **values: Any) -> None:
+        await self.store.save_source_state(name, **values)
+        previous = self._states.get(name) or SourceState(name)
+        failures = 0 if values.get("error") is None else previous.failures + 1
+        self._states[name] = SourceState(
+            name, values["etag"], values["last_modified"], values["initialized"], failures
+        )
+        self._saved_at[name] = time.monotonic()
 
     async def poll(self, source: SourceConfig) -> PollReport:
         """One poll of one source. Never raises: a broken source is reported and logged."""
@@ -133,7 +148,7 @@ class Pipeline:
             return PollReport(source.name, "error", error=f"{type(exc).__name__}: {exc}")
 
     async def _poll(self, source: SourceConfig) -> PollReport:
-        state = await self.store.source_state(source.name)
+        state = self._states.get(source.name) or await self.store.source_state(source.name)
         fetch_cfg = self.config.file.fetch
         try:
             result = await fetch(
@@ -149,14 +164,22 @@ class Pipeline:
         except FetchError as exc:
             return await self._poll_failed(source, state, str(exc))
         if result.not_modified:
-            await self.store.save_source_state(
-                source.name,
-                etag=result.etag or state.etag,
-                last_modified=result.last_modified or state.last_modified,
-                initialized=state.initialized,
-                status=304,
-                error=None,
+            # Nothing changed: skip the database unless the state needs refreshing (a past
+            # error to clear, new validators, or a "last polled" older than a few minutes).
+            quiet = (
+                state.failures == 0
+                and (result.etag or state.etag) == state.etag
+                and time.monotonic() - self._saved_at.get(source.name, -1e9) < STATE_REFRESH
             )
+            if not quiet:
+                await self._save_state(
+                    source.name,
+                    etag=result.etag or state.etag,
+                    last_modified=result.last_modified or state.last_modified,
+                    initialized=state.initialized,
+                    status=304,
+                    error=None,
+                )
             return PollReport(source.name, "not-modified")
         try:
             parse = parse_sitemap if source.type == "sitemap" else parse_feed
@@ -183,7 +206,7 @@ class Pipeline:
             )
             log.info(message)
             await self.store.record_event("info", "first-run", message)
-        await self.store.save_source_state(
+        await self._save_state(
             source.name,
             etag=result.etag,
             last_modified=result.last_modified,
@@ -202,7 +225,7 @@ class Pipeline:
     ) -> PollReport:
         """Log and remember a failed poll. The old validators stay: the next poll starts over."""
         log.error("source %s: %s", source.name, error)
-        await self.store.save_source_state(
+        await self._save_state(
             source.name,
             etag=state.etag,
             last_modified=state.last_modified,
