@@ -2,13 +2,23 @@
 
 Length is counted the way X counts it (twitter-text v3: 280 weighted units, each URL 23,
 CJK and emoji 2), with the `twitter-text-parser` package. The article URL is always kept.
+
+Images go through the current v2 media endpoints (the `command=` form of POST
+/2/media/upload was retired in 2025): a one-shot POST /2/media/upload for small images,
+POST /2/media/upload/initialize, /{id}/append, /{id}/finalize (+ GET ?command=STATUS) for
+larger ones. Both are signed with the same OAuth 1.0a user credentials as the posts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import io
 import logging
+import re
 import time
+import unicodedata
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -16,13 +26,16 @@ import requests
 import tweepy
 import urllib3
 from oauthlib.oauth1 import Client as OAuth1Client
-from pydantic import Field
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field, field_validator
 from twitter_text import extract_urls, parse_tweet
+from twitter_text.regexp.invalid_chars import invalid_chars
 
 from adapters.base import Adapter, Outlet, TargetSettings
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
+    DeliveryError,
     PermanentFailure,
     RetryLater,
     TemporaryFailure,
@@ -35,10 +48,24 @@ from bot.text import hashtags, squash_spaces, trim_text
 log = logging.getLogger("newsbot.x")
 
 LIMIT = 280
-PRODUCTION = "https://api.twitter.com"  # the host tweepy hard-codes; we rebase it
-SIMPLE_UPLOAD_MAX = 5 * 1024 * 1024
-CHUNK = 1024 * 1024
+#: The host tweepy hard-codes in Client.request; _RebasedSession sends it to api_base.
+TWEEPY_HOST = "https://api.twitter.com"
 HEADLINE_ROOM = 100  # weighted units a headline keeps before hashtags give way
+MIN_LEAD = 30  # a lead squeezed below this reads as noise: leave it out
+SEPARATOR = "\n\n"
+#: What the one-shot upload takes (GIF must go through the chunked flow).
+SIMPLE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"}
+PILLOW_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+#: 403 details that refuse one post, not the account: fail that post, keep the target going.
+PER_POST_403 = re.compile(r"duplicate content|too long|not allowed because", re.IGNORECASE)
+PROCESSING_DEADLINE = 60.0
 
 
 def weighted_length(text: str) -> int:
@@ -57,12 +84,36 @@ class XSettings(TargetSettings):
     access_token: SecretRef
     access_token_secret: SecretRef
     with_image: bool = True
-    max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
-    #: Images above this size go through the chunked INIT/APPEND/FINALIZE upload.
-    simple_upload_max: int = Field(default=SIMPLE_UPLOAD_MAX, ge=1)
-    #: X bills per post, a post with a URL more: used by `timing.daily_budget`.
-    cost_per_post: float = Field(default=0.0, ge=0)
-    cost_per_post_with_url: float = Field(default=0.0, ge=0)
+    #: Images above this are not downloaded in full nor attached (X takes 5 MB photos).
+    max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=5 * 1024 * 1024)
+    #: Images above this size go through the chunked initialize/append/finalize upload.
+    simple_upload_max: int = Field(default=1024 * 1024, ge=1)
+    upload_chunk_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
+    #: What X bills per post, a post with a URL more: for the core's `timing.daily_budget`.
+    cost_per_post: float | None = Field(default=None, ge=0)
+    cost_per_post_with_url: float | None = Field(default=None, ge=0)
+
+    @field_validator("api_base", "upload_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+# Rendering ---------------------------------------------------------------------------------
+
+
+def clean(text: str) -> str:
+    """One line of text X accepts: NFC (what X counts), no control or invalid characters."""
+    text = squash_spaces(unicodedata.normalize("NFC", text))
+    text = invalid_chars.sub("", text)  # U+FFFE, U+FEFF, U+FFFF make a tweet invalid
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs"))
+    return squash_spaces(text)
+
+
+def _join(*blocks: str) -> str:
+    return SEPARATOR.join(b for b in blocks if b)
 
 
 def compose(title: str, lead: str, tags: list[str], url: str) -> str:
@@ -72,35 +123,82 @@ def compose(title: str, lead: str, tags: list[str], url: str) -> str:
     has at least HEADLINE_ROOM units; the headline is trimmed to what is left, and the lead
     takes any room that remains.
     """
-    tail = f"\n\n{url}"
-    headline_need = min(weighted_length(title), HEADLINE_ROOM)
+    sep = weighted_length(SEPARATOR)
+    headline_need = min(weighted_length(title), HEADLINE_ROOM) + (sep if title else 0)
     chosen: list[str] = []
     for tag in tags:
-        line = " ".join([*chosen, tag])
-        if weighted_length(f"\n\n{line}{tail}") + headline_need <= LIMIT:
+        if weighted_length(_join(" ".join([*chosen, tag]), url)) + headline_need <= LIMIT:
             chosen.append(tag)
-    tag_block = f"\n\n{' '.join(chosen)}" if chosen else ""
-    title = trim_text(title, LIMIT - weighted_length(tag_block + tail), weighted_length)
-    room = LIMIT - weighted_length(title + tag_block + tail) - 2  # "\n\n" before the lead
-    lead_block = ""
-    if lead and room >= 30:
-        lead_block = f"\n\n{trim_text(lead, room, weighted_length)}"
-    return f"{title}{lead_block}{tag_block}{tail}"
+    tag_line = " ".join(chosen)
+    fixed = weighted_length(_join(tag_line, url))
+    title = trim_text(title, LIMIT - fixed - sep, weighted_length) if title else ""
+    room = LIMIT - weighted_length(_join(title, tag_line, url)) - sep
+    lead = trim_text(lead, room, weighted_length) if lead and room >= MIN_LEAD else ""
+    return _fit(title, lead, tag_line, url)
+
+
+def _fit(title: str, lead: str, tag_line: str, url: str) -> str:
+    """Safety net: pieces measured apart can weigh more joined; shed lead, tags, then title."""
+    text = _join(title, lead, tag_line, url)
+    while weighted_length(text) > LIMIT:
+        if lead:
+            lead = ""
+        elif tag_line:
+            tag_line = tag_line.rpartition(" ")[0]
+        elif title:
+            title = trim_text(title, max(0, weighted_length(title) - 2), weighted_length)
+        else:
+            break  # the URL alone is over the limit: send() will refuse it
+        text = _join(title, lead, tag_line, url)
+    return text
+
+
+def tweet_problem(text: str) -> str | None:
+    """Why X would refuse `text`, or None if it is a valid tweet."""
+    parsed = parse_tweet(text)
+    if parsed.valid:
+        return None
+    if not text.strip():
+        return "post text is empty"
+    if parsed.weightedLength > LIMIT:
+        return f"post is {parsed.weightedLength} weighted units, over {LIMIT}"
+    return "post text has characters X refuses"
+
+
+# Sending -----------------------------------------------------------------------------------
 
 
 class _RebasedSession(requests.Session):
-    """tweepy's Client calls a fixed host; this session sends it to the configured base."""
+    """tweepy's Client calls a fixed host; this session sends those calls to `base`.
+
+    The URL is rewritten before requests signs it (OAuth 1.0a signs the host), so the
+    signature matches the server that receives it.
+    """
 
     def __init__(self, base: str, timeout: float) -> None:
         super().__init__()
         self.base = base.rstrip("/")
         self.timeout = timeout
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if url.startswith(PRODUCTION):
-            url = self.base + url[len(PRODUCTION) :]
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:  # type: ignore[override]
+        if isinstance(url, str) and url.startswith(TWEEPY_HOST):
+            url = self.base + url[len(TWEEPY_HOST) :]
         kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
+
+
+class _XClient(tweepy.Client):
+    """tweepy's v2 Client on a configurable base URL, with a timeout on every call."""
+
+    def __init__(self, base: str, timeout: float, **credentials: str) -> None:
+        super().__init__(**credentials, wait_on_rate_limit=False)  # waiting is the core's job
+        self.session = _RebasedSession(base, timeout)
+
+
+class MediaError(Exception):
+    """The image could not be attached (the post still goes out without it)."""
 
 
 class XAdapter(Adapter):
@@ -113,7 +211,7 @@ class XAdapter(Adapter):
         self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
     ) -> None:
         super().__init__(settings, secrets, outlet)
-        self._client: tweepy.Client | None = None
+        self._client: _XClient | None = None
         self._http: httpx.AsyncClient | None = None
 
     # Rendering -----------------------------------------------------------------------------
@@ -121,19 +219,23 @@ class XAdapter(Adapter):
     def render(self, article: Article) -> RenderedPost:
         s = self.settings
         url = article_url(article, s.utm)
+        tidy = dataclasses.replace(article, title=clean(article.title), lead=clean(article.lead))
+        text = ""
         if s.template:
             text = render_template(
                 s.template,
-                article,
+                tidy,
                 PLAIN,
                 outlet=self.outlet.name,
                 utm=s.utm,
                 max_hashtags=s.max_hashtags,
                 category_emoji=s.category_emoji,
             )
-        else:
+        if not s.template or tweet_problem(text) or url not in text:
+            # No template, or its output does not make a valid tweet with the link: the
+            # default layout always does (unless the URL alone is over 280).
             tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
-            text = compose(squash_spaces(article.title), squash_spaces(article.lead), tags, url)
+            text = compose(tidy.title, tidy.lead, tags, url)
         return RenderedPost(
             target=s.name,
             platform=self.platform,
@@ -144,24 +246,27 @@ class XAdapter(Adapter):
         )
 
     def cost(self, post: RenderedPost) -> float:
-        has_url = bool(extract_urls(post.text))
-        return self.settings.cost_per_post_with_url if has_url else self.settings.cost_per_post
+        s = self.settings
+        per_post = s.cost_per_post or 0.0
+        if extract_urls(post.text) and s.cost_per_post_with_url is not None:
+            return s.cost_per_post_with_url
+        return per_post
 
-    # Sending -------------------------------------------------------------------------------
+    # Posting -------------------------------------------------------------------------------
 
     def _secret(self, name: str) -> str:
         return self.secrets[name].get()
 
-    def _tweepy(self) -> tweepy.Client:
+    def _tweepy(self) -> _XClient:
         if self._client is None:
-            client = tweepy.Client(
+            self._client = _XClient(
+                self.settings.api_base,
+                self.settings.timeout,
                 consumer_key=self._secret("api_key"),
                 consumer_secret=self._secret("api_secret"),
                 access_token=self._secret("access_token"),
                 access_token_secret=self._secret("access_token_secret"),
             )
-            client.session = _RebasedSession(self.settings.api_base, self.settings.timeout)
-            self._client = client
         return self._client
 
     def _httpx(self) -> httpx.AsyncClient:
@@ -170,32 +275,38 @@ class XAdapter(Adapter):
         return self._http
 
     async def send(self, post: RenderedPost) -> SentPost:
-        if weighted_length(post.text) > LIMIT:
-            raise PermanentFailure(f"post is {weighted_length(post.text)} weighted units, over 280")
+        problem = tweet_problem(post.text)
+        if problem:
+            raise PermanentFailure(problem)
         media_ids: list[str] = []
         if post.image_url:
             try:
                 media_ids = [await self.upload_image(post.image_url)]
-            except Exception as exc:  # the post must still go out without its image
-                log.warning("target %s: image not attached (%s)", self.name, redact(str(exc)))
+            except Exception as exc:  # any image trouble: the post must still go out
+                log.warning("target %s: image not attached (%s)", self.name, _describe(exc))
         client = self._tweepy()
         try:
             response = await asyncio.to_thread(
                 client.create_tweet, text=post.text, media_ids=media_ids or None, user_auth=True
             )
         except Exception as exc:
-            raise _map_error(exc) from None
-        tweet_id = str(response.data["id"])
+            raise map_error(exc) from None
+        try:
+            tweet_id = str(response.data["id"])
+        except (AttributeError, KeyError, TypeError):
+            # X said yes but we cannot tell to what: resending could post twice.
+            raise UncertainDelivery("X accepted the post but its answer has no id") from None
         return SentPost(remote_id=tweet_id, remote_url=f"https://x.com/i/web/status/{tweet_id}")
 
     async def delete(self, remote_id: str) -> None:
+        """Delete a post (a retracted article). A post already gone is not an error."""
         client = self._tweepy()
         try:
             await asyncio.to_thread(client.delete_tweet, remote_id, user_auth=True)
         except tweepy.NotFound:
             return
         except Exception as exc:
-            raise _map_error(exc) from None
+            raise map_error(exc) from None
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -208,6 +319,8 @@ class XAdapter(Adapter):
     # Media upload (X API v2), signed with the same OAuth 1.0a user credentials --------------
 
     def _sign(self, method: str, url: str) -> dict[str, str]:
+        """OAuth 1.0a HMAC-SHA1 header for `url` (its query is signed; JSON and multipart
+        bodies are not part of the signature, RFC 5849 section 3.4.1.3)."""
         oauth = OAuth1Client(
             self._secret("api_key"),
             client_secret=self._secret("api_secret"),
@@ -217,113 +330,194 @@ class XAdapter(Adapter):
         _, headers, _ = oauth.sign(url, http_method=method)
         return dict(headers)
 
-    async def _upload_call(
-        self, params: dict[str, str], files: dict[str, Any] | None = None
+    async def _media_call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        **body: Any,
     ) -> dict[str, Any]:
-        url = f"{self.settings.upload_base.rstrip('/')}/2/media/upload"
-        signed_url = str(httpx.URL(url, params=params))
-        response = await self._httpx().post(
-            signed_url, headers=self._sign("POST", signed_url), files=files
-        )
+        url = str(httpx.URL(f"{self.settings.upload_base}{path}", params=params or {}))
+        response = await self._httpx().request(method, url, headers=self._sign(method, url), **body)
         if response.status_code >= 400:
-            raise RuntimeError(
-                f"media upload answered {response.status_code}: {response.text[:200]}"
-            )
-        if not response.content:  # APPEND answers 204 with no body
+            raise MediaError(f"{path} answered {response.status_code}: {_problem_text(response)}")
+        if not response.content:
             return {}
-        return response.json().get("data") or {}
+        data = response.json().get("data")
+        return data if isinstance(data, dict) else {}
 
     async def upload_image(self, image_url: str) -> str:
         """Download the article image and upload it to X; returns the media id."""
-        data, content_type = await self._download(image_url)
-        media_type = content_type if content_type.startswith("image/") else "image/jpeg"
-        if len(data) <= self.settings.simple_upload_max:
-            result = await self._upload_call(
-                {"media_category": "tweet_image"},
-                files={"media": ("image", data, media_type)},
-            )
-            return str(result["id"])
-        init = await self._upload_call(
-            {
-                "command": "INIT",
-                "total_bytes": str(len(data)),
-                "media_type": media_type,
-                "media_category": "tweet_image",
-            }
+        data = await self._download(image_url)
+        media_type = sniff_image(data)
+        if len(data) <= self.settings.simple_upload_max and media_type in SIMPLE_TYPES:
+            return await self._upload_simple(data, media_type)
+        return await self._upload_chunked(data, media_type)
+
+    async def _upload_simple(self, data: bytes, media_type: str) -> str:
+        result = await self._media_call(
+            "POST",
+            "/2/media/upload",
+            data={"media_category": "tweet_image", "media_type": media_type},
+            files={"media": ("image", data, media_type)},
         )
-        media_id = str(init["id"])
-        for index, start in enumerate(range(0, len(data), CHUNK)):
-            await self._upload_call(
-                {"command": "APPEND", "media_id": media_id, "segment_index": str(index)},
-                files={"media": ("chunk", data[start : start + CHUNK], "application/octet-stream")},
+        return _media_id(result)
+
+    async def _upload_chunked(self, data: bytes, media_type: str) -> str:
+        category = "tweet_gif" if media_type == "image/gif" else "tweet_image"
+        init = await self._media_call(
+            "POST",
+            "/2/media/upload/initialize",
+            json={"media_type": media_type, "total_bytes": len(data), "media_category": category},
+        )
+        media_id = _media_id(init)
+        step = self.settings.upload_chunk_bytes
+        for index, start in enumerate(range(0, len(data), step)):
+            await self._media_call(
+                "POST",
+                f"/2/media/upload/{media_id}/append",
+                data={"segment_index": str(index)},
+                files={"media": ("chunk", data[start : start + step], "application/octet-stream")},
             )
-        final = await self._upload_call({"command": "FINALIZE", "media_id": media_id})
+        final = await self._media_call("POST", f"/2/media/upload/{media_id}/finalize")
         await self._wait_processing(media_id, final.get("processing_info"))
         return media_id
 
     async def _wait_processing(self, media_id: str, info: dict[str, Any] | None) -> None:
-        deadline = time.monotonic() + 60
+        """Only media whose processing succeeded may be attached (X answers 400 otherwise)."""
+        deadline = time.monotonic() + PROCESSING_DEADLINE
         while info and info.get("state") in ("pending", "in_progress"):
             if time.monotonic() > deadline:
-                raise RuntimeError("media processing did not finish in 60 s")
-            await asyncio.sleep(min(float(info.get("check_after_secs", 1)), 5))
-            url = f"{self.settings.upload_base.rstrip('/')}/2/media/upload"
-            signed = str(httpx.URL(url, params={"command": "STATUS", "media_id": media_id}))
-            response = await self._httpx().get(signed, headers=self._sign("GET", signed))
-            info = (response.json().get("data") or {}).get("processing_info")
+                raise MediaError(f"media processing did not finish in {PROCESSING_DEADLINE:.0f} s")
+            await asyncio.sleep(min(max(float(info.get("check_after_secs") or 1), 0.1), 5.0))
+            status = await self._media_call(
+                "GET", "/2/media/upload", {"command": "STATUS", "media_id": media_id}
+            )
+            info = status.get("processing_info")
         if info and info.get("state") == "failed":
-            raise RuntimeError(f"media processing failed: {info.get('error')}")
+            raise MediaError(f"media processing failed: {info.get('error')}")
 
-    async def _download(self, url: str) -> tuple[bytes, str]:
+    async def _download(self, url: str) -> bytes:
         limit = self.settings.max_image_bytes
         async with self._httpx().stream("GET", url) as response:
             if response.status_code != 200:
-                raise RuntimeError(f"image {url}: HTTP {response.status_code}")
+                raise MediaError(f"image {url}: HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise MediaError(f"image {url} is {declared} bytes, over {limit}")
             chunks, size = [], 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
-                if size > limit:
-                    raise RuntimeError(f"image {url} is over {limit} bytes")
+                if size > limit:  # servers may not say, or lie: stop reading at the cap
+                    raise MediaError(f"image {url} is over {limit} bytes")
                 chunks.append(chunk)
-            return b"".join(chunks), response.headers.get("content-type", "")
+            return b"".join(chunks)
 
 
-def _detail(exc: tweepy.HTTPException) -> str:
+def sniff_image(data: bytes) -> str:
+    """The image's real MIME type (a CMS's Content-Type is often wrong); MediaError if none."""
     try:
-        body = exc.response.json()
-    except Exception:
-        return str(exc)
-    return str(body.get("detail") or body.get("title") or exc.api_messages or exc)
+        with Image.open(io.BytesIO(data)) as image:
+            kind = PILLOW_TYPES.get(image.format or "")
+    except (UnidentifiedImageError, OSError, ValueError):
+        kind = None
+    if kind is None:
+        raise MediaError("the article image is not a JPEG, PNG, GIF, WebP, BMP or TIFF")
+    return kind
 
 
-def _map_error(exc: Exception) -> Exception:
+def _media_id(data: dict[str, Any]) -> str:
+    media_id = data.get("id") or data.get("media_id_string")
+    if not media_id:
+        raise MediaError("media upload answered without a media id")
+    return str(media_id)
+
+
+def _problem_text(response: httpx.Response | requests.Response) -> str:
+    """The human part of an X error body (RFC 7807 problem, or v2 `errors`), redacted."""
+    try:
+        body = response.json()
+    except ValueError:
+        return redact(response.text[:200])
+    if not isinstance(body, dict):
+        return redact(str(body)[:200])
+    parts = [str(body[k]) for k in ("title", "detail") if body.get(k)]
+    for error in body.get("errors") or []:
+        if isinstance(error, dict) and error.get("message"):
+            parts.append(str(error["message"]))
+    return redact(" - ".join(dict.fromkeys(parts)) or response.text[:200])
+
+
+def _describe(exc: Exception) -> str:
+    return redact(str(exc)) or type(exc).__name__
+
+
+# Error mapping -----------------------------------------------------------------------------
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> float:
+    """Seconds until X lets this target post again.
+
+    A 429 from a spent 24-hour cap still carries the 15-minute window's x-rate-limit-reset;
+    waiting for that would only earn another 429, so the exhausted 24-hour reset wins.
+    """
+    resets: list[int] = []
+    for prefix in ("x-app-limit-24hour", "x-user-limit-24hour"):
+        if headers.get(f"{prefix}-remaining") == "0":
+            resets.append(_int(headers.get(f"{prefix}-reset")))
+    if not any(resets):
+        resets.append(_int(headers.get("x-rate-limit-reset")))
+    latest = max(resets)
+    if not latest:
+        return 60.0  # no reset header at all: a short, polite wait
+    return max(1.0, latest - now)
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value and value.strip().isdigit() else 0
+
+
+def map_error(exc: Exception) -> DeliveryError:
     """Translate tweepy/requests failures into the outbox's vocabulary."""
-    if isinstance(exc, tweepy.TooManyRequests):
-        reset = exc.reset_time or int(time.time()) + 60
-        return RetryLater("X rate limit reached", max(1.0, reset - time.time()))
-    if isinstance(exc, tweepy.Unauthorized):
-        return AuthFailure(f"X refused the credentials: {redact(_detail(exc))}")
-    if isinstance(exc, tweepy.Forbidden):
-        detail = redact(_detail(exc))
-        if "duplicate" in detail.lower():
-            return PermanentFailure(f"X rejected a duplicate post: {detail}")
-        return AuthFailure(f"X forbids this app or account to post: {detail}")
-    if isinstance(exc, tweepy.TwitterServerError):
-        return TemporaryFailure(f"X server error: {redact(_detail(exc))}")
     if isinstance(exc, tweepy.HTTPException):
-        return PermanentFailure(f"X rejected the post: {redact(_detail(exc))}")
+        return _map_http(exc.response.status_code, exc.response)
     if isinstance(exc, requests.ConnectTimeout):
-        return TemporaryFailure("X unreachable (connect timeout)")
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        if isinstance(reason, urllib3.exceptions.NewConnectionError):
-            return TemporaryFailure("X unreachable (connection refused)")
+        return TemporaryFailure("X unreachable (connect timeout); nothing was sent")
+    if isinstance(exc, requests.ConnectionError) and _never_connected(exc):
+        return TemporaryFailure("X unreachable (connection refused); nothing was sent")
+    if isinstance(exc, requests.RequestException):
+        # Read timeout, connection reset or cut mid-answer: X may have posted it.
         return UncertainDelivery(
-            f"connection to X lost mid-request ({type(exc).__name__}); it may have posted"
+            f"no complete answer from X ({type(exc).__name__}); it may have posted"
         )
-    if isinstance(exc, requests.Timeout):
-        return UncertainDelivery("no answer from X in time; it may have posted")
-    return UncertainDelivery(f"unexpected error from X: {type(exc).__name__}: {redact(str(exc))}")
+    return UncertainDelivery(f"unexpected error from X: {type(exc).__name__}: {_describe(exc)}")
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _map_http(status: int, response: requests.Response) -> DeliveryError:
+    detail = _problem_text(response)
+    if status == 429:
+        if "UsageCapExceeded" in detail or "Usage cap exceeded" in detail:
+            # The monthly product cap does not lift in 15 minutes: pause and tell editors.
+            return AuthFailure(f"X usage cap reached for this app: {detail}")
+        return RetryLater(
+            f"X rate limit reached: {detail}", retry_after(response.headers, time.time())
+        )
+    if status == 401:
+        return AuthFailure(f"X refused the credentials: {detail}")
+    if status == 402:
+        return AuthFailure(f"X account has no API credits left: {detail}")
+    if status == 403:
+        if PER_POST_403.search(detail):
+            return PermanentFailure(f"X refused this post: {detail}")
+        return AuthFailure(f"X forbids this app or account to post: {detail}")
+    if status >= 500:
+        return TemporaryFailure(f"X server error {status}: {detail}")
+    return PermanentFailure(f"X rejected the post ({status}): {detail}")
 
 
 ADAPTER = XAdapter
