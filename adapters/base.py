@@ -83,6 +83,14 @@ class Adapter(ABC):
     async def send(self, post: RenderedPost) -> SentPost:
         """Publish `post`. Raises a bot.outcomes.DeliveryError subclass on failure."""
 
+    async def check(self) -> bool:
+        """A cheap read-only call: is the platform answering and the login accepted?
+
+        Raises a bot.outcomes.DeliveryError subclass when not. Returns False when the adapter
+        has no such call (the core then lets one real post be the probe after an outage).
+        """
+        return False
+
     def cost(self, post: RenderedPost) -> float:
         """What sending `post` costs (for daily money budgets); free unless a platform bills."""
         return 0.0

@@ -212,6 +212,13 @@ class FacebookAdapter(Adapter):
         except GraphError as exc:
             raise map_graph_error(exc, "Facebook") from None
 
+    async def check(self) -> bool:
+        try:
+            await self._client().call("GET", self.settings.page_id, params={"fields": "id"})
+        except GraphError as exc:
+            raise map_graph_error(exc, "Facebook") from None
+        return True
+
     async def delete(self, remote_id: str) -> None:
         try:
             await self._client().call("DELETE", remote_id)

@@ -107,6 +107,13 @@ class InstagramAdapter(Adapter):
             options={"headline": squash_spaces(article.title), "source_line": source},
         )
 
+    async def check(self) -> bool:
+        try:
+            await self._client().call("GET", self.settings.ig_user_id, params={"fields": "id"})
+        except GraphError as exc:
+            raise map_graph_error(exc, "Instagram") from None
+        return True
+
     def _client(self) -> GraphClient:
         if self._graph is None:
             s = self.settings

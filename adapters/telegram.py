@@ -234,7 +234,11 @@ class TelegramAdapter(Adapter):
             try:
                 await bot.initialize()
             except TelegramError as exc:
-                raise _map_error(exc) from None
+                mapped = _map_error(exc)
+                if isinstance(mapped, UncertainDelivery):
+                    # initialize() only calls getMe: nothing can have been posted.
+                    mapped = TemporaryFailure(mapped.message)
+                raise mapped from None
             self._bot = bot
         return self._bot
 
@@ -324,6 +328,14 @@ class TelegramAdapter(Adapter):
             raise _map_error(exc) from None
         except TelegramError as exc:
             raise _map_error(exc) from None
+
+    async def check(self) -> bool:
+        bot = await self._client()
+        try:
+            await bot.get_me()
+        except TelegramError as exc:
+            raise _map_error(exc) from None
+        return True
 
     async def aclose(self) -> None:
         if self._bot is not None:

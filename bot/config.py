@@ -34,10 +34,19 @@ class SourceConfig(_Strict):
     interval: float = Field(default=60.0, description="seconds between polls")
     language: str | None = None
     enabled: bool = True
-    #: Hosts article links may point at besides the feed's own (SSRF guard).
+    #: Hosts (exact, or `*.suffix`) whose private or loopback addresses this source's
+    #: article and image links may reach (SSRF guard; a public source may not otherwise).
     allow_hosts: list[str] = Field(default_factory=list)
 
     _interval = field_validator("interval", mode="before")(parse_duration)
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.fullmatch(r"(\*\.)?[^*/:\s]+|\[[0-9A-Fa-f:.]+\]", host):
+                raise ValueError(f"{host!r} is not a host (e.g. cdn.example.com, *.example.com)")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -66,10 +75,23 @@ class DispatchConfig(_Strict):
     backoff_max: float = 3600.0
     lease: float = Field(default=120.0, description="seconds a claimed delivery stays leased")
     batch: int = Field(default=20, ge=1, le=1000)
+    #: Failures in a row that open a target's circuit (its posts are then held, not retried).
+    circuit_threshold: int = Field(default=3, ge=1, le=100)
+    #: Longest wait between health checks of a target whose circuit is open.
+    circuit_cooldown_max: float = 300.0
+    #: Replicas on PostgreSQL: how often a standby tries for the leader lock (polling and
+    #: the editors' chat run on the leader only; every replica delivers).
+    leader_check: float = Field(default=5.0, gt=0)
 
-    _durations = field_validator("interval", "backoff_base", "backoff_max", "lease", mode="before")(
-        parse_duration
-    )
+    _durations = field_validator(
+        "interval",
+        "backoff_base",
+        "backoff_max",
+        "lease",
+        "circuit_cooldown_max",
+        "leader_check",
+        mode="before",
+    )(parse_duration)
 
 
 class FetchConfig(_Strict):
@@ -77,6 +99,11 @@ class FetchConfig(_Strict):
     timeout: float = 15.0
     max_bytes: int = Field(default=10_000_000, ge=10_000)
     max_redirects: int = Field(default=5, ge=0, le=20)
+    #: Polls in flight at once: bounds sockets and database connections with many sources.
+    concurrency: int = Field(default=50, ge=1, le=1000)
+    #: Download each article image once before queueing; drop it if it is not an image.
+    check_images: bool = True
+    max_image_bytes: int = Field(default=8_000_000, ge=10_000)
 
     _timeout = field_validator("timeout", mode="before")(parse_duration)
 

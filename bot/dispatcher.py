@@ -8,6 +8,7 @@ is called, and anything short of a clear answer leaves it `uncertain`, never res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -20,7 +21,10 @@ from zoneinfo import ZoneInfo
 
 from adapters.base import Adapter
 from bot.attribution import AttributionMissing, check_attribution
+from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
+from bot.logs import delivery_fields
+from bot.metrics import Metrics
 from bot.outcomes import (
     AuthFailure,
     DeliveryError,
@@ -30,6 +34,7 @@ from bot.outcomes import (
     UncertainDelivery,
 )
 from bot.rules import Rule
+from bot.secrets import redact
 from bot.store import AWAITING, PENDING, SKIPPED, Delivery, Store
 from bot.timing import SEND, Decision, Timing, decide, local_midnight
 
@@ -40,9 +45,7 @@ Alert = Callable[[str, str], Awaitable[None]]  # (target, message)
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, capped."""
-    exp = min(cap, base * (2 ** max(0, attempt - 1)))
-    rand = (rng or random).random()
-    return exp / 2 + rand * exp / 2
+    return jittered(base, cap, attempt - 1, rng)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Dispatcher:
         alert: Alert | None = None,
         tz: ZoneInfo | None = None,
         rules: list[Rule] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.adapters = adapters
@@ -76,18 +80,115 @@ class Dispatcher:
         self.alert = alert
         self.tz = tz or ZoneInfo("UTC")
         self.rules = {rule.name: rule for rule in rules or []}
-        self._lock = asyncio.Lock()
+        self.metrics = metrics or Metrics()
+        c = config
+        self.circuits = {
+            name: Circuit(c.circuit_threshold, c.backoff_base, c.circuit_cooldown_max)
+            for name in adapters
+        }
+        self._housekeeping = asyncio.Lock()
+        self._draining = {name: asyncio.Lock() for name in adapters}
+        self._look_again: set[str] = set()
+        self._stopping = False
 
-    async def run_once(self) -> DispatchReport:
-        """Deliver everything due now, then return. Safe to call concurrently (serialised)."""
-        async with self._lock:
-            report = DispatchReport()
+    async def stop(self, timeout: float) -> None:
+        """Claim nothing more; wait (up to `timeout`) for the sends in flight to finish."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                for lock in self._draining.values():
+                    async with lock:
+                        pass
+
+    def busy(self) -> bool:
+        """Whether a pass or a target's drain is in progress."""
+        return self._housekeeping.locked() or any(x.locked() for x in self._draining.values())
+
+    async def run_once(self, *, wait: bool = True) -> DispatchReport:
+        """Deliver everything due now, then return. Safe to call concurrently.
+
+        Each target drains on its own, so a slow platform holds up no other. A target still
+        being drained by an earlier call is waited for (`wait`), or else asked to look again
+        when it finishes (the daemon's ticks and wake-ups: they never queue up behind it).
+        """
+        report = DispatchReport()
+        async with self._housekeeping:
             await self._flag_abandoned(report)
             await self._expire_approvals()
             paused = await self.store.paused_targets()
-            names = [name for name in self.adapters if name not in paused]
-            await asyncio.gather(*(self._drain(name, report) for name in names))
-            return report
+        names = [name for name in self.adapters if name not in paused]
+        await asyncio.gather(*(self._drain_target(name, report, wait) for name in names))
+        return report
+
+    async def _drain_target(self, target: str, report: DispatchReport, wait: bool) -> None:
+        lock = self._draining[target]
+        if lock.locked() and not wait:
+            self._look_again.add(target)
+            return
+        async with lock:
+            while True:
+                self._look_again.discard(target)
+                # With replicas, one drains a target at a time (the others skip it).
+                async with self.store.target_turn(target) as mine:
+                    if mine and await self._admitted(target):
+                        await self._drain(target, report)
+                if target not in self._look_again:
+                    return
+
+    async def _admitted(self, target: str) -> bool:
+        """Whether the target's circuit lets posts through now (half-open: a health check)."""
+        circuit = self.circuits[target]
+        now = time.time()
+        state = circuit.state(now)
+        if state != "half-open":
+            return state == "closed"
+        try:
+            checked = await self.adapters[target].check()
+        except DeliveryError as exc:
+            self._still_down(target, exc.message)
+            return False
+        except Exception as exc:  # a broken check must not stop the target for good
+            self._still_down(target, f"{type(exc).__name__}: {exc}")
+            return False
+        if checked:
+            await self._recovered(target)
+        # Without a health check the next post is the probe: its outcome decides.
+        return True
+
+    def _still_down(self, target: str, error: str) -> None:
+        circuit = self.circuits[target]
+        circuit.failure(time.time(), error)
+        log.info(
+            "target %s: still failing (%s); next check in %.0fs",
+            target,
+            error,
+            circuit.open_until - time.time(),
+        )
+
+    async def _tripped(
+        self, target: str, error: str, *, at_least: float = 0.0, trip: bool = False
+    ) -> bool:
+        """Count a failure against the target. True while its circuit is open."""
+        circuit = self.circuits[target]
+        if circuit.failure(time.time(), error, at_least=at_least, trip=trip):
+            message = (
+                f"target failing ({error}); its posts are held and will go out in order once "
+                f"it answers again (next check in {circuit.open_until - time.time():.0f}s). "
+                "Other targets are not affected."
+            )
+            log.error("target %s: %s", target, message)
+            await self.store.record_event("error", "circuit-open", message, target)
+            await self._alert(target, message)
+        return circuit.trips > 0
+
+    async def _recovered(self, target: str) -> None:
+        outage = self.circuits[target].success(time.time())
+        if outage is None:
+            return
+        message = f"target answers again after {outage:.0f}s; sending its held posts in order"
+        log.warning("target %s: %s", target, message)
+        await self.store.record_event("info", "circuit-closed", message, target)
+        await self._alert(target, message)
 
     async def _flag_abandoned(self, report: DispatchReport) -> None:
         for delivery in await self.store.expire_leases(time.time()):
@@ -96,7 +197,8 @@ class Dispatcher:
                 f"delivery {delivery.id} of {delivery.post.article_url} was being sent when its "
                 "sender stopped; it may or may not be posted. Not resent: check and decide."
             )
-            log.warning("target %s: %s", delivery.target, message)
+            log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
+            self.metrics.delivery(delivery.target, "uncertain")
             await self.store.record_event(
                 "warning", "uncertain", message, delivery.target, delivery.id
             )
@@ -114,6 +216,8 @@ class Dispatcher:
             note = f"no editor answered within {timeout:g}s: {default} by rule"
             status = PENDING if default == "post" else SKIPPED
             if await self.store.set_status(delivery.id, status, note, only_from=[AWAITING]):
+                if status == SKIPPED:
+                    self.metrics.delivery(delivery.target, "skipped")
                 await self.store.record_event(
                     "info", "approval-timeout", note, delivery.target, delivery.id
                 )
@@ -121,6 +225,8 @@ class Dispatcher:
     async def _drain(self, target: str, report: DispatchReport) -> None:
         adapter = self.adapters[target]
         for _ in range(self.config.batch):
+            if self._stopping:
+                return
             delivery = await self.store.claim_next(
                 target, time.time(), self.config.lease, self.claimer
             )
@@ -137,12 +243,13 @@ class Dispatcher:
                 return
             if decision.action == "drop":
                 await self.store.mark_skipped(delivery.id, f"dropped: {decision.reason}")
+                self.metrics.delivery(delivery.target, "skipped")
                 await self.store.record_event(
                     "info", "dropped", decision.reason, delivery.target, delivery.id
                 )
                 continue
             keep_going = await self._deliver(adapter, delivery, report)
-            if not keep_going:
+            if not keep_going or not self.circuits[target].allows(time.time()):
                 return
 
     async def _timing(self, adapter: Adapter, delivery: Delivery) -> Decision:
@@ -183,15 +290,27 @@ class Dispatcher:
             async with asyncio.timeout(self.config.lease * 0.8):
                 sent = await adapter.send(delivery.post)
         except RetryLater as exc:
-            at = time.time() + exc.retry_after
+            await self._tripped(delivery.target, exc.message, at_least=exc.retry_after)
+            at = max(time.time() + exc.retry_after, self.circuits[delivery.target].open_until)
             await self.store.mark_retry(delivery.id, at, exc.message, count_attempt=False)
-            log.info("target %s: %s; waiting %.0fs", delivery.target, exc.message, exc.retry_after)
+            log.info(
+                "target %s: %s; waiting %.0fs",
+                delivery.target,
+                exc.message,
+                exc.retry_after,
+                extra=delivery_fields(delivery),
+            )
+            self.metrics.retry(delivery.target)
             report.retried += 1
             return False
         except TemporaryFailure as exc:
-            await self._temporary(delivery, exc.message, report)
+            # Attempts count while the target looked healthy; not while it is known down.
+            counted = self.circuits[delivery.target].trips == 0
+            held = await self._tripped(delivery.target, exc.message)
+            await self._temporary(delivery, exc.message, report, held=held, counted=counted)
             return False
         except PermanentFailure as exc:
+            await self._recovered(delivery.target)  # a clear refusal: the platform is up
             await self._fail(delivery, exc.message, report)
             return True
         except AuthFailure as exc:
@@ -207,17 +326,41 @@ class Dispatcher:
             await self._uncertain(delivery, "the adapter did not finish in time", report)
             return True
         except Exception as exc:  # an adapter bug: we cannot know whether it posted
-            log.exception("target %s: adapter raised", delivery.target)
-            await self._uncertain(delivery, f"{type(exc).__name__}: {exc}", report)
+            log.exception(
+                "target %s: adapter raised", delivery.target, extra=delivery_fields(delivery)
+            )
+            # Its text may quote a request URL or header: no secret goes into the database.
+            await self._uncertain(delivery, f"{type(exc).__name__}: {redact(str(exc))}", report)
             return True
         await self.store.mark_sent(delivery.id, sent.remote_id, sent.remote_url)
+        await self._recovered(delivery.target)
+        self.metrics.posted(delivery.target, delivery.sort_key)
         report.sent += 1
         log.info(
-            "target %s: posted %s as %s", delivery.target, delivery.post.article_url, sent.remote_id
+            "target %s: posted %s as %s",
+            delivery.target,
+            delivery.post.article_url,
+            sent.remote_id,
+            extra=delivery_fields(delivery),
         )
         return True
 
-    async def _temporary(self, delivery: Delivery, error: str, report: DispatchReport) -> None:
+    async def _temporary(
+        self,
+        delivery: Delivery,
+        error: str,
+        report: DispatchReport,
+        *,
+        held: bool = False,
+        counted: bool = True,
+    ) -> None:
+        if held:
+            # The target is down, not this post: it waits for the target, never given up.
+            at = self.circuits[delivery.target].open_until
+            await self.store.mark_retry(delivery.id, at, error, count_attempt=counted)
+            self.metrics.retry(delivery.target)
+            report.retried += 1
+            return
         if delivery.attempts >= self.config.max_attempts:
             error = f"gave up after {delivery.attempts} attempts: {error}"
             await self._fail(delivery, error, report)
@@ -230,12 +373,21 @@ class Dispatcher:
             delivery.attempts,
             error,
             delay,
+            extra=delivery_fields(delivery),
         )
+        self.metrics.retry(delivery.target)
         report.retried += 1
 
     async def _fail(self, delivery: Delivery, error: str, report: DispatchReport) -> None:
         await self.store.mark_failed(delivery.id, error)
-        log.error("target %s: delivery %d failed: %s", delivery.target, delivery.id, error)
+        self.metrics.delivery(delivery.target, "failed")
+        log.error(
+            "target %s: delivery %d failed: %s",
+            delivery.target,
+            delivery.id,
+            error,
+            extra=delivery_fields(delivery),
+        )
         await self.store.record_event("error", "failed", error, delivery.target, delivery.id)
         report.failed += 1
 
@@ -245,17 +397,21 @@ class Dispatcher:
             f"delivery {delivery.id} of {delivery.post.article_url} may or may not have been "
             f"posted ({error}); not resent"
         )
-        log.warning("target %s: %s", delivery.target, message)
+        self.metrics.delivery(delivery.target, "uncertain")
+        log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
         await self.store.record_event("warning", "uncertain", message, delivery.target, delivery.id)
         await self._alert(delivery.target, message)
         report.uncertain += 1
+        # No clear answer: hold the target's other posts until a health check says it is back.
+        await self._tripped(delivery.target, error, trip=True)
 
     async def _pause(self, delivery: Delivery, error: str, report: DispatchReport) -> None:
         # The post goes back to the queue untouched: it is sent once the target is resumed.
         await self.store.mark_retry(delivery.id, time.time(), error, count_attempt=False)
         await self.store.set_paused(delivery.target, True, error)
         message = f"target paused: {error}. Fix the credentials, then resume the target."
-        log.error("target %s: %s", delivery.target, message)
+        self.metrics.delivery(delivery.target, "paused")
+        log.error("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
         await self.store.record_event("error", "paused", message, delivery.target, delivery.id)
         await self._alert(delivery.target, message)
         report.paused.append(delivery.target)

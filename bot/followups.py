@@ -13,12 +13,14 @@ from adapters.base import Adapter
 from bot.config import Config
 from bot.fetch import FetchError, fetch
 from bot.models import Article
+from bot.netguard import PUBLIC, Guard
 from bot.outcomes import DeliveryError
 from bot.store import AWAITING, PENDING, SENT, SKIPPED, Store
 
 log = logging.getLogger("newsbot.followups")
 
 GONE = (404, 410)
+GUARD = Guard()  # the SSRF guard for rechecks (the article URL may now redirect elsewhere)
 
 
 class FollowUps:
@@ -115,12 +117,17 @@ class FollowUps:
         since = time.time() - cfg.recheck_window
         found = 0
         for stored in await self.store.articles_sent_since(since):
+            policy = PUBLIC
+            for source in self.config.sources:
+                if source.name == stored.article.source:
+                    policy = await GUARD.policy(source.name, source.url, source.allow_hosts)
             try:
                 await fetch(
                     self.client,
                     stored.article.url,
                     max_bytes=self.config.file.fetch.max_bytes,
                     deadline=self.config.file.fetch.timeout,
+                    check=GUARD.checker(policy),
                 )
             except FetchError as exc:
                 if exc.status in GONE:

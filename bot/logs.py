@@ -1,4 +1,8 @@
-"""Logging set-up: plain text or one JSON object per line, with secrets scrubbed."""
+"""Logging set-up: plain text or one JSON object per line, with secrets scrubbed.
+
+Lines about a delivery carry `target`, `delivery_id` and `article_url`, lines about a poll
+carry `source` (passed with `extra=`); the JSON format emits them as fields of their own.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,72 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from bot.secrets import install_log_redaction
+from bot.secrets import install_log_redaction, redact
+
+if TYPE_CHECKING:
+    from bot.store import Delivery
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def delivery_fields(delivery: Delivery) -> dict[str, Any]:
+    """`extra=` for a log line about one delivery."""
+    return {
+        "target": delivery.target,
+        "delivery_id": delivery.id,
+        "article_url": delivery.post.article_url,
+    }
+
+
+def _clean(value: Any) -> Any:
+    """A JSON-safe copy of an extra field with every known secret removed."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v) for v in value]
+    return redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data = {
+        data: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key not in data:
+                data[key] = _clean(value)
+        # Redact here too: a handler added without the redacting filter stays clean.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            data["exception"] = record.exc_text
+            data["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            data["stack"] = redact(self.formatStack(record.stack_info))
         return json.dumps(data, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message`, the whole line (traceback included) scrubbed."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -28,12 +83,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     install_log_redaction()

@@ -3,6 +3,7 @@ delivery per routed target into the outbox. Storage and sending live elsewhere."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import logging
@@ -19,11 +20,13 @@ from adapters.base import Adapter
 from bot.attribution import AttributionMissing, check_attribution
 from bot.config import Config, SourceConfig
 from bot.enrich import EnrichmentError, extract_article
-from bot.fetch import FetchError, fetch
+from bot.fetch import FetchError, RefusedURL, fetch, fetch_image
+from bot.metrics import Metrics
 from bot.models import Article, FeedEntry, RenderedPost
+from bot.netguard import PUBLIC, Guard, Policy, URLCheck
 from bot.rules import route
 from bot.sources import SourceFormatError, parse_feed, parse_sitemap
-from bot.store import AWAITING, FAILED, PENDING, SourceState, Store
+from bot.store import AWAITING, FAILED, PENDING, NewDelivery, SourceState, Store
 from bot.urls import normalize_url
 
 log = logging.getLogger("newsbot.pipeline")
@@ -116,6 +119,7 @@ class Pipeline:
         on_new_deliveries: Callable[[], None] | None = None,
         on_changed: ChangedHook | None = None,
         on_retracted: RetractedHook | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -124,9 +128,16 @@ class Pipeline:
         self.on_new_deliveries = on_new_deliveries or (lambda: None)
         self.on_changed = on_changed
         self.on_retracted = on_retracted
+        self.metrics = metrics or Metrics()
         # Source state cached between polls: a 304 then costs no database round trip.
         self._states: dict[str, SourceState] = {}
         self._saved_at: dict[str, float] = {}
+        # Thousands of sources fall due together; more polls in flight than this only queue
+        # for sockets and database connections (and time out there).
+        self._polls = asyncio.Semaphore(config.file.fetch.concurrency)
+        # The SSRF guard for every download; tests swap in a resolver that makes a loopback
+        # name look public.
+        self.guard = Guard()
 
     # Polling ---------------------------------------------------------------------------
 
@@ -142,20 +153,25 @@ class Pipeline:
     async def poll(self, source: SourceConfig) -> PollReport:
         """One poll of one source. Never raises: a broken source is reported and logged."""
         try:
-            return await self._poll(source)
+            async with self._polls:
+                return await self._poll(source)
         except Exception as exc:  # one broken source never stops the others
-            log.exception("source %s: poll failed unexpectedly", source.name)
+            log.exception(
+                "source %s: poll failed unexpectedly", source.name, extra={"source": source.name}
+            )
             return PollReport(source.name, "error", error=f"{type(exc).__name__}: {exc}")
 
     async def _poll(self, source: SourceConfig) -> PollReport:
         state = self._states.get(source.name) or await self.store.source_state(source.name)
         fetch_cfg = self.config.file.fetch
+        policy = await self.guard.policy(source.name, source.url, source.allow_hosts)
         try:
             result = await fetch(
                 self.client,
                 source.url,
                 max_bytes=fetch_cfg.max_bytes,
                 deadline=fetch_cfg.timeout * 2,
+                check=self.guard.checker(policy),
                 etag=state.etag,
                 last_modified=state.last_modified,
                 accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, "
@@ -183,7 +199,7 @@ class Pipeline:
             return PollReport(source.name, "not-modified")
         try:
             parse = parse_sitemap if source.type == "sitemap" else parse_feed
-            entries = parse(result.content, source.name, source.language)
+            entries = parse(result.content, source.name, source.language, result.content_type)
         except SourceFormatError as exc:
             # Keep the old validators: the next poll must fetch and parse again.
             return await self._poll_failed(source, state, f"{source.url}: {exc}")
@@ -204,7 +220,7 @@ class Pipeline:
                 f"first run of source {source.name}: recorded {report.recorded} existing "
                 f"article(s) without posting"
             )
-            log.info(message)
+            log.info(message, extra={"source": source.name})
             await self.store.record_event("info", "first-run", message)
         await self._save_state(
             source.name,
@@ -224,7 +240,7 @@ class Pipeline:
         self, source: SourceConfig, state: SourceState, error: str
     ) -> PollReport:
         """Log and remember a failed poll. The old validators stay: the next poll starts over."""
-        log.error("source %s: %s", source.name, error)
+        log.error("source %s: %s", source.name, error, extra={"source": source.name})
         await self._save_state(
             source.name,
             etag=state.etag,
@@ -240,10 +256,17 @@ class Pipeline:
     async def ingest_entry(self, entry: FeedEntry, *, record_only: bool = False) -> IngestResult:
         """Identify one entry; enrich and enqueue it if it is new. Never raises."""
         try:
-            return await self._ingest_entry(entry, record_only)
+            result = await self._ingest_entry(entry, record_only)
         except Exception as exc:  # one broken article never stops the rest of the feed
-            log.exception("source %s: entry %s failed", entry.source, entry.link)
-            return IngestResult("failed", error=f"{type(exc).__name__}: {exc}")
+            log.exception(
+                "source %s: entry %s failed",
+                entry.source,
+                entry.link,
+                extra={"source": entry.source},
+            )
+            result = IngestResult("failed", error=f"{type(exc).__name__}: {exc}")
+        self.metrics.article_seen(entry.source, result.kind)
+        return result
 
     async def _ingest_entry(self, entry: FeedEntry, record_only: bool) -> IngestResult:
         keys = entry_keys(entry)
@@ -258,7 +281,11 @@ class Pipeline:
             article = article_from_entry(entry)
             article_id = await self.store.add_article(article, keys)
             return IngestResult("recorded", article_id)
-        article, page_url = await self.load_article(entry.link, entry, entry.source)
+        try:
+            article, page_url = await self.load_article(entry.link, entry, entry.source)
+        except RefusedURL as exc:  # SSRF guard: not posted, not even from the feed entry
+            log.error("source %s: %s", entry.source, exc, extra={"source": entry.source})
+            return IngestResult("failed", error=str(exc))
         keys += [f"url:{normalize_url(page_url)}", f"url:{normalize_url(article.url)}"]
         return await self._store_new(article, keys)
 
@@ -292,8 +319,10 @@ class Pipeline:
     async def load_article(
         self, url: str, entry: FeedEntry | None = None, source: str = ""
     ) -> tuple[Article, str]:
-        """Fetch and enrich one article page. Falls back to the feed entry's own data."""
+        """Fetch and enrich one article page. Falls back to the feed entry's own data, except
+        when the SSRF guard refuses the URL (RefusedURL). A bad image is dropped, not fatal."""
         fetch_cfg = self.config.file.fetch
+        check = self.guard.checker(await self._policy_for(url, source))
         try:
             page = await fetch(
                 self.client,
@@ -301,10 +330,13 @@ class Pipeline:
                 max_bytes=fetch_cfg.max_bytes,
                 deadline=fetch_cfg.timeout * 2,
                 accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+                check=check,
             )
             article = extract_article(page.content, page.url, entry, source)
             article = trusted_canonical(article, page.url)
             page_url = page.url
+        except RefusedURL:
+            raise
         except (FetchError, EnrichmentError) as exc:
             if entry is None or not entry.title:
                 raise
@@ -314,18 +346,64 @@ class Pipeline:
             article = replace(article, language=entry.language)
         if not article.source:
             article = replace(article, source=source)
+        if article.image_url and fetch_cfg.check_images:
+            article = await self._vet_image(article, article.image_url, check)
         return article, page_url
+
+    async def _policy_for(self, url: str, source: str) -> Policy:
+        """The SSRF policy for a URL of `source` (by name; else the source it matches, as for
+        a pushed URL; a URL matching none is judged as public)."""
+        found = next((s for s in self.config.sources if s.name == source), None)
+        found = found or self._source_for(url, None)
+        if found is None:
+            return PUBLIC
+        return await self.guard.policy(found.name, found.url, found.allow_hosts)
+
+    async def _vet_image(self, article: Article, image_url: str, check: URLCheck) -> Article:
+        """Download the image once (guarded, capped) and check that it is one; if not, the
+        article goes out without it rather than failing on every platform."""
+        fetch_cfg = self.config.file.fetch
+        try:
+            await fetch_image(
+                self.client,
+                image_url,
+                max_bytes=fetch_cfg.max_image_bytes,
+                deadline=fetch_cfg.timeout * 2,
+                check=check,
+            )
+        except FetchError as exc:
+            log.warning(
+                "article %s: image dropped, posting without it: %s",
+                article.url,
+                exc,
+                extra={"source": article.source},
+            )
+            return replace(article, image_url=None)
+        return article
 
     async def _store_new(self, article: Article, keys: list[str]) -> IngestResult:
         alias = await self.store.find_article(keys)
         if alias is not None:  # the same article reached under another URL
             await self.store.add_keys(alias.id, keys)
             return IngestResult("alias", alias.id)
-        article_id = await self.store.add_article(article, keys)
-        if article_id is None:  # a concurrent poll stored it first
+        planned = self.plan_deliveries(article)
+        # One transaction: a crash between storing the article and queueing its posts would
+        # leave it known as seen, never posted (found by reliability/crash.py).
+        stored = await self.store.add_article_with_deliveries(article, keys, planned)
+        if stored is None:  # a concurrent poll stored it first
             raced = await self.store.find_article(keys)
             return IngestResult("alias", raced.id if raced else None)
-        delivery_ids = await self.enqueue(article_id, article)
+        article_id, ids = stored
+        delivery_ids = []
+        for item, delivery_id in zip(planned, ids, strict=True):
+            if not item.error:
+                delivery_ids.append(delivery_id)
+            else:
+                log.error("target %s: %s", item.post.target, item.error)
+                self.metrics.delivery(item.post.target, "failed")
+                await self.store.record_event(
+                    "error", "render", item.error, item.post.target, delivery_id
+                )
         log.info(
             "new article %r (%s) -> %d deliveries", article.title, article.url, len(delivery_ids)
         )
@@ -333,13 +411,13 @@ class Pipeline:
             self.on_new_deliveries()
         return IngestResult("new", article_id, delivery_ids)
 
-    async def enqueue(self, article_id: int, article: Article) -> list[int]:
-        """Render for every routed target and put the posts into the outbox."""
-        ids = []
+    def plan_deliveries(self, article: Article) -> list[NewDelivery]:
+        """Render for every routed target: the outbox rows stored with a new article."""
+        planned: list[NewDelivery] = []
         sort_key = article.published.timestamp() if article.published else time.time()
         for routed in route(article, self.config.rules, self.config.targets):
             adapter = self.adapters.get(routed.target)
-            if adapter is None:
+            if adapter is None or any(p.post.target == routed.target for p in planned):
                 continue
             target = adapter.settings
             status, error = (AWAITING if routed.approval else PENDING), None
@@ -352,23 +430,9 @@ class Pipeline:
                 log.exception("target %s: cannot render %s", target.name, article.url)
                 post = _placeholder(target.name, adapter, article)
                 status, error = FAILED, f"render failed: {type(exc).__name__}: {exc}"
-            delivery_id = await self.store.enqueue(
-                article_id,
-                post,
-                status=status,
-                sort_key=sort_key,
-                priority=1 if routed.breaking else 0,
-                rule=routed.rule,
-            )
-            if delivery_id is None:
-                continue
-            if error:
-                log.error("target %s: %s", target.name, error)
-                await self.store.mark_failed(delivery_id, error)
-                await self.store.record_event("error", "render", error, target.name, delivery_id)
-            else:
-                ids.append(delivery_id)
-        return ids
+            priority = 1 if routed.breaking else 0
+            planned.append(NewDelivery(post, status, sort_key, priority, routed.rule, error))
+        return planned
 
     async def _maybe_updated(
         self, article_id: int, stored: Article, entry: FeedEntry

@@ -12,6 +12,7 @@ import re
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -22,17 +23,34 @@ _lock = threading.Lock()
 _pattern: re.Pattern[str] | None = None
 
 
+def encoded_forms(value: str) -> set[str]:
+    """The value and the ways HTTP and OAuth code write it: OAuth 1.0a libraries log the
+    percent-encoded consumer key and token (once in the header, twice in the base string)."""
+    once = quote(value, safe="")
+    return {value, once, quote(value), quote_plus(value), quote(once, safe="")}
+
+
+def _regex(form: str) -> str:
+    # Percent escapes match in either case of hex digit (%2B, %2b).
+    return re.sub(
+        r"%([0-9A-F])([0-9A-F])",
+        lambda m: "%" + "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in m.groups()),
+        re.escape(form),
+    )
+
+
 def register_secret(value: str) -> None:
-    """Remember a secret value so every later log record has it replaced by [REDACTED]."""
+    """Remember a secret value so every later log record has it (in any of its encoded
+    forms) replaced by [REDACTED]."""
     global _pattern
     if not value or len(value) < 4:
         return
     with _lock:
         if value in _known:
             return
-        _known.add(value)
+        _known.update(encoded_forms(value))
         ordered = sorted(_known, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _pattern = re.compile("|".join(_regex(v) for v in ordered))
         _install_record_factory()
 
 

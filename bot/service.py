@@ -16,12 +16,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from adapters import adapter_class
 from adapters.base import Adapter
-from bot.config import Config
+from bot.config import Config, SourceConfig
 from bot.desk import Desk
 from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
 from bot.followups import FollowUps
 from bot.httpserver import LoopbackServer
+from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
 from bot.store import Store
 from bot.web import create_app
@@ -46,6 +47,7 @@ class Service:
     ) -> None:
         self.config = config
         self.store = Store(config.file.database)
+        self.metrics = Metrics(self.store, [t.name for t in config.targets])
         self.client = make_client(config.file.fetch)
         self.adapters = build_adapters(config)
         self.followups = FollowUps(config, self.store, self.client, self.adapters, self.alert)
@@ -57,6 +59,7 @@ class Service:
             self.wake,
             on_changed=self.followups.article_changed,
             on_retracted=self.followups.retract,
+            metrics=self.metrics,
         )
         self.dispatcher = Dispatcher(
             self.store,
@@ -66,6 +69,7 @@ class Service:
             alert=self.alert,
             tz=config.timezone,
             rules=config.rules,
+            metrics=self.metrics,
         )
         self.alert_hooks: list[Callable[[str, str], Awaitable[None]]] = []
         self.desk = Desk(
@@ -83,9 +87,9 @@ class Service:
             self.console = console(config.editors, config.editor_secrets, self.desk, self.store)
             self.alert_hooks.append(self.console.alert)
         self.scheduler: AsyncIOScheduler | None = None
+        self.is_leader = False
+        self._console_stop: asyncio.Event | None = None
         self.web_server = None
-        self._dispatch_requested = False
-        self._dispatch_lock = asyncio.Lock()
         # New deliveries are dispatched at once; `run --once` turns this off and dispatches
         # after polling, and a caller may hold new posts in the outbox (tests, previews).
         self._auto_dispatch = dispatch_on_new
@@ -114,29 +118,18 @@ class Service:
         sources = [s for s in self.config.sources if s.enabled]
         return list(await asyncio.gather(*(self.pipeline.poll(s) for s in sources)))
 
-    async def dispatch(self) -> DispatchReport:
-        """Run the dispatcher. A request arriving while it runs triggers one more pass."""
-        self._dispatch_requested = True
-        total = DispatchReport()
-        async with self._dispatch_lock:
-            while self._dispatch_requested:
-                self._dispatch_requested = False
-                report = await self.dispatcher.run_once()
-                total.sent += report.sent
-                total.retried += report.retried
-                total.failed += report.failed
-                total.uncertain += report.uncertain
-                total.paused += report.paused
-        return total
+    async def dispatch(self, wait: bool = True) -> DispatchReport:
+        """Deliver what is due. `wait`: also wait for targets another pass is draining."""
+        return await self.dispatcher.run_once(wait=wait)
 
     def busy(self) -> bool:
         """Whether pushed URLs or a dispatch are still being worked on."""
-        return self._dispatch_lock.locked() or any(not t.done() for t in self._background)
+        return self.dispatcher.busy() or any(not t.done() for t in self._background)
 
     def wake(self) -> None:
         """New deliveries are waiting: dispatch now rather than at the next tick."""
         if self._auto_dispatch:
-            self._spawn(self.dispatch())
+            self._spawn(self.dispatch(wait=False))
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -192,13 +185,14 @@ class Service:
                 loop.add_signal_handler(sig, stop.set)
         await self.start()
         await self._start_web()
+        await self._check_leadership()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
         for source in self.config.sources:
             if not source.enabled:
                 continue
             self.scheduler.add_job(
-                self.pipeline.poll,
+                self._poll_as_leader,
                 "interval",
                 seconds=source.interval,
                 args=[source],
@@ -212,15 +206,24 @@ class Service:
             self.dispatch,
             "interval",
             seconds=self.config.file.dispatch.interval,
+            kwargs={"wait": False},
             id="dispatch",
             next_run_time=now,
             max_instances=2,
             coalesce=True,
         )
+        self.scheduler.add_job(
+            self._check_leadership,
+            "interval",
+            seconds=self.config.file.dispatch.leader_check,
+            id="leadership",
+            max_instances=1,
+            coalesce=True,
+        )
         recheck = self.config.file.followups.recheck_interval
         if recheck > 0:
             self.scheduler.add_job(
-                self.followups.recheck,
+                self._recheck_as_leader,
                 "interval",
                 seconds=recheck,
                 id="recheck",
@@ -228,8 +231,6 @@ class Service:
                 coalesce=True,
             )
         self.scheduler.start()
-        if self.console is not None:
-            self._spawn(self.console.run(stop))
         log.info(
             "newsbot running: %d source(s), %d target(s)",
             len(self.config.sources),
@@ -240,16 +241,45 @@ class Service:
         finally:
             log.info("stopping: finishing the send in progress, then exiting")
             self.scheduler.shutdown(wait=False)
-            # Let an in-flight dispatch finish so no delivery is left mid-send.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10):
-                    async with self._dispatch_lock:
-                        pass
+            if self._console_stop is not None:
+                self._console_stop.set()
+            # Let the sends in flight finish so no delivery is left mid-send.
+            await self.dispatcher.stop(timeout=10)
             await self._stop_web()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
             await self.close()
+
+    # Replicas: one leader polls the feeds and listens to the editors' chat -----------
+
+    async def _check_leadership(self) -> None:
+        try:
+            leader = await self.store.hold_leadership()
+        except Exception as exc:  # database unreachable: stand by, try again next tick
+            log.warning("leadership check failed: %s", exc)
+            leader = False
+        if leader == self.is_leader:
+            return
+        self.is_leader = leader
+        if leader:
+            log.info("this replica is now the leader: it polls the feeds and the editors' chat")
+            if self.console is not None:
+                self._console_stop = asyncio.Event()
+                self._spawn(self.console.run(self._console_stop))
+        else:
+            log.warning("this replica is no longer the leader: standing by (still delivering)")
+            if self._console_stop is not None:
+                self._console_stop.set()
+
+    async def _poll_as_leader(self, source: SourceConfig) -> PollReport | None:
+        if not self.is_leader:
+            return None
+        return await self.pipeline.poll(source)
+
+    async def _recheck_as_leader(self) -> None:
+        if self.is_leader:
+            await self.followups.recheck()
 
     async def _start_web(self) -> None:
         http = self.config.file.http
@@ -258,10 +288,14 @@ class Service:
         if http.push_token is None:
             log.warning("http.push_token is not set: anyone reaching the endpoint can push URLs")
         cards = Path(http.cards_dir) if http.cards_dir else None
-        app = create_app(self.on_push, self.readiness, self.config.push_token, cards)
+        app = create_app(
+            self.on_push, self.readiness, self.config.push_token, cards, metrics=self.metrics
+        )
         self.web_server = LoopbackServer(app, port=http.port, host=http.host)
         await self.web_server.start()
-        log.info("HTTP endpoint on %s (POST /push, /health/ready)", self.web_server.url)
+        log.info(
+            "HTTP endpoint on %s (POST /push, /health/ready, /metrics)", self.web_server.url
+        )
 
     async def _stop_web(self) -> None:
         if self.web_server is not None:

@@ -1,16 +1,21 @@
-"""Turn a downloaded feed or news sitemap into FeedEntry items. Pure: bytes in, entries out."""
+"""Turn a downloaded feed or news sitemap into FeedEntry items: bytes in, entries out (a guessed
+encoding is logged as a warning)."""
 
 from __future__ import annotations
 
 import calendar
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import charset_normalizer
 import feedparser
 from lxml import etree
 
 from bot.models import FeedEntry
 from bot.text import parse_iso_datetime
+
+log = logging.getLogger("newsbot.sources")
 
 # A feed marks a withdrawn article with one of these categories.
 RETRACTION_TERMS = frozenset({"retracted", "retraction", "withdrawn"})
@@ -20,9 +25,59 @@ class SourceFormatError(Exception):
     """The document is not a usable feed or sitemap; the message says why."""
 
 
-def _looks_like_html(content: bytes) -> bool:
-    head = content[:2048].lstrip().lower()
-    return head.startswith(b"<!doctype html") or head.startswith(b"<html")
+_FEED_ROOTS = (b"<rss", b"<feed", b"<rdf:rdf", b"<urlset", b"<sitemapindex")
+
+
+def _looks_like_html(content: bytes, content_type: str | None = None) -> bool:
+    head = content[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return True
+    # Served as HTML and no feed root in sight: a login wall, an error or a home page.
+    served_html = (content_type or "").split(";")[0].strip().lower() == "text/html"
+    return (
+        bool(content_type)
+        and served_html
+        and not any(root in head for root in _FEED_ROOTS)
+        and any(tag in head for tag in (b"<head", b"<body", b"<div", b"<meta"))
+    )
+
+
+def _charset(content_type: str | None) -> str | None:
+    for part in (content_type or "").split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset" and value.strip(" \"'"):
+            return value.strip(" \"'")
+    return None
+
+
+def _feedparser(content: bytes, charset: str | None) -> Any:
+    # Only a declared charset is passed on: feedparser would read a bare text/xml as ASCII.
+    headers = {"content-type": f"application/xml; charset={charset}"} if charset else None
+    return feedparser.parse(
+        content, sanitize_html=False, resolve_relative_uris=False, response_headers=headers
+    )
+
+
+def _read_feed(content: bytes, source: str, content_type: str | None) -> Any:
+    """Parse with the declared encoding (Content-Type charset, else the XML prolog). When the
+    declaration is missing or wrong, guess the encoding rather than post mojibake."""
+    parsed = _feedparser(content, _charset(content_type))
+    if not isinstance(parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride):
+        return parsed
+    reason = parsed.get("bozo_exception")
+    best = charset_normalizer.from_bytes(content[:200_000]).best()
+    guess = best.encoding if best is not None else None
+    if guess and guess.replace("_", "-") != (parsed.get("encoding") or "").replace("_", "-"):
+        retry = _feedparser(content, guess)
+        if retry.entries or not parsed.entries:
+            parsed = retry
+    log.warning(
+        "source %s: the feed's declared encoding is missing or wrong (%s); read it as %s",
+        source,
+        reason,
+        parsed.get("encoding") or "unknown",
+    )
+    return parsed
 
 
 def _time(struct: Any) -> datetime | None:
@@ -48,11 +103,14 @@ def _entry_image(entry: Any) -> str | None:
     return None
 
 
-def parse_feed(content: bytes, source: str, language: str | None = None) -> list[FeedEntry]:
-    """RSS 0.9x/1.0/2.0 or Atom entries, oldest first."""
-    if _looks_like_html(content):
-        raise SourceFormatError("an HTML page was served where a feed was expected")
-    parsed = feedparser.parse(content, sanitize_html=False, resolve_relative_uris=False)
+def parse_feed(
+    content: bytes, source: str, language: str | None = None, content_type: str | None = None
+) -> list[FeedEntry]:
+    """RSS 0.9x/1.0/2.0 or Atom entries, oldest first. `content_type` is the HTTP header,
+    whose charset (when given) overrides the XML prolog's encoding."""
+    if _looks_like_html(content, content_type):
+        raise SourceFormatError("answered an HTML page, not a feed")
+    parsed = _read_feed(content, source, content_type)
     if parsed.bozo and not parsed.entries:
         reason = parsed.get("bozo_exception")
         raise SourceFormatError(f"malformed feed: {reason or 'not RSS or Atom'}")
@@ -97,10 +155,12 @@ _NS = {
 }
 
 
-def parse_sitemap(content: bytes, source: str, language: str | None = None) -> list[FeedEntry]:
+def parse_sitemap(
+    content: bytes, source: str, language: str | None = None, content_type: str | None = None
+) -> list[FeedEntry]:
     """A sitemap urlset (news:news and lastmod aware), oldest first."""
-    if _looks_like_html(content):
-        raise SourceFormatError("an HTML page was served where a sitemap was expected")
+    if _looks_like_html(content, content_type):
+        raise SourceFormatError("answered an HTML page, not a sitemap")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     try:
         root = etree.fromstring(content, parser)

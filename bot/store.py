@@ -6,9 +6,12 @@ Times are stored as UNIX seconds (float) so comparisons behave the same on every
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +33,12 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.models import Article, RenderedPost
 
@@ -153,6 +157,18 @@ class Delivery:
     updated_at: float
 
 
+@dataclass(frozen=True)
+class NewDelivery:
+    """An outbox row to create with its article (see Store.add_article_with_deliveries)."""
+
+    post: RenderedPost
+    status: str = PENDING
+    sort_key: float | None = None
+    priority: int = 0
+    rule: str | None = None
+    error: str | None = None  # set with status FAILED: why it cannot be posted
+
+
 def _delivery(row: Any) -> Delivery:
     return Delivery(
         id=row.id,
@@ -210,12 +226,27 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # SQLite has one writer at a time: queueing writers here, in order, beats letting
+        # dozens of pooled connections race for the file lock until busy_timeout fails one.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._leader_conn: AsyncConnection | None = None
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (serialised in this process on SQLite)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     async def init(self) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.run_sync(metadata.create_all)
 
     async def close(self) -> None:
+        await self._drop_leader_conn()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -225,6 +256,68 @@ class Store:
             return True
         except Exception:
             return False
+
+    # Replicas (PostgreSQL advisory locks; SQLite means one process: always granted) -------
+
+    def _lock_key(self, name: str) -> int:
+        # Advisory locks are per database: the key includes the URL (and so the schema).
+        digest = hashlib.sha256(f"newsbot:{self.url}:{name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    async def hold_leadership(self) -> bool:
+        """Take or keep the leader lock; False if another replica holds it (or the session
+        holding it was lost). The lock lives as long as one dedicated connection."""
+        if self.is_sqlite:
+            return True
+        if self._leader_conn is not None:
+            try:
+                await self._leader_conn.execute(select(1))
+                return True
+            except Exception:  # the session, and with it the lock, is gone
+                await self._drop_leader_conn()
+        conn = await self.engine.connect()
+        try:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            got = (
+                await conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key("leader")}
+                )
+            ).scalar()
+        except Exception:
+            await conn.close()
+            raise
+        if got:
+            self._leader_conn = conn
+            return True
+        await conn.close()
+        return False
+
+    async def _drop_leader_conn(self) -> None:
+        conn, self._leader_conn = self._leader_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    @contextlib.asynccontextmanager
+    async def target_turn(self, target: str) -> AsyncIterator[bool]:
+        """Whether this replica may drain `target` now: one replica at a time per target, so
+        its posts keep their order and pacing. Yields False if another replica is on it."""
+        if self.is_sqlite:
+            yield True
+            return
+        key = self._lock_key(f"target:{target}")
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            got = bool(
+                (await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
+                .scalar()
+            )
+            try:
+                yield got
+            finally:
+                if got:
+                    with contextlib.suppress(Exception):
+                        await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
     # Sources ---------------------------------------------------------------------------
 
@@ -257,7 +350,7 @@ class Store:
             "last_status": status,
             "last_error": error,
         }
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             current = (
                 await conn.execute(
                     select(source_state.c.failures).where(source_state.c.name == name)
@@ -298,9 +391,19 @@ class Store:
 
     async def add_article(self, article: Article, keys: Iterable[str]) -> int | None:
         """Insert an article and its keys. Returns None if another writer got there first."""
+        stored = await self.add_article_with_deliveries(article, keys, [])
+        return stored[0] if stored else None
+
+    async def add_article_with_deliveries(
+        self, article: Article, keys: Iterable[str], planned: Sequence[NewDelivery]
+    ) -> tuple[int, list[int]] | None:
+        """Insert an article, its keys and its outbox rows in one transaction: a crash between
+        them would leave an article known as seen whose posts were never queued.
+        Returns (article id, delivery ids in `planned` order), or None if another writer
+        got there first."""
         now = time.time()
         try:
-            async with self.engine.begin() as conn:
+            async with self._begin() as conn:
                 result = await conn.execute(
                     insert(articles).values(
                         url=article.url,
@@ -316,7 +419,26 @@ class Store:
                 article_id = int(result.inserted_primary_key[0])
                 for key in dict.fromkeys(keys):
                     await conn.execute(insert(article_keys).values(key=key, article_id=article_id))
-            return article_id
+                ids = []
+                for item in planned:
+                    result = await conn.execute(
+                        insert(deliveries).values(
+                            article_id=article_id,
+                            target=item.post.target,
+                            status=item.status,
+                            attempts=0,
+                            next_attempt_at=now,
+                            sort_key=item.sort_key if item.sort_key is not None else now,
+                            priority=item.priority,
+                            rule=item.rule,
+                            payload=json.dumps(item.post.to_json(), ensure_ascii=False),
+                            last_error=item.error,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    ids.append(int(result.inserted_primary_key[0]))
+            return article_id, ids
         except IntegrityError:
             return None
 
@@ -324,13 +446,13 @@ class Store:
         """Remember more identities of a known article (aliases, changed GUIDs)."""
         for key in dict.fromkeys(keys):
             try:
-                async with self.engine.begin() as conn:
+                async with self._begin() as conn:
                     await conn.execute(insert(article_keys).values(key=key, article_id=article_id))
             except IntegrityError:
                 continue
 
     async def update_article(self, article_id: int, article: Article) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 update(articles)
                 .where(articles.c.id == article_id)
@@ -342,7 +464,7 @@ class Store:
             )
 
     async def set_retracted(self, article_id: int) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 update(articles).where(articles.c.id == article_id).values(retracted=True)
             )
@@ -395,7 +517,7 @@ class Store:
         """Add one (article, target) delivery. Returns its id, or None if it already exists."""
         now = time.time()
         try:
-            async with self.engine.begin() as conn:
+            async with self._begin() as conn:
                 result = await conn.execute(
                     insert(deliveries).values(
                         article_id=article_id,
@@ -439,7 +561,7 @@ class Store:
             deliveries.c.sort_key.asc(),
             deliveries.c.id.asc(),
         )
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             query = (
                 select(deliveries.c.id, deliveries.c.next_attempt_at)
                 .where(deliveries.c.target == target, deliveries.c.status == PENDING)
@@ -471,7 +593,7 @@ class Store:
     async def _finish(self, delivery_id: int, **values: Any) -> None:
         values["updated_at"] = time.time()
         values.setdefault("lease_until", None)
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
             )
@@ -523,7 +645,7 @@ class Store:
             values["priority"] = priority
         if note:
             values["last_error"] = note
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             condition = deliveries.c.status != SENDING
             if only_from is not None:
                 condition = deliveries.c.status.in_(list(only_from))
@@ -534,7 +656,7 @@ class Store:
 
     async def expire_leases(self, now: float) -> list[Delivery]:
         """Rows left in `sending` past their lease: the sender died mid-send. Flag, never resend."""
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             rows = (
                 await conn.execute(
                     select(deliveries).where(
@@ -634,7 +756,7 @@ class Store:
         return [_delivery(r) for r in rows]
 
     async def update_payload(self, delivery_id: int, post: RenderedPost) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id)
@@ -688,7 +810,7 @@ class Store:
 
     async def set_paused(self, target: str, paused: bool, reason: str = "") -> None:
         values = {"paused": paused, "reason": reason, "changed_at": time.time()}
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             result = await conn.execute(
                 update(target_state).where(target_state.c.name == target).values(**values)
             )
@@ -703,7 +825,7 @@ class Store:
         target: str | None = None,
         delivery_id: int | None = None,
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 insert(events).values(
                     at=time.time(),
@@ -721,6 +843,38 @@ class Store:
                 await conn.execute(select(events).order_by(events.c.id.desc()).limit(limit))
             ).all()
         return [dict(r._mapping) for r in rows]
+
+    # Monitoring (read-only) ----------------------------------------------------------------
+
+    async def monitoring_snapshot(self, now: float) -> dict[str, dict[Any, Any]]:
+        """Outbox, target and source figures for the metrics endpoint, in one connection:
+        deliveries {(target, status): n}, due {target: (n pending due now, earliest due)},
+        paused {target: bool}, sources {name: (consecutive failures, last polled at)}."""
+        snap: dict[str, dict[Any, Any]] = {"deliveries": {}, "due": {}, "paused": {}, "sources": {}}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(deliveries.c.target, deliveries.c.status, func.count()).group_by(
+                    deliveries.c.target, deliveries.c.status
+                )
+            )
+            for target, status, count in rows:
+                snap["deliveries"][(target, status)] = int(count)
+            rows = await conn.execute(
+                select(deliveries.c.target, func.count(), func.min(deliveries.c.next_attempt_at))
+                .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now)
+                .group_by(deliveries.c.target)
+            )
+            for target, count, earliest in rows:
+                snap["due"][target] = (int(count), float(earliest))
+            for name, paused in await conn.execute(
+                select(target_state.c.name, target_state.c.paused)
+            ):
+                snap["paused"][name] = bool(paused)
+            for name, failures, polled in await conn.execute(
+                select(source_state.c.name, source_state.c.failures, source_state.c.last_polled_at)
+            ):
+                snap["sources"][name] = (int(failures or 0), polled)
+        return snap
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

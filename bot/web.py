@@ -1,4 +1,5 @@
-"""The bot's own HTTP endpoint: the CMS push trigger, health checks, and served image cards."""
+"""The bot's own HTTP endpoint: the CMS push trigger, health checks, Prometheus metrics and
+served image cards."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from bot.metrics import CONTENT_TYPE, Metrics
 from bot.secrets import Secret
 from bot.urls import is_http_url
 
@@ -27,6 +29,7 @@ def create_app(
     readiness: Check,
     push_token: Secret | None = None,
     cards_dir: Path | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     async def push(request: Request) -> Response:
         """POST {"url": "...", "source": "optional source name"}: this URL was just published."""
@@ -61,6 +64,12 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
+    async def prometheus(_: Request) -> Response:
+        # Aggregate counts only (no URLs, no secrets): scraped without authentication.
+        if metrics is None:
+            return Response(status_code=404)
+        return Response(await metrics.scrape(), media_type=CONTENT_TYPE)
+
     async def card(request: Request) -> Response:
         name = request.path_params["name"]
         if cards_dir is None or "/" in name or name.startswith("."):
@@ -75,6 +84,7 @@ def create_app(
             Route("/push", push, methods=["POST"]),
             Route("/health/live", live),
             Route("/health/ready", ready),
+            Route("/metrics", prometheus),
             Route("/cards/{name}", card),
         ]
     )

@@ -222,6 +222,8 @@ class _Graph:
         return JSONResponse({"id": media_id})
 
     def node_only(self, method: str, node: str, data: dict[str, Any]) -> Response:
+        if method == "GET" and node in (self.state.page_id, self.state.ig_user_id):
+            return JSONResponse({"id": node})
         container = self.state.containers.get(node)
         if container is not None:
             if container["status"] == "IN_PROGRESS":

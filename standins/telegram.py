@@ -177,7 +177,19 @@ class Fault:
 
 
 @dataclass
+class Outage:
+    """Every call fails until `until` (time.time()): a 5xx, a 429, or no answer (`hang`)."""
+
+    until: float
+    status: int = 502
+    description: str = "Bad Gateway"
+    retry_after: int | None = None
+    hang: float = 0.0
+
+
+@dataclass
 class State:
+    outage: Outage | None = None
     valid_tokens: set[str] = field(default_factory=set)
     chats: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -284,6 +296,17 @@ def create_app(state: State) -> Starlette:
         try:
             params = await _params(request)
             state.requests.append({"method": method, "params": params, "at": time.time()})
+            outage = state.outage
+            if outage is not None and time.time() < outage.until:
+                if outage.hang:
+                    await asyncio.sleep(outage.hang)
+                if outage.retry_after is not None:
+                    raise TelegramError(
+                        429,
+                        f"Too Many Requests: retry after {outage.retry_after}",
+                        {"retry_after": outage.retry_after},
+                    )
+                raise TelegramError(outage.status, outage.description)
             fault = next((f for f in state.faults if method in f.methods), None)
             if fault is not None:
                 state.faults.remove(fault)
@@ -392,6 +415,7 @@ class _Methods:
             {
                 **message,
                 "chat_id": (chat.get("username") and "@" + chat["username"]) or chat["id"],
+                "recorded_at": time.time(),
                 "link_preview_options": params.get("link_preview_options"),
                 "reply_markup": params.get("reply_markup"),
                 "edited": False,

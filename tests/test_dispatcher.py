@@ -109,7 +109,8 @@ async def test_retry_later_waits_without_counting_an_attempt_and_blocks_the_queu
 async def test_temporary_failure_backs_off_then_gives_up(store: Store) -> None:
     adapter = ScriptedAdapter("t", [raising(TemporaryFailure("503"))] * 3)
     (delivery_id,) = await add(store, adapter, 1)
-    d = dispatcher(store, adapter)
+    config = DispatchConfig(backoff_base=10, max_attempts=3, circuit_threshold=5)
+    d = Dispatcher(store, {adapter.name: adapter}, config, claimer="test")
     for attempt in range(1, 4):
         await d.run_once()
         row = await store.delivery(delivery_id)

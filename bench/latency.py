@@ -1,0 +1,170 @@
+"""Latency from publication to posted on all four platforms, all on loopback.
+
+Push: the sample site calls the bot's /push the moment it publishes. Polling: no push; the
+feed is polled every POLL_INTERVAL seconds, so latency should stay within that interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.config import validate
+from bot.demo.site import SampleSite, create_app, make_sample
+from bot.httpserver import LoopbackServer
+from bot.service import Service
+from standins import graph, telegram, x
+
+POLL_INTERVAL = 5.0
+TOKENS = {
+    "TG": "1:bench-token",
+    "META": "bench-meta",
+    "K": "k" * 8,
+    "S": "s" * 8,
+    "A": "a" * 8,
+    "B": "b" * 8,
+    "PUSH": "bench-push",
+}
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def _measure(push: bool, samples: int) -> list[float]:
+    tmp = Path(tempfile.mkdtemp(prefix="newsbot-bench-"))
+    site = SampleSite()
+    tg = telegram.State(per_chat_burst=1000, per_chat_interval=0.001)
+    tg.valid_tokens.add(TOKENS["TG"])
+    tg.add_channel("@bench")
+    xs = x.State(user_cap_15min=10_000)
+    xs.allow(x.Credentials(TOKENS["K"], TOKENS["S"], TOKENS["A"], TOKENS["B"]))
+    gs = graph.State(in_progress_polls=0)
+    gs.tokens.add(TOKENS["META"])
+    servers = [
+        LoopbackServer(app)
+        for app in (
+            create_app(site),
+            telegram.create_app(tg),
+            x.create_app(xs),
+            graph.create_app(gs),
+        )
+    ]
+    for server in servers:
+        await server.start()
+    site_url, tg_url, x_url, graph_url = (s.url for s in servers)
+    site.base_url = site_url
+    port = _port()
+    raw = {
+        "database": f"sqlite:///{tmp}/bench.db",
+        "sources": [
+            {
+                "name": "en",
+                "url": f"{site_url}/en/rss.xml",
+                "interval": 3600 if push else POLL_INTERVAL,
+            }
+        ],
+        "targets": [
+            {
+                "name": "tg",
+                "platform": "telegram",
+                "api_base": tg_url,
+                "token": {"env": "TG"},
+                "chat_id": "@bench",
+                "min_interval": 0,
+            },
+            {
+                "name": "x",
+                "platform": "x",
+                "api_base": x_url,
+                "upload_base": x_url,
+                "api_key": {"env": "K"},
+                "api_secret": {"env": "S"},
+                "access_token": {"env": "A"},
+                "access_token_secret": {"env": "B"},
+            },
+            {
+                "name": "fb",
+                "platform": "facebook",
+                "api_base": graph_url,
+                "page_id": gs.page_id,
+                "page_access_token": {"env": "META"},
+            },
+            {
+                "name": "ig",
+                "platform": "instagram",
+                "api_base": graph_url,
+                "ig_user_id": gs.ig_user_id,
+                "access_token": {"env": "META"},
+                "poll_interval": 0.02,
+                "public_base_url": f"http://127.0.0.1:{port}",
+                "card_dir": str(tmp / "cards"),
+            },
+        ],
+        "dispatch": {"interval": 1},
+        "http": {"port": port, "cards_dir": str(tmp / "cards"), "push_token": {"env": "PUSH"}},
+    }
+    service = Service(validate(raw, "bench", environ=TOKENS))
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    latencies: list[float] = []
+    try:
+        while site.hits["/en/rss.xml"] < 1:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient() as client:
+            if push:
+
+                async def hook(url: str) -> None:
+                    await client.post(
+                        f"http://127.0.0.1:{port}/push",
+                        json={"url": url},
+                        headers={"Authorization": f"Bearer {TOKENS['PUSH']}"},
+                    )
+
+                site.on_publish.append(hook)
+            for i in range(samples):
+                counts = (len(tg.messages), len(xs.posts), len(gs.posts), len(gs.media))
+                started = time.perf_counter()
+                await site.publish(
+                    make_sample(f"bench-{i}", f"Bench article number {i}", image=None)
+                )
+                while (len(tg.messages), len(xs.posts), len(gs.posts), len(gs.media)) != tuple(
+                    c + 1 for c in counts
+                ):
+                    if time.perf_counter() - started > POLL_INTERVAL * 3:
+                        raise RuntimeError("an article did not reach every platform")
+                    await asyncio.sleep(0.002)
+                latencies.append(time.perf_counter() - started)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        for server in servers:
+            await server.stop()
+    return latencies
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "samples": len(values),
+        "median_s": statistics.median(values),
+        "p95_s": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+    }
+
+
+def run(push_samples: int = 20, poll_samples: int = 5) -> dict[str, Any]:
+    return {
+        "push": _summary(asyncio.run(_measure(True, push_samples))),
+        "poll": _summary(asyncio.run(_measure(False, poll_samples))),
+        "poll_interval_s": POLL_INTERVAL,
+    }

@@ -1,0 +1,635 @@
+"""Bad input: hostile feeds, pages and images next to a good source.
+
+A raw asyncio HTTP server on 127.0.0.1 plays a hostile news site, one case per path prefix
+(/<case>/feed.xml ...): malformed XML, HTML served as a feed, feeds in windows-1251 and
+ISO-8859-1, a 50 MB feed, gzip bombs, a server that never finishes its answer or never
+answers, redirect loops, article and image links to loopback, cloud-metadata, decimal and
+IPv4-mapped addresses or to file://, and images that are not images. Each case runs in its
+own real Service (its own SQLite database) with two sources: the hostile one and the sample
+site's English feed. The hostile source is reached as `localhost`, which the Service's SSRF
+guard is told resolves to a public address, so it is judged as a public site would be.
+
+Measured per case: whether the expected clear error (or warning) was logged, whether the
+expected outcome happened (source failed / article refused / posted without the image /
+posted with the right text), how often an internal address was hit, and whether the good
+source's new article still reached the Telegram stand-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import json
+import logging
+import struct
+import tempfile
+import tracemalloc
+import zlib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bot.config import validate
+from bot.demo.site import SampleSite, image_bytes, make_sample
+from bot.demo.site import create_app as site_app
+from bot.fetch import FetchError, fetch
+from bot.httpserver import LoopbackServer
+from bot.netguard import Guard, static_resolver
+from bot.pipeline import PollReport
+from bot.service import Service
+from standins import telegram as tg
+
+TOKEN = "4242:bad-input-token"
+#: What `localhost` resolves to for the SSRF guard: a public address (example.com's), so the
+#: hostile site is judged as a public one while its sockets still go to 127.0.0.1.
+PUBLIC_ADDRESS = "93.184.215.14"
+MAX_BYTES = 1_000_000
+MAX_IMAGE_BYTES = 200_000
+TIMEOUT = 1.0  # fetch.timeout; a download's deadline is twice this
+GOOD_TITLE = "Good news still arrives next to hostile input"
+
+Writer = asyncio.StreamWriter
+Handler = Callable[["HostileSite", str, asyncio.StreamReader, Writer], Awaitable[None]]
+
+
+# The hostile site ----------------------------------------------------------------------
+
+
+def rss(
+    items: list[tuple[str, str, str | None]],
+    encoding: str | None = "utf-8",
+    about: str = "Сегодня в Баку прошли большие переговоры о будущем региона и экономики.",
+) -> str:
+    """An RSS document (as text) with (title, link, image) items."""
+    prolog = f'<?xml version="1.0" encoding="{encoding}"?>' if encoding else '<?xml version="1.0"?>'
+    body = "".join(
+        f"<item><title>{title}</title><link>{link}</link><guid>{link}</guid>"
+        f"<description>{about}</description>"
+        + (f'<enclosure url="{image}" type="image/jpeg" length="1"/>' if image else "")
+        + "</item>"
+        for title, link, image in items
+    )
+    return f'{prolog}<rss version="2.0"><channel><title>Hostile</title>{body}</channel></rss>'
+
+
+def article_page(title: str, image: str | None) -> bytes:
+    og = f'<meta property="og:image" content="{image}">' if image else ""
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<meta property='og:title' content='{title}'>"
+        f"<meta property='og:description' content='Lead of a hostile article.'>{og}</head>"
+        f"<body><article><h1>{title}</h1><p>Lead of a hostile article.</p>"
+        "<p>Body text of the article goes on for a while to look like news.</p></article>"
+        "</body></html>"
+    ).encode()
+
+
+def gzip_bomb(inflated: int = 1 << 30) -> list[bytes]:
+    """A valid gzip stream of `inflated` zero bytes (about 1 MB per GB), as chunks: one
+    compressed megabyte of zeros repeated (a full flush makes each repeat identical)."""
+    mb = bytes(1 << 20)
+    engine = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    head = engine.compress(mb) + engine.flush(zlib.Z_FULL_FLUSH)
+    unit = engine.compress(mb) + engine.flush(zlib.Z_FULL_FLUSH)
+    megabytes = inflated >> 20
+    crc = 0
+    for _ in range(megabytes):
+        crc = zlib.crc32(mb, crc)
+    end = engine.flush()[:-8] + struct.pack("<II", crc, inflated & 0xFFFFFFFF)
+    return [head, *([unit] * (megabytes - 1)), end]
+
+
+@dataclass
+class HostileSite:
+    """Raw HTTP/1.1 on 127.0.0.1 (full control over framing, encodings and stalls)."""
+
+    phase: int = 0  # 0: every case serves an empty feed (the first poll), 1: hostile content
+    hits: Counter[str] = field(default_factory=Counter)
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _bomb: list[bytes] = field(default_factory=list)
+
+    def base(self, case: str) -> str:
+        return f"http://localhost:{self.port}/{case}"
+
+    def loopback(self, case: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{case}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def bomb(self) -> list[bytes]:
+        if not self._bomb:
+            self._bomb = gzip_bomb()
+        return self._bomb
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: Writer) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            request = await reader.readline()
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+            path = request.split()[1].decode() if len(request.split()) > 1 else "/"
+            self.hits[path] += 1
+            name, _, rest = path.strip("/").partition("/")
+            case = CASES.get(name)
+            if case is None:
+                await send(writer, 404, b"no such case")
+            elif rest == "feed.xml" and self.phase == 0:
+                await send(writer, 200, rss([]).encode(), "application/rss+xml")
+            elif rest.startswith("internal"):
+                await send(writer, 200, b"internal secret", "text/plain")
+            else:
+                await case.serve(self, rest, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the bot hung up: what a size cap or a deadline does
+        finally:
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+
+async def send(
+    writer: Writer,
+    status: int,
+    body: bytes = b"",
+    content_type: str = "text/plain",
+    headers: dict[str, str] | None = None,
+) -> None:
+    head = {"Content-Type": content_type, "Content-Length": str(len(body)), "Connection": "close"}
+    head.update(headers or {})
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    writer.write(f"HTTP/1.1 {status} X\r\n{lines}\r\n".encode() + body)
+    await writer.drain()
+
+
+async def stream(writer: Writer, headers: dict[str, str], chunks: Any) -> None:
+    """Send headers then chunks with no Content-Length (the end is the connection's close)."""
+    lines = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "Connection": "close"}.items())
+    writer.write(f"HTTP/1.1 200 OK\r\n{lines}\r\n".encode())
+    for chunk in chunks:
+        writer.write(chunk)
+        await writer.drain()
+
+
+# The cases -------------------------------------------------------------------------------
+
+FEED_ERROR = "source failed"  # the poll fails with a clear error; nothing is posted from it
+REFUSED = "article refused"  # the feed is fine, its article is refused; nothing is posted
+NO_IMAGE = "posted without the image"
+POSTED = "posted as expected"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    problem: str
+    expect: str  # one of the outcomes above
+    message: str | None  # text the logged error/warning must contain (None: nothing needed)
+    serve: Handler
+    title: str = ""  # the hostile article's title, where one should be posted
+    allow_hosts: tuple[str, ...] = ()
+
+
+def feed_of(body: bytes | Callable[[HostileSite, str], bytes], ctype: str = "") -> Handler:
+    async def serve(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer) -> None:
+        if rest != "feed.xml":
+            await send(w, 404, b"not found")
+            return
+        data = body(site, rest) if callable(body) else body
+        await send(w, 200, data, ctype or "application/rss+xml")
+
+    return serve
+
+
+def article_feed(
+    case: str,
+    title: str,
+    link: Callable[[HostileSite], str],
+    image: Callable[[HostileSite], str] | None = None,
+    image_answer: Callable[[HostileSite, Writer], Awaitable[None]] | None = None,
+    redirect: Callable[[HostileSite], str] | None = None,
+) -> Handler:
+    """A good feed with one article; the article (page, image) is the hostile part."""
+
+    async def serve(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer) -> None:
+        picture = image(site) if image else None
+        if rest == "feed.xml":
+            await send(w, 200, rss([(title, link(site), None)]).encode(), "application/rss+xml")
+        elif rest == "article" and redirect is not None:
+            await send(w, 302, b"", headers={"Location": redirect(site)})
+        elif rest == "article":
+            await send(w, 200, article_page(title, picture), "text/html; charset=utf-8")
+        elif rest == "image.jpg" and image_answer is not None:
+            await image_answer(site, w)
+        else:
+            await send(w, 404, b"not found")
+
+    return serve
+
+
+async def _huge(_: HostileSite, __: str, ___: asyncio.StreamReader, w: Writer) -> None:
+    item = b"<item><title>Padding</title><link>http://localhost/x</link></item>" * 1000
+    await stream(w, {"Content-Type": "application/rss+xml"}, (item for _ in range(50 << 20 >> 16)))
+
+
+async def _huge_declared(_: HostileSite, __: str, ___: asyncio.StreamReader, w: Writer) -> None:
+    w.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n")
+    w.write(b"Content-Length: 52428800\r\nConnection: close\r\n\r\n<rss>")
+    await w.drain()
+    for _ in range(800):
+        w.write(b"<item/>" * 9000)
+        await w.drain()
+
+
+async def _bomb(site: HostileSite, _: str, __: asyncio.StreamReader, w: Writer) -> None:
+    headers = {"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"}
+    await stream(w, headers, site.bomb())
+
+
+async def _nested_bomb(site: HostileSite, _: str, __: asyncio.StreamReader, w: Writer) -> None:
+    body = gzip.compress(b"".join(site.bomb()), 9)  # a few KB; inflated twice: 1 GB
+    headers = {"Content-Encoding": "gzip, gzip"}
+    await send(w, 200, body, "application/rss+xml", headers)
+
+
+async def _never_finishes(_: HostileSite, __: str, reader: asyncio.StreamReader, w: Writer) -> None:
+    w.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n")
+    w.write(b"Content-Length: 100000\r\n\r\n<rss version='2.0'><channel>")
+    await w.drain()
+    await reader.read()  # until the bot gives up and closes
+
+
+async def _never_answers(_: HostileSite, __: str, r: asyncio.StreamReader, ___: Writer) -> None:
+    await r.read()
+
+
+async def _drip(_: HostileSite, __: str, ___: asyncio.StreamReader, w: Writer) -> None:
+    await stream(w, {"Content-Type": "application/rss+xml"}, [b"<rss version='2.0'>"])
+    while True:
+        w.write(b" ")
+        await w.drain()
+        await asyncio.sleep(0.2)
+
+
+async def _loop(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer) -> None:
+    target = "again" if rest == "feed.xml" else "feed.xml"
+    await send(w, 302, b"", headers={"Location": f"/redirect-loop/{target}"})
+
+
+async def _chain(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer) -> None:
+    step = int(rest.removeprefix("hop")) + 1 if rest.startswith("hop") else 1
+    await send(w, 301, b"", headers={"Location": f"{site.base('redirect-chain')}/hop{step}"})
+
+
+ImageAnswer = Callable[[HostileSite, Writer], Awaitable[None]]
+
+
+def _image(body: bytes, ctype: str = "image/jpeg") -> ImageAnswer:
+    async def answer(_: HostileSite, w: Writer) -> None:
+        await send(w, 200, body, ctype)
+
+    return answer
+
+
+async def _big_image(_: HostileSite, w: Writer) -> None:
+    jpeg = image_bytes("big")
+    await stream(w, {"Content-Type": "image/jpeg"}, [jpeg, *([b"\0" * 65536] * 8)])
+
+
+async def _missing_image(_: HostileSite, w: Writer) -> None:
+    await send(w, 404, b"gone")
+
+
+def _cases() -> list[Case]:
+    html_page = (
+        b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
+        b"<body><form>Password</form></body></html>"
+    )
+    bare_html = b"<head><meta charset='utf-8'><title>Login</title></head><body><div>Log in</div>"
+    cyr = "Новости: кириллица в windows-1251"
+    lat = "Café, crème brûlée et façade"
+    und = "Привет из ленты без объявленной кодировки"
+
+    def missing(case: str) -> Callable[[HostileSite], str]:
+        return lambda site: f"{site.base(case)}/missing"
+
+    def page(case: str) -> Callable[[HostileSite], str]:
+        return lambda site: f"{site.base(case)}/article"
+
+    def image_at(case: str) -> Callable[[HostileSite], str]:
+        return lambda site: f"{site.base(case)}/image.jpg"
+
+    return [
+        Case("malformed-xml", "truncated XML", FEED_ERROR, "malformed feed",
+             feed_of(b"<rss><channel><item><title>cut off")),
+        Case("binary-garbage", "binary junk as a feed", FEED_ERROR, "malformed feed",
+             feed_of(bytes(range(256)) * 8)),
+        Case("html-as-feed", "an HTML login page as the feed", FEED_ERROR,
+             "answered an HTML page, not a feed", feed_of(html_page, "text/html")),
+        Case("html-no-doctype", "HTML without a doctype, served as text/html", FEED_ERROR,
+             "answered an HTML page, not a feed", feed_of(bare_html, "text/html; charset=utf-8")),
+        Case("cp1251-prolog", "windows-1251 feed declared in the XML prolog", POSTED, None,
+             feed_of(lambda s, _: rss([(cyr, missing("cp1251-prolog")(s), None)],
+                                      "windows-1251").encode("cp1251")), title=cyr),
+        Case("latin1-header", "ISO-8859-1 feed declared only in Content-Type", POSTED, None,
+             feed_of(lambda s, _: rss([(lat, missing("latin1-header")(s), None)], None, lat)
+                     .encode("latin-1"), "application/rss+xml; charset=ISO-8859-1"), title=lat),
+        Case("cp1251-undeclared", "windows-1251 feed with no declared encoding", POSTED,
+             "declared encoding is missing or wrong",
+             feed_of(lambda s, _: rss([(und, missing("cp1251-undeclared")(s), None)], None)
+                     .encode("cp1251")), title=und),
+        Case("feed-50mb", "a 50 MB feed, no Content-Length", FEED_ERROR,
+             f"more than {MAX_BYTES} bytes", _huge),
+        Case("feed-50mb-declared", "a 50 MB feed with its Content-Length", FEED_ERROR,
+             f"52428800 bytes is over the {MAX_BYTES}-byte cap", _huge_declared),
+        Case("gzip-bomb", "1 MB of gzip inflating to 1 GB", FEED_ERROR,
+             f"inflates to more than {MAX_BYTES} bytes", _bomb),
+        Case("nested-gzip-bomb", "a few KB, gzip of gzip, inflating to 1 GB", FEED_ERROR,
+             "unsupported Content-Encoding", _nested_bomb),
+        Case("never-finishes", "headers, then the body stalls forever", FEED_ERROR,
+             "timed out", _never_finishes),
+        Case("never-answers", "no headers, ever", FEED_ERROR, "timed out", _never_answers),
+        Case("drip-feed", "a byte every 0.2 s, forever (no read timeout fires)", FEED_ERROR,
+             "no complete answer within", _drip),
+        Case("redirect-loop", "a feed redirecting in a circle", FEED_ERROR, "redirect loop", _loop),
+        Case("redirect-chain", "an endless chain of redirects", FEED_ERROR, "too many redirects",
+             _chain),
+        Case("ssrf-loopback", "article link to 127.0.0.1", REFUSED, "loopback address",
+             article_feed("ssrf-loopback", "Loopback link",
+                          lambda s: f"{s.loopback('ssrf-loopback')}/internal")),
+        Case("ssrf-redirect", "public article redirecting to 127.0.0.1", REFUSED,
+             "loopback address",
+             article_feed("ssrf-redirect", "Redirected inside", page("ssrf-redirect"),
+                          redirect=lambda s: f"{s.loopback('ssrf-redirect')}/internal")),
+        Case("ssrf-metadata", "article link to 169.254.169.254", REFUSED,
+             "link-local cloud metadata address",
+             article_feed("ssrf-metadata", "Metadata link",
+                          lambda s: "http://169.254.169.254/latest/meta-data/")),
+        Case("ssrf-decimal", "article link to http://2130706433/ (127.0.0.1)", REFUSED,
+             "resolves to 127.0.0.1, a loopback address",
+             article_feed("ssrf-decimal", "Decimal link",
+                          lambda s: f"http://2130706433:{s.port}/ssrf-decimal/internal")),
+        Case("ssrf-ipv6-mapped", "article link to [::ffff:127.0.0.1]", REFUSED,
+             "loopback address",
+             article_feed("ssrf-ipv6-mapped", "Mapped link",
+                          lambda s: f"http://[::ffff:127.0.0.1]:{s.port}/ssrf-ipv6-mapped/internal")),
+        Case("ssrf-file-scheme", "article link to file:///etc/passwd", REFUSED,
+             "scheme is not allowed",
+             article_feed("ssrf-file-scheme", "File link", lambda s: "file:///etc/passwd")),
+        Case("allow-hosts", "link to 127.0.0.1 with the host in allow_hosts", POSTED, None,
+             article_feed("allow-hosts", "Allowed internal article",
+                          lambda s: f"{s.loopback('allow-hosts')}/article"),
+             title="Allowed internal article", allow_hosts=("127.0.0.1",)),
+        Case("image-html", "og:image answering an HTML page", NO_IMAGE,
+             "an HTML page, not an image",
+             article_feed("image-html", "Image is a page", page("image-html"),
+                          image_at("image-html"), _image(b"<!doctype html><p>hi", "text/html")),
+             title="Image is a page"),
+        Case("image-corrupt", "a PNG signature followed by junk", NO_IMAGE, "not an image",
+             article_feed("image-corrupt", "Image is junk", page("image-corrupt"),
+                          image_at("image-corrupt"),
+                          _image(b"\x89PNG\r\n\x1a\n" + b"junk" * 100, "image/png")),
+             title="Image is junk"),
+        Case("image-too-large", "an image over max_image_bytes", NO_IMAGE,
+             f"more than {MAX_IMAGE_BYTES} bytes",
+             article_feed("image-too-large", "Image too large", page("image-too-large"),
+                          image_at("image-too-large"), _big_image),
+             title="Image too large"),
+        Case("image-unreachable", "an image answering 404", NO_IMAGE, "HTTP 404",
+             article_feed("image-unreachable", "Image missing", page("image-unreachable"),
+                          image_at("image-unreachable"), _missing_image),
+             title="Image missing"),
+        Case("image-ssrf", "an image on 127.0.0.1 from a public source", NO_IMAGE,
+             "loopback address",
+             article_feed("image-ssrf", "Image inside", page("image-ssrf"),
+                          lambda s: f"{s.loopback('image-ssrf')}/internal.jpg"),
+             title="Image inside"),
+    ]  # fmt: skip
+
+
+CASES: dict[str, Case] = {case.name: case for case in _cases()}
+
+
+# Running -----------------------------------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelno, record.getMessage()))
+
+
+def _config(case: Case, site_url: str, tg_url: str, hostile: HostileSite, tmp: str) -> Any:
+    raw = {
+        "outlet": {"name": "Sample Times", "url": site_url},
+        "database": f"sqlite:///{tmp}/{case.name}.db",
+        "sources": [
+            {"name": "good", "url": f"{site_url}/en/rss.xml", "language": "en"},
+            {
+                "name": case.name,
+                "url": f"{hostile.base(case.name)}/feed.xml",
+                "language": "en",
+                "allow_hosts": list(case.allow_hosts),
+            },
+        ],
+        "targets": [
+            {
+                "name": "tg",
+                "platform": "telegram",
+                "api_base": tg_url,
+                "token": {"env": "BAD_INPUT_TG_TOKEN"},
+                "chat_id": _chat(case),
+                "min_interval": 0,
+                "timeout": 3,
+            }
+        ],
+        "dispatch": {"interval": 0.2, "backoff_base": 0.2, "lease": 5},
+        "fetch": {
+            "timeout": TIMEOUT,
+            "max_bytes": MAX_BYTES,
+            "max_image_bytes": MAX_IMAGE_BYTES,
+            "max_redirects": 5,
+        },
+        "http": {"enabled": False},
+    }
+    return validate(raw, environ={"BAD_INPUT_TG_TOKEN": TOKEN})
+
+
+def _chat(case: Case) -> str:
+    return "@case_" + case.name.replace("-", "_")
+
+
+async def _run_case(config: Any) -> list[PollReport]:
+    service = Service(config)
+    # `localhost` looks public to the guard; everything else resolves for real.
+    resolver = static_resolver({"localhost": [PUBLIC_ADDRESS]})
+    service.pipeline.guard = Guard(resolver)
+    try:
+        polls, _ = await service.run_once()
+    finally:
+        await service.close()
+    return polls
+
+
+def _text(message: dict[str, Any]) -> str:
+    return str(message.get("caption") or message.get("text") or "")
+
+
+def _verdict(
+    case: Case, polls: list[PollReport], posts: list[dict[str, Any]], lines: list[str], hits: int
+) -> dict[str, Any]:
+    hostile_poll = next(p for p in polls if p.source == case.name)
+    good_poll = next(p for p in polls if p.source == "good")
+    good = [p for p in posts if _text(p).startswith(GOOD_TITLE)]
+    others = [p for p in posts if not _text(p).startswith(GOOD_TITLE)]
+    logged = next((line for line in lines if case.message and case.message in line), None)
+    if case.expect == FEED_ERROR:
+        handled = hostile_poll.outcome == "error" and not others
+    elif case.expect == REFUSED:
+        handled = hostile_poll.outcome == "ok" and not others and hits == 0
+    elif case.expect == NO_IMAGE:
+        handled = [_text(p).split("\n")[0] for p in others] == [case.title] and all(
+            p.get("photo_url") is None and "photo" not in p for p in others
+        )
+        handled = handled and hits == 0
+    else:
+        handled = [_text(p).split("\n")[0] for p in others] == [case.title]
+    return {
+        "name": case.name,
+        "problem": case.problem,
+        "expected": case.expect,
+        "error_logged": None if case.message is None else logged is not None,
+        "message": (logged or "")[:300],
+        "handled": handled,
+        "internal_hits": hits,
+        "others_unaffected": good_poll.outcome == "ok"
+        and len(good) == 1
+        and bool(good[0].get("photo_url")),
+    }
+
+
+async def bomb_memory(url: str) -> dict[str, Any]:
+    """Peak Python memory while fetching a gzip bomb with the production fetch()."""
+    async with httpx.AsyncClient() as client:
+        tracemalloc.start()
+        try:
+            await fetch(client, url, max_bytes=MAX_BYTES, deadline=10)
+            error = "no error"
+        except FetchError as exc:
+            error = str(exc)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return {"bomb_peak_bytes": peak, "bomb_error": error}
+
+
+async def run(cases: list[str] | None = None, **_: Any) -> dict[str, Any]:
+    """Every case (or the named ones), each in its own Service, all at once."""
+    chosen = [CASES[name] for name in cases] if cases else list(CASES.values())
+    site, state, hostile = SampleSite(), tg.State(), HostileSite()
+    state.valid_tokens.add(TOKEN)
+    for case in chosen:
+        state.add_channel(_chat(case))
+    site_server, tg_server = LoopbackServer(site_app(site)), LoopbackServer(tg.create_app(state))
+    records = _Records()
+    logger = logging.getLogger("newsbot")
+    level = logger.level
+    with tempfile.TemporaryDirectory() as tmp:
+        await site_server.start()
+        await tg_server.start()
+        await hostile.start()
+        site.base_url = site_server.url
+        logger.addHandler(records)
+        if logger.getEffectiveLevel() > logging.WARNING:
+            logger.setLevel(logging.WARNING)
+        try:
+            configs = [_config(c, site_server.url, tg_server.url, hostile, tmp) for c in chosen]
+            # First poll: the sample site's backlog is recorded, the hostile feeds are empty.
+            await asyncio.gather(*(_run_case(config) for config in configs))
+            records.lines.clear()
+            hostile.phase = 1
+            await site.publish(make_sample("still-arrives", GOOD_TITLE))
+            polls = await asyncio.gather(*(_run_case(config) for config in configs))
+            memory = await bomb_memory(f"{hostile.loopback('gzip-bomb')}/feed.xml")
+        finally:
+            logger.removeHandler(records)
+            logger.setLevel(level)
+            await hostile.stop()
+            await site_server.stop()
+            await tg_server.stop()
+    results = []
+    for case, case_polls in zip(chosen, polls, strict=True):
+        mine = [
+            line
+            for _, line in records.lines
+            if f"/{case.name}/" in line or f"source {case.name}:" in line
+        ]
+        hits = sum(n for path, n in hostile.hits.items() if path.startswith(f"/{case.name}/int"))
+        results.append(_verdict(case, case_polls, state.in_chat(_chat(case)), mine, hits))
+    return {
+        "cases": results,
+        "all_handled": all(r["handled"] for r in results),
+        "all_logged": all(r["error_logged"] is not False for r in results),
+        "others_unaffected": all(r["others_unaffected"] for r in results),
+        "max_bytes": MAX_BYTES,
+        "bomb_inflated_bytes": 1 << 30,
+        "bomb_compressed_bytes": sum(map(len, hostile.bomb())),
+        **memory,
+    }
+
+
+def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    def yes(value: bool | None) -> str:
+        return "n/a" if value is None else ("yes" if value else "NO")
+
+    rows = [
+        (
+            f"{r['name']}: {r['problem']}",
+            f"{r['expected'] if r['handled'] else 'NOT ' + r['expected']}; error logged: "
+            f"{yes(r['error_logged'])}; other source unaffected: {yes(r['others_unaffected'])}",
+        )
+        for r in figures["cases"]
+    ]
+    rows.append(
+        (
+            "peak memory fetching the gzip bomb",
+            f"{figures['bomb_peak_bytes'] / 1e6:.1f} MB for a {figures['max_bytes'] / 1e6:g} MB "
+            f"cap ({figures['bomb_compressed_bytes'] / 1e6:.1f} MB inflating to "
+            f"{figures['bomb_inflated_bytes'] / 1e9:.1f} GB)",
+        )
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reliability.bad_input")
+    parser.add_argument("cases", nargs="*", help=f"cases to run (default all: {', '.join(CASES)})")
+    args = parser.parse_args(argv)
+    figures = asyncio.run(run(args.cases or None))
+    print(json.dumps(figures, indent=2, ensure_ascii=False))
+    return 0 if figures["all_handled"] and figures["others_unaffected"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

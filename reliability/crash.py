@@ -1,0 +1,585 @@
+"""Crash safety: SIGKILL the bot at random moments while it delivers a burst of articles to
+Telegram, X, Facebook and Instagram, restart it, repeat; then check every (article, target)
+pair against what the platform stand-ins received and what the state database says.
+
+The sample site and the stand-ins live in this process, so they outlive every kill and their
+records are the ground truth: a post the bot made just before dying is there even if the bot
+never recorded it. The bot is the real daemon, `python -m bot -c FILE run`, in a subprocess.
+
+Larger run: `python -m reliability.crash --articles 200 --kills 60 [--postgres URL]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from bot.config import validate
+from bot.demo.runner import (
+    CHANNELS,
+    DEMO_META_TOKEN,
+    DEMO_PAGE_ID,
+    DEMO_TOKEN,
+    DEMO_X,
+    demo_config,
+)
+from bot.demo.site import SampleSite, make_sample
+from bot.demo.site import create_app as create_site_app
+from bot.httpserver import LoopbackServer
+from bot.store import (
+    AWAITING,
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    Store,
+    articles,
+    deliveries,
+    events,
+    source_state,
+)
+from standins import graph as graph_standin
+from standins import telegram as telegram_standin
+from standins import x as x_standin
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ("telegram-en", "x", "facebook", "instagram")
+CHAT = CHANNELS["en"]
+LEASE = 2.5  # seconds; short so rows a kill leaves `sending` are flagged soon after a restart
+MARKER = re.compile(r"\bCT(\d{5})\b")  # in every burst article's title, hence in every post
+SECRETS = (DEMO_TOKEN, DEMO_META_TOKEN, *DEMO_X.values())
+OPEN = (PENDING, SENDING, AWAITING)
+
+
+@dataclass
+class World:
+    """The sample site and the four platforms' stand-ins, on 127.0.0.1 in this process."""
+
+    site: SampleSite
+    tg: telegram_standin.State
+    x: x_standin.State
+    graph: graph_standin.State
+    servers: dict[str, LoopbackServer] = field(default_factory=dict)
+
+    def posts(self) -> Counter[tuple[int, str]]:
+        """(article number, target) -> posts the stand-ins hold; number -1: not a burst post."""
+        texts: list[tuple[str, str]] = [
+            ("telegram-en", m.get("text") or m.get("caption") or "") for m in self.tg.messages
+        ]
+        texts += [("x", p["text"]) for p in self.x.posts]
+        texts += [("facebook", p["message"]) for p in self.graph.posts.values()]
+        texts += [("instagram", m["caption"]) for m in self.graph.media.values()]
+        counts: Counter[tuple[int, str]] = Counter()
+        for target, body in texts:
+            found = MARKER.search(body)
+            counts[(int(found.group(1)) if found else -1, target)] += 1
+        return counts
+
+
+@contextlib.asynccontextmanager
+async def world() -> AsyncIterator[World]:
+    site = SampleSite()  # its backlog is recorded by the first poll, never posted
+    tg = telegram_standin.State()
+    tg.valid_tokens.add(DEMO_TOKEN)
+    tg.add_channel(CHAT)
+    # Flood control stays on (429s and their retry_after are part of the test), but loose
+    # enough for the burst to flow.
+    tg.per_chat_interval = 0.2
+    x = x_standin.State()
+    x.allow(x_standin.Credentials(*DEMO_X.values()))
+    x.user_cap_15min = 100_000
+    graph = graph_standin.State(page_id=DEMO_PAGE_ID)
+    graph.tokens.add(DEMO_META_TOKEN)
+    graph.quota_total = 100_000
+    made = World(site, tg, x, graph)
+    apps = {
+        "site": create_site_app(site),
+        "telegram": telegram_standin.create_app(tg),
+        "x": x_standin.create_app(x),
+        "graph": graph_standin.create_app(graph),
+    }
+    try:
+        for name, app in apps.items():
+            made.servers[name] = LoopbackServer(app)
+            await made.servers[name].start()
+        site.base_url = made.servers["site"].url
+        yield made
+    finally:
+        for server in made.servers.values():
+            await server.stop()
+
+
+def bot_config(made: World, database_url: str, workdir: Path) -> dict[str, Any]:
+    urls = {name: server.url for name, server in made.servers.items()}
+    raw = demo_config(
+        urls["site"],
+        urls["telegram"],
+        urls["x"],
+        urls["graph"],
+        database_url,
+        poll_every=1,
+        http_port=0,
+        cards_dir=str(workdir / "cards"),
+    )
+    raw["sources"] = [s for s in raw["sources"] if s["name"] == "en"]
+    raw["targets"] = [t for t in raw["targets"] if t["name"] in TARGETS]
+    for target in raw["targets"]:
+        if target["platform"] == "telegram":
+            target["min_interval"] = 0
+    raw["dispatch"] = {"interval": 0.5, "lease": LEASE, "backoff_base": 0.5, "backoff_max": 2}
+    raw["http"] = {"enabled": False}
+    return raw
+
+
+def bot_environ() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DEMO_TELEGRAM_TOKEN": DEMO_TOKEN,
+        "DEMO_META_TOKEN": DEMO_META_TOKEN,
+        **DEMO_X,
+    }
+
+
+class Bot:
+    """One `newsbot run` process; its log lines are kept for the secrets check."""
+
+    def __init__(self, config_path: Path, log: list[str]) -> None:
+        self.config_path = config_path
+        self.log = log
+        self.ready = asyncio.Event()
+        self.ready_at = 0.0  # monotonic time of the "newsbot running" line
+        self.lines: list[str] = []
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "-c",
+            str(self.config_path),
+            "run",
+            cwd=ROOT,
+            env=bot_environ(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for raw in self.process.stderr:
+            line = raw.decode(errors="replace")
+            self.log.append(line)
+            self.lines.append(line)
+            if "newsbot running" in line:
+                self.ready_at = time.monotonic()
+                self.ready.set()
+
+    def last_line(self) -> str:
+        return self.lines[-1].strip() if self.lines else "(no output)"
+
+    async def wait_ready(self, timeout: float = 60) -> bool:
+        """True once the scheduler runs; False if the process died first."""
+        assert self.process is not None
+        waiter = asyncio.create_task(self.ready.wait())
+        died = asyncio.create_task(self.process.wait())
+        done, _ = await asyncio.wait({waiter, died}, timeout=timeout, return_when="FIRST_COMPLETED")
+        for task in (waiter, died):
+            task.cancel()
+        return waiter in done and self.ready.is_set()
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+        await self._finish()
+
+    async def terminate(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._finish()
+        except TimeoutError:
+            await self.kill()
+            return -9
+
+    async def _finish(self) -> int:
+        assert self.process is not None
+        code = await self.process.wait()
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+class Ledger:
+    """Reads the state database (the bot writes it; this process only looks)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def initialized(self) -> bool:
+        async with self.store.engine.connect() as conn:
+            row = (await conn.execute(select(source_state.c.initialized))).first()
+        return bool(row and row.initialized)
+
+    async def known_urls(self) -> set[str]:
+        async with self.store.engine.connect() as conn:
+            return set((await conn.execute(select(articles.c.url))).scalars())
+
+    async def rows(self) -> dict[tuple[str, str], tuple[int, str, str | None]]:
+        """(article url, target) -> (delivery id, status, last error)."""
+        query = select(
+            articles.c.url,
+            deliveries.c.target,
+            deliveries.c.id,
+            deliveries.c.status,
+            deliveries.c.last_error,
+        ).join(articles, articles.c.id == deliveries.c.article_id)
+        async with self.store.engine.connect() as conn:
+            result = (await conn.execute(query)).all()
+        return {(r.url, r.target): (r.id, r.status, r.last_error) for r in result}
+
+    async def open_count(self) -> int:
+        async with self.store.engine.connect() as conn:
+            query = select(func.count()).where(deliveries.c.status.in_(OPEN))
+            return int((await conn.execute(query)).scalar() or 0)
+
+    async def uncertain_reported(self) -> set[int]:
+        query = select(events.c.delivery_id).where(events.c.kind == "uncertain")
+        async with self.store.engine.connect() as conn:
+            return {i for i in (await conn.execute(query)).scalars() if i is not None}
+
+    async def all_text(self) -> str:
+        """Every stored text column, for the secrets check."""
+        chunks: list[str] = []
+        async with self.store.engine.connect() as conn:
+            for table in (articles, deliveries, events, source_state):
+                for row in (await conn.execute(select(table))).all():
+                    chunks.extend(str(v) for v in row if isinstance(v, str))
+        return "\n".join(chunks)
+
+
+@dataclass
+class Burst:
+    """The articles the newsroom publishes, in waves small enough to stay in the feed."""
+
+    total: int
+    waves: int
+    published: list[tuple[int, str]] = field(default_factory=list)  # (number, url)
+
+    def wave_size(self) -> int:
+        return math.ceil(self.total / self.waves)
+
+    def done(self) -> bool:
+        return len(self.published) >= self.total
+
+    async def publish_wave(self, site: SampleSite) -> None:
+        start = len(self.published)
+        for number in range(start, min(self.total, start + self.wave_size())):
+            sample = make_sample(
+                f"crash-{number:05d}",
+                f"CT{number:05d} Council votes on harbour plan, part {number}",
+                lead=f"The council met for the {number}th time to decide the harbour plan.",
+            )
+            article = await site.publish(sample)
+            self.published.append((number, site.base_url + article.path))
+
+    async def may_publish(self, ledger: Ledger) -> bool:
+        """The source's first poll is over and every article so far was seen: the feed lists
+        the newest 50, so publishing further ahead of the bot could push some out of it."""
+        if self.done() or not await ledger.initialized():
+            return False
+        known = await ledger.known_urls()
+        return all(url in known for _, url in self.published)
+
+
+def kill_delay(rng: random.Random) -> float:
+    """Seconds after the scheduler starts: early ones land in polling and ingest, the rest
+    while the four targets are claiming, sending and recording."""
+    if rng.random() < 0.4:
+        return rng.uniform(0.05, 0.8)
+    return rng.uniform(0.8, 3.5)
+
+
+async def snapshot(made: World, ledger: Ledger, burst: Burst) -> str:
+    """What the kill interrupted, read from the dead process's leftovers."""
+    rows = await ledger.rows()
+    posts = made.posts()
+    statuses = Counter(status for _, status, _ in rows.values())
+    posted_unrecorded = any(
+        posts[(number, target)] and rows.get((url, target), (0, PENDING, None))[1] != SENT
+        for number, url in burst.published
+        for target in TARGETS
+    )
+    if statuses[SENDING] or posted_unrecorded:
+        return "sending"
+    known = await ledger.known_urls()
+    partial = any(
+        (url in known and any((url, t) not in rows for t in TARGETS)) for _, url in burst.published
+    )
+    if partial or any(url not in known for _, url in burst.published):
+        return "ingest"
+    if not await ledger.initialized():
+        return "first-poll"
+    if statuses[PENDING]:
+        return "dispatch"
+    return "idle"
+
+
+async def settle(made: World, ledger: Ledger, burst: Burst, deadline: float) -> bool:
+    """Let the last process run until every published article has its deliveries and none is
+    open; publishes the waves still due. True if it settled before the deadline."""
+    calm = 0
+    while time.monotonic() < deadline:
+        if await burst.may_publish(ledger):
+            await burst.publish_wave(made.site)
+            calm = 0
+        known = await ledger.known_urls()
+        settled = (
+            burst.done()
+            and all(url in known for _, url in burst.published)
+            and await ledger.open_count() == 0
+        )
+        # Twice, more than a poll interval apart: an article being ingested right now has
+        # its row before its deliveries.
+        calm = calm + 1 if settled else 0
+        if calm >= 2:
+            return True
+        await asyncio.sleep(1.2 if settled else 0.25)
+    return False
+
+
+async def run(
+    articles: int = 16,
+    kills: int = 10,
+    seed: int = 1,
+    database_url: str | None = None,
+    log_file: str | None = None,
+) -> dict[str, Any]:
+    """Run the experiment; return its figures (see `table_rows` for what each means)."""
+    started = time.monotonic()
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="newsbot-crash-") as tmp:
+        workdir = Path(tmp)
+        url = database_url or f"sqlite:///{workdir}/state.db"
+        async with world() as made:
+            raw = bot_config(made, url, workdir)
+            validate(raw, "crash config", environ=bot_environ())  # fail here, not in 60 runs
+            config_path = workdir / "newsbot.yaml"
+            config_path.write_text(json.dumps(raw))  # JSON is YAML
+            store = Store(url)
+            await store.init()
+            try:
+                log: list[str] = []
+                try:
+                    figures = await _experiment(
+                        made, Ledger(store), config_path, articles, kills, rng, log
+                    )
+                finally:
+                    if log_file:
+                        Path(log_file).write_text("".join(log))
+            finally:
+                await store.close()
+    figures.update(
+        backend=make_url(url).get_backend_name(),
+        seed=seed,
+        wall_time_s=round(time.monotonic() - started, 1),
+    )
+    return figures
+
+
+async def _experiment(
+    made: World,
+    ledger: Ledger,
+    config_path: Path,
+    total: int,
+    kills: int,
+    rng: random.Random,
+    log: list[str],
+) -> dict[str, Any]:
+    burst = Burst(total, waves=max(1, min(max(1, kills // 2), total)))
+    burst.waves = max(burst.waves, math.ceil(total / 40))
+    phases: Counter[str] = Counter()
+    crashed = 0
+    restart_errors: list[str] = []
+    for _ in range(kills):
+        publish = await burst.may_publish(ledger)
+        bot = Bot(config_path, log)
+        await bot.start()
+        if not await bot.wait_ready():
+            crashed += 1  # a crash on restart: reported, and the loop goes on
+            await bot.kill()
+            restart_errors.append(bot.last_line())
+            continue
+        kill_at = bot.ready_at + kill_delay(rng)
+        if publish:  # at a random moment before the kill: polls then find it mid-run
+            await asyncio.sleep(max(0.0, rng.uniform(bot.ready_at, kill_at) - time.monotonic()))
+            await burst.publish_wave(made.site)
+        await asyncio.sleep(max(0.0, kill_at - time.monotonic()))
+        await bot.kill()
+        phases[await snapshot(made, ledger, burst)] += 1
+
+    bot = Bot(config_path, log)
+    await bot.start()
+    ready = await bot.wait_ready()
+    settled = ready and await settle(made, ledger, burst, time.monotonic() + 60 + total)
+    if ready:
+        exit_code = await bot.terminate()
+    else:
+        await bot.kill()
+        exit_code = -1
+    figures = await _verdict(made, ledger, burst)
+    logs = "".join(log)
+    stored = await ledger.all_text()
+    figures.update(
+        kills=kills,
+        kills_with_work=kills - phases["idle"] - crashed,
+        kills_by_phase=dict(sorted(phases.items())),
+        restarts_failed=crashed,
+        restart_errors=sorted(set(restart_errors))[:5],
+        settled=settled,
+        final_exit_code=exit_code,
+        secret_leaks=sum(s in logs or s in stored for s in SECRETS),
+    )
+    return figures
+
+
+async def _verdict(made: World, ledger: Ledger, burst: Burst) -> dict[str, Any]:
+    """Every (article, target) pair: posted at most once, sent means posted once, uncertain
+    means reported, and nothing missing or left open."""
+    rows = await ledger.rows()
+    reported = await ledger.uncertain_reported()
+    posts = made.posts()
+    tally: Counter[str] = Counter()
+    failures: list[str] = []
+    for number, url in burst.published:
+        for target in TARGETS:
+            count = posts[(number, target)]
+            tally["duplicates"] += max(0, count - 1)
+            row = rows.get((url, target))
+            if row is None or row[1] in OPEN:
+                tally["lost"] += 1
+                failures.append(f"CT{number:05d} {target}: {row[1] if row else 'no delivery'}")
+                continue
+            delivery_id, status, error = row
+            tally[status] += 1
+            if status == SENT and count == 0:
+                tally["sent_not_posted"] += 1
+            elif status == UNCERTAIN:
+                tally["uncertain_posted" if count else "uncertain_not_posted"] += 1
+                tally["uncertain_unreported"] += delivery_id not in reported
+            elif status in (FAILED, SKIPPED):
+                failures.append(f"CT{number:05d} {target}: {status}: {error}")
+                tally["posted_but_not_sent"] += bool(count)
+    published = {number for number, _ in burst.published}
+    return {
+        "articles": len(burst.published),
+        "targets": len(TARGETS),
+        "pairs": len(burst.published) * len(TARGETS),
+        "posts": sum(posts.values()),
+        "sent": tally[SENT],
+        "uncertain": tally[UNCERTAIN],
+        "uncertain_posted": tally["uncertain_posted"],
+        "uncertain_not_posted": tally["uncertain_not_posted"],
+        "uncertain_unreported": tally["uncertain_unreported"],
+        "failed": tally[FAILED],
+        "skipped": tally[SKIPPED],
+        "duplicates": tally["duplicates"],
+        "lost": tally["lost"],
+        "sent_not_posted": tally["sent_not_posted"],
+        "posted_but_not_sent": tally["posted_but_not_sent"],
+        "stray_posts": sum(c for (n, _), c in posts.items() if n not in published),
+        "problems": failures[:20],
+    }
+
+
+def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    f = figures
+    return [
+        ("articles x targets = pairs", f"{f['articles']} x {f['targets']} = {f['pairs']}"),
+        ("state database", f["backend"]),
+        ("SIGKILLs (and restarts)", str(f["kills"])),
+        ("kills with work in flight", f"{f['kills_with_work']} {f['kills_by_phase']}"),
+        ("posts on the stand-ins", str(f["posts"])),
+        ("sent (posted exactly once)", str(f["sent"])),
+        (
+            "uncertain, flagged for an editor",
+            f"{f['uncertain']} ({f['uncertain_posted']} posted, "
+            f"{f['uncertain_not_posted']} not posted)",
+        ),
+        ("failed", str(f["failed"])),
+        ("duplicates", str(f["duplicates"])),
+        ("lost (missing or left open)", str(f["lost"])),
+        ("secrets seen in logs or database", str(f["secret_leaks"])),
+        ("wall time", f"{f['wall_time_s']} s"),
+    ]
+
+
+@contextlib.contextmanager
+def fresh_schema(url: str) -> Iterator[str]:
+    """A new schema on the given PostgreSQL server, dropped afterwards: never touch user data."""
+    parsed = make_url(url)
+    engine = create_engine(
+        parsed.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    schema = f"crash_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        scoped = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m reliability.crash", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--articles", type=int, default=200)
+    parser.add_argument("--kills", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--postgres", metavar="URL", help="use a fresh schema on this server")
+    parser.add_argument("--log", metavar="FILE", help="write the bot processes' logs here")
+    args = parser.parse_args(argv)
+    size = {"articles": args.articles, "kills": args.kills, "seed": args.seed, "log_file": args.log}
+    if args.postgres:
+        with fresh_schema(args.postgres) as url:
+            figures = asyncio.run(run(**size, database_url=url))
+    else:
+        figures = asyncio.run(run(**size))
+    print(json.dumps(figures, indent=2))
+    bad = figures["duplicates"] or figures["lost"] or figures["uncertain_unreported"]
+    return 1 if bad or figures["sent_not_posted"] or figures["posted_but_not_sent"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
