@@ -99,11 +99,24 @@ def _baseline_cycle(url: str, feeds: int) -> dict[str, float]:
     }
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the
+    parent across fork+exec, so a child started by a big parent would report the parent's."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_one(feeds: int) -> dict[str, Any]:
     process, url = _start_server(feeds)
     try:
         ours = asyncio.run(_newsbot_cycle(url, feeds))
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = _peak_rss_mb()
     finally:
         process.kill()
     process, url = _start_server(feeds)

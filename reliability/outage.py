@@ -128,7 +128,7 @@ async def run(
         published: list[tuple[str, float]] = []
         for i in range(articles):
             # Spread over the first quarter of the outage, so every post meets it.
-            sample = make_sample(f"outage-{i}", f"Outage story number {i}", lead=f"Lead {i}.")
+            sample = make_sample(f"outage-{i:04d}", f"Outage story number {i}", lead=f"Lead {i}.")
             article = await site.publish(sample)
             published.append((f"{site.base_url}{article.path}", article.published.timestamp()))
             await asyncio.sleep(outage / 4 / articles)
@@ -212,7 +212,8 @@ def _figures(
 
 def _article_of(post: dict[str, Any], published: list[tuple[str, float]]) -> str | None:
     text = json.dumps(post, ensure_ascii=False)
-    return next((url for url, _ in published if f'"{url}' in text or f"{url}?" in text), None)
+    # Slugs are zero-padded, so no article URL is a prefix of another.
+    return next((url for url, _ in published if url in text), None)
 
 
 def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
