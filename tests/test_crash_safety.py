@@ -85,7 +85,7 @@ def test_table_rows_name_every_figure_the_report_needs() -> None:
         "wall_time_s": 12.5,
     }
     rows = dict(crash.table_rows(figures))
-    assert rows["articles x targets = pairs"] == "2 x 4 = 8"
+    assert rows["articles, targets, (article, target) pairs"] == "2, 4, 8"
     assert rows["uncertain, flagged for an editor"] == "2 (1 posted, 1 not posted)"
     assert rows["duplicates"] == "0" and rows["lost (missing or left open)"] == "0"
 
