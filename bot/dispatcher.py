@@ -35,7 +35,7 @@ from bot.outcomes import (
 )
 from bot.rules import Rule
 from bot.secrets import redact
-from bot.store import AWAITING, PENDING, SKIPPED, Delivery, Store
+from bot.store import AWAITING, PENDING, SKIPPED, Delivery, Store, abandoned_report
 from bot.timing import SEND, Decision, Timing, decide, local_midnight
 
 log = logging.getLogger("newsbot.dispatch")
@@ -193,15 +193,9 @@ class Dispatcher:
     async def _flag_abandoned(self, report: DispatchReport) -> None:
         for delivery in await self.store.expire_leases(time.time()):
             report.uncertain += 1
-            message = (
-                f"delivery {delivery.id} of {delivery.post.article_url} was being sent when its "
-                "sender stopped; it may or may not be posted. Not resent: check and decide."
-            )
+            message = abandoned_report(delivery)  # its event was recorded with the flag
             log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
             self.metrics.delivery(delivery.target, "uncertain")
-            await self.store.record_event(
-                "warning", "uncertain", message, delivery.target, delivery.id
-            )
             await self._alert(delivery.target, message)
 
     async def _expire_approvals(self) -> None:
@@ -392,14 +386,13 @@ class Dispatcher:
         report.failed += 1
 
     async def _uncertain(self, delivery: Delivery, error: str, report: DispatchReport) -> None:
-        await self.store.mark_uncertain(delivery.id, error)
         message = (
             f"delivery {delivery.id} of {delivery.post.article_url} may or may not have been "
             f"posted ({error}); not resent"
         )
+        await self.store.mark_uncertain(delivery.id, error, message)
         self.metrics.delivery(delivery.target, "uncertain")
         log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
-        await self.store.record_event("warning", "uncertain", message, delivery.target, delivery.id)
         await self._alert(delivery.target, message)
         report.uncertain += 1
         # No clear answer: hold the target's other posts until a health check says it is back.

@@ -309,8 +309,9 @@ class Store:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             got = bool(
-                (await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
-                .scalar()
+                (
+                    await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+                ).scalar()
             )
             try:
                 yield got
@@ -622,8 +623,22 @@ class Store:
     async def mark_failed(self, delivery_id: int, error: str) -> None:
         await self._finish(delivery_id, status=FAILED, last_error=error)
 
-    async def mark_uncertain(self, delivery_id: int, error: str) -> None:
-        await self._finish(delivery_id, status=UNCERTAIN, last_error=error)
+    async def mark_uncertain(self, delivery_id: int, error: str, report: str) -> None:
+        """Flag a delivery uncertain and record the editors' report in the same commit, so no
+        crash can leave an uncertain post nobody is told about."""
+        now = time.time()
+        async with self._begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(status=UNCERTAIN, last_error=error, lease_until=None, updated_at=now)
+            )
+            target = (
+                await conn.execute(
+                    select(deliveries.c.target).where(deliveries.c.id == delivery_id)
+                )
+            ).scalar()
+            await conn.execute(_event("warning", "uncertain", report, target, delivery_id, now))
 
     async def set_status(
         self,
@@ -655,7 +670,8 @@ class Store:
         return result.rowcount == 1
 
     async def expire_leases(self, now: float) -> list[Delivery]:
-        """Rows left in `sending` past their lease: the sender died mid-send. Flag, never resend."""
+        """Rows left in `sending` past their lease: the sender died mid-send. Flag, never resend;
+        each gets its `uncertain` event in the same commit."""
         async with self._begin() as conn:
             rows = (
                 await conn.execute(
@@ -674,6 +690,16 @@ class Store:
                         updated_at=now,
                         last_error="the process stopped while sending; not resent "
                         "(check the channel, then mark sent or retry)",
+                    )
+                )
+                await conn.execute(
+                    _event(
+                        "warning",
+                        "uncertain",
+                        abandoned_report(_delivery(row)),
+                        row.target,
+                        row.id,
+                        now,
                     )
                 )
         return [_delivery(row) for row in rows]
@@ -826,16 +852,7 @@ class Store:
         delivery_id: int | None = None,
     ) -> None:
         async with self._begin() as conn:
-            await conn.execute(
-                insert(events).values(
-                    at=time.time(),
-                    level=level,
-                    kind=kind,
-                    target=target,
-                    delivery_id=delivery_id,
-                    message=message,
-                )
-            )
+            await conn.execute(_event(level, kind, message, target, delivery_id, time.time()))
 
     async def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
@@ -875,6 +892,22 @@ class Store:
             ):
                 snap["sources"][name] = (int(failures or 0), polled)
         return snap
+
+
+def _event(
+    level: str, kind: str, message: str, target: str | None, delivery_id: int | None, at: float
+) -> Any:
+    return insert(events).values(
+        at=at, level=level, kind=kind, target=target, delivery_id=delivery_id, message=message
+    )
+
+
+def abandoned_report(delivery: Delivery) -> str:
+    """What editors are told about a delivery its sender left mid-send."""
+    return (
+        f"delivery {delivery.id} of {delivery.post.article_url} was being sent when its "
+        "sender stopped; it may or may not be posted. Not resent: check and decide."
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

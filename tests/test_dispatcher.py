@@ -182,6 +182,22 @@ async def test_abandoned_send_becomes_uncertain_after_its_lease(store: Store) ->
     assert row is not None and row.status == UNCERTAIN
 
 
+async def test_flagging_uncertain_and_its_report_are_one_commit(store: Store) -> None:
+    adapter = ScriptedAdapter("t", [])
+    first, second = await add(store, adapter, 2)
+    claimed = await store.claim_next("t", time.time(), lease=0.01, claimer="dead:1")
+    assert claimed is not None and claimed.id == first
+    time.sleep(0.02)
+    # No dispatcher involved: the store alone both flags and reports.
+    flagged = await store.expire_leases(time.time())
+    assert [d.id for d in flagged] == [first]
+    await store.set_status(second, SENDING)
+    await store.mark_uncertain(second, "read timeout", "may or may not be posted")
+    reports = [e for e in await store.recent_events(10) if e["kind"] == "uncertain"]
+    assert sorted(e["delivery_id"] for e in reports) == [first, second]
+    assert all(e["target"] == "t" for e in reports)
+
+
 async def test_post_without_attribution_is_never_sent(store: Store) -> None:
     adapter = ScriptedAdapter("t", [])
     article = Article(url="https://s.example/a", title="T")
