@@ -53,7 +53,11 @@ def make_client(config: FetchConfig) -> httpx.AsyncClient:
         # fetch() follows redirects itself, so the SSRF guard sees every hop.
         follow_redirects=False,
         max_redirects=config.max_redirects,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        # Sized to the polls in flight: httpcore scans every pooled connection per request.
+        limits=httpx.Limits(
+            max_connections=config.concurrency + 10,
+            max_keepalive_connections=min(20, config.concurrency),
+        ),
     )
 
 
