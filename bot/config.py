@@ -115,6 +115,8 @@ class HttpConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     push_token: SecretRef | None = None
+    #: Bearer token GET /metrics asks for; unset: metrics are served to anyone reaching the port.
+    metrics_token: SecretRef | None = None
     #: Where generated image cards are written and served from (at /cards/<file>).
     cards_dir: str | None = None
 
@@ -187,6 +189,7 @@ class Config:
     targets: list[TargetSettings]
     secrets: dict[str, dict[str, Secret]]  # target name -> field -> secret
     push_token: Secret | None = None
+    metrics_token: Secret | None = None
     editors: Any = None  # the console's validated Settings
     editor_secrets: dict[str, Secret] = field(default_factory=dict)
 
@@ -285,7 +288,7 @@ def validate(
     outlet = file.outlet if file is not None else Outlet()
     problems.extend(_check_templates(data, targets, outlet))
     secrets: dict[str, dict[str, Secret]] = {}
-    push_token: Secret | None = None
+    tokens: dict[str, Secret] = {}
     if resolve_secrets:
         for index, target in enumerate(targets):
             secrets[target.name] = {}
@@ -294,11 +297,14 @@ def validate(
                     secrets[target.name][field] = ref.resolve(environ)
                 except LookupError as exc:
                     problems.append(Problem(f"targets[{index}].{field}", str(exc)))
-        if file is not None and file.http.push_token is not None:
+        for name in ("push_token", "metrics_token"):
+            ref = getattr(file.http, name) if file is not None else None
+            if ref is None:
+                continue
             try:
-                push_token = file.http.push_token.resolve(environ)
+                tokens[name] = ref.resolve(environ)
             except LookupError as exc:
-                problems.append(Problem("http.push_token", str(exc)))
+                problems.append(Problem(f"http.{name}", str(exc)))
     editors, editor_secrets = _validate_editors(
         data.get("editors"), problems, environ, resolve_secrets
     )
@@ -308,7 +314,8 @@ def validate(
         file=file,
         targets=targets,
         secrets=secrets,
-        push_token=push_token,
+        push_token=tokens.get("push_token"),
+        metrics_token=tokens.get("metrics_token"),
         editors=editors,
         editor_secrets=editor_secrets,
     )

@@ -289,13 +289,16 @@ class Service:
             log.warning("http.push_token is not set: anyone reaching the endpoint can push URLs")
         cards = Path(http.cards_dir) if http.cards_dir else None
         app = create_app(
-            self.on_push, self.readiness, self.config.push_token, cards, metrics=self.metrics
+            self.on_push,
+            self.readiness,
+            self.config.push_token,
+            cards,
+            metrics=self.metrics,
+            metrics_token=self.config.metrics_token,
         )
         self.web_server = LoopbackServer(app, port=http.port, host=http.host)
         await self.web_server.start()
-        log.info(
-            "HTTP endpoint on %s (POST /push, /health/ready, /metrics)", self.web_server.url
-        )
+        log.info("HTTP endpoint on %s (POST /push, /health/ready, /metrics)", self.web_server.url)
 
     async def _stop_web(self) -> None:
         if self.web_server is not None:

@@ -30,13 +30,20 @@ def create_app(
     push_token: Secret | None = None,
     cards_dir: Path | None = None,
     metrics: Metrics | None = None,
+    metrics_token: Secret | None = None,
 ) -> Starlette:
+    def refused(request: Request, token: Secret | None) -> Response | None:
+        if token is None:
+            return None
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if hmac.compare_digest(given.encode(), token.get().encode()):
+            return None
+        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+
     async def push(request: Request) -> Response:
         """POST {"url": "...", "source": "optional source name"}: this URL was just published."""
-        if push_token is not None:
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), push_token.get().encode()):
-                return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        if (refusal := refused(request, push_token)) is not None:
+            return refusal
         try:
             if request.headers.get("content-type", "").startswith("application/json"):
                 body = await request.json()
@@ -64,10 +71,12 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
-    async def prometheus(_: Request) -> Response:
-        # Aggregate counts only (no URLs, no secrets): scraped without authentication.
+    async def prometheus(request: Request) -> Response:
+        # Aggregate counts only (no URLs, no secrets); a bearer token only if configured.
         if metrics is None:
             return Response(status_code=404)
+        if (refusal := refused(request, metrics_token)) is not None:
+            return refusal
         return Response(await metrics.scrape(), media_type=CONTENT_TYPE)
 
     async def card(request: Request) -> Response:

@@ -321,3 +321,21 @@ def test_formatters_scrub_exception_text(fmt: str) -> None:
     line = formatter.format(record)
     assert "RuntimeError" in line and "[REDACTED]" in line
     assert secret.get() not in line
+
+
+async def test_metrics_ask_for_the_bearer_token_when_one_is_configured(world: World) -> None:
+    from tests.test_end_to_end import PUSH_TOKEN
+
+    http = {"port": 0, "push_token": {"env": "PUSH_TOKEN"}, "metrics_token": {"env": "PUSH_TOKEN"}}
+    async with daemon(world, http=http) as service:
+        assert service.web_server is not None
+        url = f"{service.web_server.url}/metrics"
+        async with httpx.AsyncClient() as client:
+            anonymous = await client.get(url)
+            wrong = await client.get(url, headers={"Authorization": "Bearer nope"})
+            right = await client.get(url, headers={"Authorization": f"Bearer {PUSH_TOKEN}"})
+            health = await client.get(f"{service.web_server.url}/health/live")
+    assert anonymous.status_code == 401 and wrong.status_code == 401
+    assert right.status_code == 200 and "newsbot_up" in right.text
+    assert PUSH_TOKEN not in anonymous.text + wrong.text
+    assert health.status_code == 200  # health stays open for the orchestrator's probes
