@@ -4,6 +4,7 @@ for compressed bodies too, total deadlines, and redirects followed one checked h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import zlib
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from bot.config import FetchConfig
-from bot.netguard import BlockedURL, Unresolvable, URLCheck, url_host
+from bot.netguard import BlockedURL, GuardedBackend, Unresolvable, URLCheck, url_host
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Image formats every platform takes.
@@ -53,12 +54,22 @@ def make_client(config: FetchConfig) -> httpx.AsyncClient:
         # fetch() follows redirects itself, so the SSRF guard sees every hop.
         follow_redirects=False,
         max_redirects=config.max_redirects,
-        # Sized to the polls in flight: httpcore scans every pooled connection per request.
-        limits=httpx.Limits(
-            max_connections=config.concurrency + 10,
-            max_keepalive_connections=min(20, config.concurrency),
-        ),
+        transport=_guarded_transport(config),
     )
+
+
+def _guarded_transport(config: FetchConfig) -> httpx.AsyncHTTPTransport:
+    # Sized to the polls in flight: httpcore scans every pooled connection per request.
+    limits = httpx.Limits(
+        max_connections=config.concurrency + 10,
+        max_keepalive_connections=min(20, config.concurrency),
+    )
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    # httpx does not pass a network backend through; its pool takes one. Connections then
+    # go to the addresses the SSRF guard judged (see netguard.GuardedBackend).
+    pool = transport._pool
+    pool._network_backend = GuardedBackend(pool._network_backend)  # type: ignore[union-attr]
+    return transport
 
 
 async def fetch(
@@ -121,7 +132,8 @@ async def _follow(
             raise RefusedURL(f"{url}{via}: refused: {exc}") from None
         except Unresolvable as exc:
             raise FetchError(f"{url}{via}: {exc}") from None
-        outcome = await _get(client, hop, headers, max_bytes, url)
+        with check.pinned() if check is not None else contextlib.nullcontext():
+            outcome = await _get(client, hop, headers, max_bytes, url)
         if isinstance(outcome, FetchResult):
             return outcome
         if outcome in seen:

@@ -8,25 +8,29 @@ itself on a private network (an intranet CMS, the demo on 127.0.0.1) is trusted 
 network, but never for link-local, multicast or reserved addresses.
 
 The verdicts are pure functions; only `Guard` resolves names (the event loop's getaddrinfo,
-or an injected resolver in tests).
+or an injected resolver in tests). `GuardedBackend` makes the check stick: the socket is
+opened to an address the guard judged, never to a fresh DNS answer (no rebinding).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import typing
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: host -> the addresses it resolves to (raises OSError when it does not resolve).
 Resolver = Callable[[str], Awaitable[list[str]]]
-URLCheck = Callable[[str], Awaitable[None]]
 
 SCHEMES = frozenset({"http", "https"})
 
@@ -230,8 +234,13 @@ class Guard:
     CACHE_SECONDS = 30.0
     CACHE_SIZE = 10_000
 
-    def __init__(self, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, resolver: Resolver | None = None, dial: dict[str, str] | None = None
+    ) -> None:
         self.resolver = resolver or system_resolver
+        #: Tests only: an address judged as-is but dialled elsewhere (a public-looking address
+        #: served on loopback). Empty in production: the judged address is the one dialled.
+        self.dial = dict(dial or {})
         self._cache: dict[str, tuple[float, list[IPAddress]]] = {}
 
     async def addresses(self, host: str) -> list[IPAddress]:
@@ -279,8 +288,84 @@ class Guard:
         if problem is not None:
             raise BlockedURL(problem)
 
-    def checker(self, policy: Policy) -> URLCheck:
-        async def check(url: str) -> None:
-            await self.check(url, policy)
+    def checker(self, policy: Policy) -> Checker:
+        return Checker(self, policy)
 
-        return check
+
+class Checker:
+    """A source's check for fetch(): vets each URL, and pins connections to vetted addresses."""
+
+    def __init__(self, guard: Guard, policy: Policy) -> None:
+        self.guard = guard
+        self.policy = policy
+
+    async def __call__(self, url: str) -> None:
+        await self.guard.check(url, self.policy)
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within this block, GuardedBackend connects only where this policy allows."""
+        token = _PINNED.set(self)
+        try:
+            yield
+        finally:
+            _PINNED.reset(token)
+
+
+#: What fetch() takes as its `check`.
+URLCheck = Checker
+_PINNED: ContextVar[Checker | None] = ContextVar("newsbot_pinned_checker", default=None)
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting by address under the request's policy.
+
+    The name is resolved by the guard (the answer it judged, cached), judged again, and the
+    socket opened to that address; TLS still verifies the certificate for the host name.
+    Requests made outside `Checker.pinned()` connect as usual.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self.inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        checker = _PINNED.get()
+        if checker is None:
+            return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        try:
+            addresses = await checker.guard.addresses(host)
+        except Unresolvable as exc:
+            raise httpcore.ConnectError(str(exc)) from None
+        if not host_allowed(host, checker.policy.allow_hosts):
+            problem = judge(host, addresses, checker.policy)
+            if problem is not None:
+                raise httpcore.ConnectError(f"refused at connect: {problem}")
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                target = checker.guard.dial.get(str(address), str(address))
+                return await self.inner.connect_tcp(
+                    target, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # addresses is never empty
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self.inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)

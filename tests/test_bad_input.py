@@ -270,7 +270,9 @@ async def test_redirects_are_checked_hop_by_hop_and_keep_conditional_get(
     server: tuple[str, dict[str, int]],
 ) -> None:
     url, hits = server
-    guard = Guard(static_resolver({"localhost": ["93.184.215.14"]}))
+    guard = Guard(
+        static_resolver({"localhost": ["93.184.215.14"]}), dial={"93.184.215.14": "127.0.0.1"}
+    )
     public = guard.checker(Policy("news", trusted_network=False))
     port = url.rsplit(":", 1)[1]
     async with httpx.AsyncClient() as client:
@@ -337,7 +339,9 @@ async def test_pushed_urls_are_judged_by_their_matching_source(
     url, hits = server
     port = url.rsplit(":", 1)[1]
     service = Service(_config(tmp_path, f"http://localhost:{port}/feed"))
-    service.pipeline.guard = Guard(static_resolver({"localhost": ["93.184.215.14"]}))
+    service.pipeline.guard = Guard(
+        static_resolver({"localhost": ["93.184.215.14"]}), dial={"93.184.215.14": "127.0.0.1"}
+    )
     await service.start()
     try:
         with caplog.at_level(logging.ERROR):
@@ -423,3 +427,59 @@ def test_an_undeclared_or_wrong_encoding_never_crashes(caplog: pytest.LogCapture
     # Bytes that fit no encoding well still give entries or a clear error, never a crash.
     junk = _feed("x", "utf-8").encode().replace(b"<title>x", b"<title>\xff\xfe\x80\x81")
     assert len(parse_feed(junk, "junk")) == 1
+
+
+async def test_connections_go_to_the_address_the_guard_judged(
+    server: tuple[str, dict[str, int]],
+) -> None:
+    """`pinned.test` is unknown to the system's DNS: the fetch can only succeed by dialling
+    the address the guard resolved and judged, not by resolving the name again."""
+    from bot.config import FetchConfig
+    from bot.fetch import make_client
+
+    url, hits = server
+    port = url.rsplit(":", 1)[1]
+    guard = Guard(static_resolver({"pinned.test": ["127.0.0.1"]}))
+    intranet = guard.checker(Policy("cms", trusted_network=True))
+    client = make_client(FetchConfig())
+    try:
+        result = await fetch(
+            client, f"http://pinned.test:{port}/feed", max_bytes=10_000, deadline=5, check=intranet
+        )
+    finally:
+        await client.aclose()
+    assert result.status == 200 and hits["feed"] >= 1
+
+
+async def test_a_dns_answer_that_changes_after_the_check_is_refused_at_connect(
+    server: tuple[str, dict[str, int]],
+) -> None:
+    """DNS rebinding: public when checked, loopback when connecting. The connection is judged
+    again on the address it would dial, so the internal server is never reached."""
+    from bot.config import FetchConfig
+    from bot.fetch import make_client
+
+    url, hits = server
+    port = url.rsplit(":", 1)[1]
+    answers = iter([["93.184.215.14"], ["127.0.0.1"]])
+
+    async def rebinding(host: str) -> list[str]:
+        return next(answers, ["127.0.0.1"])
+
+    guard = Guard(rebinding)
+    guard.CACHE_SECONDS = 0.0  # a zero TTL: every lookup asks again, as a rebinder wants
+    public = guard.checker(Policy("news", trusted_network=False))
+    before = hits.get("feed", 0)
+    client = make_client(FetchConfig())
+    try:
+        with pytest.raises(FetchError, match="refused at connect"):
+            await fetch(
+                client,
+                f"http://rebind.test:{port}/feed",
+                max_bytes=10_000,
+                deadline=5,
+                check=public,
+            )
+    finally:
+        await client.aclose()
+    assert hits.get("feed", 0) == before
