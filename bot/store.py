@@ -854,6 +854,12 @@ class Store:
         async with self._begin() as conn:
             await conn.execute(_event(level, kind, message, target, delivery_id, time.time()))
 
+    async def delivery_ids_with_event(self, kind: str) -> set[int]:
+        """Deliveries that have an event of `kind` (e.g. a preview already sent)."""
+        query = select(events.c.delivery_id).where(events.c.kind == kind).distinct()
+        async with self.engine.connect() as conn:
+            return {i for i in (await conn.execute(query)).scalars() if i is not None}
+
     async def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = (

@@ -20,6 +20,8 @@ from bot.store import Delivery, Store
 
 log = logging.getLogger("newsbot.console")
 
+PREVIEWED = "previewed"  # the event kind that remembers a preview was sent
+
 BUTTONS = (("Post now", "post"), ("Skip", "skip"), ("Edit text", "edit"), ("Delay 1h", "delay1h"))
 
 
@@ -74,6 +76,8 @@ class TelegramConsole:
         self.chat_ids = {str(settings.chat_id)}
 
     async def run(self, stop: asyncio.Event) -> None:
+        # Previews already in the chat (sent before a restart, or by the previous leader).
+        self.previewed |= await self.store.delivery_ids_with_event(PREVIEWED)
         await self.bot.initialize()
         # Messages carry the chat's numeric id; learn it if the config names the chat by @name.
         try:
@@ -101,12 +105,12 @@ class TelegramConsole:
         finally:
             await self.bot.shutdown()
 
-    async def say(self, text: str, **options: Any) -> None:
+    async def say(self, text: str, **options: Any) -> bool:
         """Send to the editors' chat, waiting out flood control rather than losing the line."""
         for _ in range(5):
             try:
                 await self.bot.send_message(self.settings.chat_id, text[:4000], **options)
-                return
+                return True
             except RetryAfter as exc:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -115,15 +119,24 @@ class TelegramConsole:
                     wait.total_seconds() if hasattr(wait, "total_seconds") else wait
                 )
         log.error("editors' console: gave up sending a message after repeated flood control")
+        return False
 
     async def send_previews(self) -> None:
         for delivery in await self.store.awaiting():
             if delivery.id in self.previewed:
                 continue
-            await self.say(
+            sent = await self.say(
                 preview_text(delivery), parse_mode="HTML", reply_markup=keyboard(delivery.id)
             )
-            self.previewed.add(delivery.id)
+            if sent:
+                self.previewed.add(delivery.id)
+                await self.store.record_event(
+                    "info",
+                    PREVIEWED,
+                    "preview sent to the editors' chat",
+                    delivery.target,
+                    delivery.id,
+                )
 
     async def alert(self, target: str, message: str) -> None:
         await self.say(f"⚠️ {target}: {message}")

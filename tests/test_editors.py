@@ -220,3 +220,31 @@ async def test_commands_for_editors_only(daemon) -> None:
         5,
     )
     assert TOKEN not in str(editor_messages(world))
+
+
+async def test_a_restart_does_not_send_the_same_preview_again(world: World) -> None:
+    config = world.config(**editors_config(world))
+
+    async def run_for_a_while(seconds: float) -> None:
+        service = Service(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+    def previews() -> list[dict[str, Any]]:
+        return [m for m in editor_messages(world) if "Approval needed" in m.get("text", "")]
+
+    await run_for_a_while(1.5)  # first run: the backlog is recorded
+    await world.site.publish(make_sample("r3", "For review: harbour contract"))
+    service = Service(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await wait_for(lambda: len(previews()) == 1, 10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    await run_for_a_while(2.5)  # a new process (or a new leader) with the preview pending
+    assert len(previews()) == 1
