@@ -84,6 +84,9 @@ class XSettings(TargetSettings):
     access_token: SecretRef
     access_token_secret: SecretRef
     with_image: bool = True
+    #: After an outage, ask GET /2/users/me whether X is back. X bills reads, so this is off
+    #: by default: then the next post is the probe.
+    health_check: bool = False
     #: Images above this are not downloaded in full nor attached (X takes 5 MB photos).
     max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=5 * 1024 * 1024)
     #: Images above this size go through the chunked initialize/append/finalize upload.
@@ -297,6 +300,15 @@ class XAdapter(Adapter):
             # X said yes but we cannot tell to what: resending could post twice.
             raise UncertainDelivery("X accepted the post but its answer has no id") from None
         return SentPost(remote_id=tweet_id, remote_url=f"https://x.com/i/web/status/{tweet_id}")
+
+    async def check(self) -> bool:
+        if not self.settings.health_check:
+            return False
+        try:
+            await asyncio.to_thread(self._tweepy().get_me, user_auth=True)
+        except Exception as exc:
+            raise map_error(exc) from None
+        return True
 
     async def delete(self, remote_id: str) -> None:
         """Delete a post (a retracted article). A post already gone is not an error."""

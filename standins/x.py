@@ -438,6 +438,13 @@ def create_app(state: State) -> Starlette:
         state.deleted.append(tweet_id)
         return finish(request, JSONResponse({"data": {"deleted": True}}))
 
+    async def users_me(request: Request) -> Response:
+        creds, refused = await authenticated(request)
+        if creds is None:
+            return refused or _unauthorized()
+        user = {"id": "1500000000000000001", "name": "Sample Times", "username": "sampletimes"}
+        return finish(request, JSONResponse({"data": user}))
+
     async def upload_simple(request: Request) -> Response:
         creds, refused = await authenticated(request)
         if creds is None:
@@ -559,6 +566,7 @@ def create_app(state: State) -> Starlette:
         routes=[
             Route("/2/tweets", create_tweet, methods=["POST"]),
             Route("/2/tweets/{tweet_id}", delete_tweet, methods=["DELETE"]),
+            Route("/2/users/me", users_me, methods=["GET"]),
             Route("/2/media/upload", upload_simple, methods=["POST"]),
             Route("/2/media/upload", upload_status, methods=["GET"]),
             Route("/2/media/upload/initialize", upload_initialize, methods=["POST"]),

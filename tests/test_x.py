@@ -678,3 +678,19 @@ async def test_outbox_states_for_rate_limit_duplicate_and_budget(tmp_path: Path)
         finally:
             await service.close()
         assert (await statuses())[-1] == FAILED
+
+
+async def test_health_check_is_opt_in_and_answers_from_users_me(xworld: XWorld) -> None:
+    quiet = make_adapter(xworld.url)
+    checked = make_adapter(xworld.url, health_check=True)
+    try:
+        assert await quiet.check() is False  # off: no billed read, the next post probes
+        assert ("GET", "/2/users/me") not in xworld.state.calls
+        assert await checked.check() is True
+        assert ("GET", "/2/users/me") in xworld.state.calls
+        xworld.state.revoke_all()
+        with pytest.raises(AuthFailure):
+            await checked.check()
+    finally:
+        await quiet.aclose()
+        await checked.aclose()
