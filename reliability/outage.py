@@ -202,6 +202,7 @@ def _figures(
         "telegram_lost": len(published) - sum(r.status in (SENT, UNCERTAIN) for r in tg_rows),
         "backlog_done_after_outage_s": round(max(times) - ended, 2) if times else None,
         "min_gap_between_posts_s": round(min(gaps), 3) if gaps else None,
+        "mean_gap_between_posts_s": round(sum(gaps) / len(gaps), 3) if gaps else None,
         "pacing_s": PACING,
         "x_posts": len(x_posts),
         "x_max_delay_s": round(max(x_delay), 2) if x_delay else None,
@@ -238,7 +239,8 @@ def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         (
             "closest posts during the catch-up",
-            f"{f['min_gap_between_posts_s']} s apart (pacing {PACING} s)",
+            f"{f['min_gap_between_posts_s']} s apart, {f['mean_gap_between_posts_s']} s on "
+            f"average (pacing {PACING} s)",
         ),
         (
             "X meanwhile",
