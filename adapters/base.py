@@ -7,6 +7,7 @@ An adapter knows one platform and nothing of feeds: it turns an Article into a R
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +57,10 @@ class TargetSettings(BaseModel):
         }
 
 
+#: (image URL, article URL, byte cap) -> the image's bytes; raises when it cannot be had.
+ImageFetcher = Callable[[str, str, int], Awaitable[bytes]]
+
+
 class Adapter(ABC):
     """One platform. Subclasses set the class attributes and implement render and send."""
 
@@ -70,6 +75,9 @@ class Adapter(ABC):
         self.settings = settings
         self.secrets = secrets
         self.outlet = outlet
+        #: Set by the core: image downloads through its capped client and SSRF guard (the
+        #: policy of the article's source). None when an adapter runs alone: its own client.
+        self.fetch_image: ImageFetcher | None = None
 
     @property
     def name(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import time
 from pathlib import Path
@@ -26,7 +27,10 @@ from bot.text import hashtags, squash_spaces, trim_text
 
 CAPTION_LIMIT = 2200
 MAX_MENTIONS = 20
+MAX_PHOTO_BYTES = 20 * 1024 * 1024  # an article photo read to crop into a card
 _MENTION = re.compile(r"(?<![\w@])@(\w[\w.]*)")
+
+log = logging.getLogger("newsbot.instagram")
 
 PLAIN = Dialect("instagram", lambda s: s, lambda url, _l: url, lambda s: s, len, CAPTION_LIMIT)
 
@@ -185,7 +189,7 @@ class InstagramAdapter(Adapter):
         """The article image URL if Instagram accepts it, else a generated card's URL."""
         photo: bytes | None = None
         if post.image_url:
-            photo = await self._download(post.image_url)
+            photo = await self._photo(post)
             if photo is not None and not check_instagram_image(photo):
                 return post.image_url
         card = render_card(
@@ -201,6 +205,17 @@ class InstagramAdapter(Adapter):
         (folder / name).write_bytes(card)
         return f"{self.settings.public_base_url.rstrip('/')}/cards/{name}"
 
+    async def _photo(self, post: RenderedPost) -> bytes | None:
+        """The article photo, or None (then the card is drawn on the brand background)."""
+        assert post.image_url
+        if self.fetch_image is None:
+            return await self._download(post.image_url)
+        try:
+            return await self.fetch_image(post.image_url, post.article_url, MAX_PHOTO_BYTES)
+        except Exception as exc:
+            log.warning("target %s: article photo not used (%s)", self.name, exc)
+            return None
+
     async def _download(self, url: str) -> bytes | None:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=True)
@@ -211,7 +226,7 @@ class InstagramAdapter(Adapter):
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
-                    if size > 20 * 1024 * 1024:
+                    if size > MAX_PHOTO_BYTES:
                         return None
                     chunks.append(chunk)
                 return b"".join(chunks)

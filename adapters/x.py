@@ -284,7 +284,7 @@ class XAdapter(Adapter):
         media_ids: list[str] = []
         if post.image_url:
             try:
-                media_ids = [await self.upload_image(post.image_url)]
+                media_ids = [await self.upload_image(post.image_url, post.article_url)]
             except Exception as exc:  # any image trouble: the post must still go out
                 log.warning("target %s: image not attached (%s)", self.name, _describe(exc))
         client = self._tweepy()
@@ -358,9 +358,15 @@ class XAdapter(Adapter):
         data = response.json().get("data")
         return data if isinstance(data, dict) else {}
 
-    async def upload_image(self, image_url: str) -> str:
+    async def upload_image(self, image_url: str, article_url: str = "") -> str:
         """Download the article image and upload it to X; returns the media id."""
-        data = await self._download(image_url)
+        if self.fetch_image is not None:
+            try:
+                data = await self.fetch_image(image_url, article_url, self.settings.max_image_bytes)
+            except Exception as exc:
+                raise MediaError(f"image {image_url}: {exc}") from None
+        else:
+            data = await self._download(image_url)
         media_type = sniff_image(data)
         if len(data) <= self.settings.simple_upload_max and media_type in SIMPLE_TYPES:
             return await self._upload_simple(data, media_type)

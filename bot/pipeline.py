@@ -359,6 +359,20 @@ class Pipeline:
             return PUBLIC
         return await self.guard.policy(found.name, found.url, found.allow_hosts)
 
+    async def download_image(self, image_url: str, article_url: str, max_bytes: int) -> bytes:
+        """An image for an adapter's post, through the capped client and the SSRF guard under
+        the policy of the article's source (the adapters know no sources). FetchError if it
+        cannot be had or is not an image."""
+        check = self.guard.checker(await self._policy_for(article_url, ""))
+        result = await fetch_image(
+            self.client,
+            image_url,
+            max_bytes=max_bytes,
+            deadline=self.config.file.fetch.timeout * 2,
+            check=check,
+        )
+        return result.content
+
     async def _vet_image(self, article: Article, image_url: str, check: URLCheck) -> Article:
         """Download the image once (guarded, capped) and check that it is one; if not, the
         article goes out without it rather than failing on every platform."""

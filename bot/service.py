@@ -61,6 +61,8 @@ class Service:
             on_retracted=self.followups.retract,
             metrics=self.metrics,
         )
+        for adapter in self.adapters.values():
+            adapter.fetch_image = self.pipeline.download_image  # guarded, capped downloads
         self.dispatcher = Dispatcher(
             self.store,
             self.adapters,

@@ -483,3 +483,34 @@ async def test_a_dns_answer_that_changes_after_the_check_is_refused_at_connect(
     finally:
         await client.aclose()
     assert hits.get("feed", 0) == before
+
+
+async def test_adapters_get_images_through_the_guard_of_the_articles_source(
+    tmp_path: Path,
+) -> None:
+    """Adapters know no sources: the core hands them a downloader that judges an image by the
+    policy of the article's source. Loopback images: fine for a loopback source's article,
+    refused for an article of no (hence a public) source."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 300), "navy").save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    hits: dict[str, int] = {}
+
+    async def img(request: Request) -> Response:
+        hits["img"] = hits.get("img", 0) + 1
+        return Response(jpeg, media_type="image/jpeg")
+
+    async with serve(Starlette(routes=[Route("/img.jpg", img)])) as running:
+        service = Service(_config(tmp_path, f"{running.url}/rss"))
+        try:
+            fetcher = service.adapters["tg"].fetch_image
+            assert fetcher is not None  # wired by the core
+            image = f"{running.url}/img.jpg"
+            assert await fetcher(image, f"{running.url}/story", 1_000_000) == jpeg
+            with pytest.raises(RefusedURL, match="loopback"):
+                await fetcher(image, "https://news.example/story", 1_000_000)
+            with pytest.raises(FetchError, match="bytes"):
+                await fetcher(image, f"{running.url}/story", 1_000)  # the adapter's cap holds
+        finally:
+            await service.close()
+    assert hits["img"] == 2  # the refused one never reached the server

@@ -134,8 +134,7 @@ def article(title: str, url: str = ARTICLE_URL, **fields: object) -> Article:
 # Rendering ---------------------------------------------------------------------------------
 
 HEADLINES = {
-    "en": "Government announces sweeping reforms to the pension system after months of talks "
-    * 4,
+    "en": "Government announces sweeping reforms to the pension system after months of talks " * 4,
     "ru": "Правительство объявило о масштабной реформе пенсионной системы после долгих "
     "переговоров " * 3,
     "zh": "政府宣布在数月谈判后对养老金制度进行全面改革" * 10,
@@ -694,3 +693,37 @@ async def test_health_check_is_opt_in_and_answers_from_users_me(xworld: XWorld) 
     finally:
         await quiet.aclose()
         await checked.aclose()
+
+
+async def test_images_come_through_the_cores_downloader_when_it_gives_one(
+    xworld: XWorld,
+) -> None:
+    asked: list[tuple[str, str, int]] = []
+
+    async def core_download(url: str, article_url: str, max_bytes: int) -> bytes:
+        asked.append((url, article_url, max_bytes))
+        if url.endswith("/refused.jpg"):
+            raise RuntimeError("refused: 127.0.0.1 is a loopback address")
+        return IMAGES["/small.jpg"]
+
+    adapter = make_adapter(xworld.url)
+    adapter.fetch_image = core_download
+    try:
+        first = await adapter.send(
+            adapter.render(article("With photo", image_url="https://cdn.example/a.jpg"))
+        )
+        second = await adapter.send(
+            adapter.render(
+                article(
+                    "Photo refused",
+                    url=ARTICLE_URL + "-2",
+                    image_url="http://127.0.0.1/refused.jpg",
+                )
+            )
+        )
+    finally:
+        await adapter.aclose()
+    assert asked[0] == ("https://cdn.example/a.jpg", ARTICLE_URL, adapter.settings.max_image_bytes)
+    posts = {p["id"]: p for p in xworld.state.posts}
+    assert posts[first.remote_id]["media_ids"]  # the core's bytes were uploaded
+    assert not posts[second.remote_id]["media_ids"]  # refused image: posted without it
