@@ -295,8 +295,7 @@ class Store:
     async def _drop_leader_conn(self) -> None:
         conn, self._leader_conn = self._leader_conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            await _release(conn, self._lock_key("leader"))
 
     @contextlib.asynccontextmanager
     async def target_turn(self, target: str) -> AsyncIterator[bool]:
@@ -317,8 +316,7 @@ class Store:
                 yield got
             finally:
                 if got:
-                    with contextlib.suppress(Exception):
-                        await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    await _release(conn, key)
 
     # Sources ---------------------------------------------------------------------------
 
@@ -898,6 +896,19 @@ class Store:
             ):
                 snap["sources"][name] = (int(failures or 0), polled)
         return snap
+
+
+async def _release(conn: AsyncConnection, key: int) -> None:
+    """Give up an advisory lock at once. A session whose unlock failed is closed, never pooled:
+    a pooled session still holding the lock would block every replica, this one included."""
+    released = False
+    with contextlib.suppress(Exception):
+        unlock = text("SELECT pg_advisory_unlock(:key)")
+        released = bool((await conn.execute(unlock, {"key": key})).scalar())
+    with contextlib.suppress(Exception):
+        if not released:
+            await conn.invalidate()
+        await conn.close()
 
 
 def _event(

@@ -3,6 +3,8 @@ SIGKILLed midway and another takes over within a lease; nothing twice, nothing l
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from reliability import crash, replicas
@@ -56,3 +58,33 @@ async def test_sqlite_is_one_process_and_always_leads(tmp_path) -> None:  # type
             assert mine is True
     finally:
         await store.close()
+
+
+async def test_a_lost_leader_session_does_not_keep_the_lock_from_the_pool(pg_url: str) -> None:
+    """The leader's connection breaks: the replica stands down and a standby can lead; no
+    pooled session is left holding the lock."""
+    import psycopg
+
+    from bot.store import Store
+    from tests.conftest import PG_ADMIN_URL
+
+    first, second = Store(pg_url), Store(pg_url)
+    await first.init()
+    try:
+        assert await first.hold_leadership() is True
+        conn = first._leader_conn
+        assert conn is not None
+        pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # The server frees the lock as the killed session exits; then someone leads again.
+        leaders = [False, False]
+        for _ in range(50):
+            leaders = [await first.hold_leadership(), await second.hold_leadership()]
+            if any(leaders):
+                break
+            await asyncio.sleep(0.1)
+        assert leaders.count(True) == 1  # exactly one leader, never two
+    finally:
+        await first.close()
+        await second.close()
