@@ -66,6 +66,8 @@ PILLOW_TYPES = {
 #: 403 details that refuse one post, not the account: fail that post, keep the target going.
 PER_POST_403 = re.compile(r"duplicate content|too long|not allowed because", re.IGNORECASE)
 PROCESSING_DEADLINE = 60.0
+#: Seconds after which a post does not reuse an idle keep-alive connection.
+FRESH_AFTER = 2.0
 
 
 def weighted_length(text: str) -> int:
@@ -182,6 +184,7 @@ class _RebasedSession(requests.Session):
         super().__init__()
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self._last_used = 0.0
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
@@ -189,7 +192,15 @@ class _RebasedSession(requests.Session):
         if isinstance(url, str) and url.startswith(TWEEPY_HOST):
             url = self.base + url[len(TWEEPY_HOST) :]
         kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
+        if method in ("POST", b"POST") and time.monotonic() - self._last_used > FRESH_AFTER:
+            # A server may close an idle connection just as a post goes out on it; the post's
+            # fate is then unknown (flagged uncertain) for nothing. Posts are rare: dial anew.
+            for adapter in self.adapters.values():
+                adapter.close()
+        try:
+            return super().request(method, url, *args, **kwargs)
+        finally:
+            self._last_used = time.monotonic()
 
 
 class _XClient(tweepy.Client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import os
 import socket
@@ -727,3 +728,55 @@ async def test_images_come_through_the_cores_downloader_when_it_gives_one(
     posts = {p["id"]: p for p in xworld.state.posts}
     assert posts[first.remote_id]["media_ids"]  # the core's bytes were uploaded
     assert not posts[second.remote_id]["media_ids"]  # refused image: posted without it
+
+
+async def test_a_post_after_a_pause_does_not_ride_a_connection_the_server_drops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that closes an idle keep-alive connection as the next request arrives (as
+    load balancers and uvicorn do): a post on it would have an unknown fate. After a pause
+    the adapter dials anew, so both posts get a clear answer."""
+    import adapters.x as x_module
+
+    monkeypatch.setattr(x_module, "FRESH_AFTER", 0.2)
+    answered: list[int] = []
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            if served:  # a reused connection: hang up without an answer
+                writer.close()
+                return
+            served += 1
+            answered.append(1)
+            body = json.dumps({"data": {"id": str(1000 + len(answered)), "text": "t"}}).encode()
+            writer.write(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+
+    server = await asyncio.start_server(connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    adapter = make_adapter(f"http://127.0.0.1:{port}", with_image=False)
+    try:
+        first = await adapter.send(adapter.render(article("First")))
+        await asyncio.sleep(0.4)  # idle longer than FRESH_AFTER
+        second = await adapter.send(adapter.render(article("Second", url=ARTICLE_URL + "-2")))
+    finally:
+        await adapter.aclose()
+        server.close()
+        await server.wait_closed()
+    assert (first.remote_id, second.remote_id) == ("1001", "1002")
+    assert len(answered) == 2
