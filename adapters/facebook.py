@@ -118,6 +118,14 @@ class GraphClient:
             raise GraphError(response.status_code, body, response.headers)
         return body
 
+    async def check_node(self, node: str, platform: str) -> bool:
+        """The adapters' health check: the page or account answers a plain GET."""
+        try:
+            await self.call("GET", node, params={"fields": "id"})
+        except GraphError as exc:
+            raise map_graph_error(exc, platform) from None
+        return True
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
@@ -213,11 +221,7 @@ class FacebookAdapter(Adapter):
             raise map_graph_error(exc, "Facebook") from None
 
     async def check(self) -> bool:
-        try:
-            await self._client().call("GET", self.settings.page_id, params={"fields": "id"})
-        except GraphError as exc:
-            raise map_graph_error(exc, "Facebook") from None
-        return True
+        return await self._client().check_node(self.settings.page_id, "Facebook")
 
     async def delete(self, remote_id: str) -> None:
         try:

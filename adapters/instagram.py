@@ -112,11 +112,7 @@ class InstagramAdapter(Adapter):
         )
 
     async def check(self) -> bool:
-        try:
-            await self._client().call("GET", self.settings.ig_user_id, params={"fields": "id"})
-        except GraphError as exc:
-            raise map_graph_error(exc, "Instagram") from None
-        return True
+        return await self._client().check_node(self.settings.ig_user_id, "Instagram")
 
     def _client(self) -> GraphClient:
         if self._graph is None:

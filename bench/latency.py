@@ -17,21 +17,23 @@ from typing import Any
 import httpx
 
 from bot.config import validate
+from bot.demo.runner import (
+    CHANNELS,
+    DEMO_ENV,
+    DEMO_IG_USER,
+    DEMO_META_TOKEN,
+    DEMO_PAGE_ID,
+    DEMO_PUSH_TOKEN,
+    DEMO_TOKEN,
+    DEMO_X,
+    demo_config,
+)
 from bot.demo.site import SampleSite, create_app, make_sample
 from bot.httpserver import LoopbackServer
 from bot.service import Service
 from standins import graph, telegram, x
 
 POLL_INTERVAL = 5.0
-TOKENS = {
-    "TG": "1:bench-token",
-    "META": "bench-meta",
-    "K": "k" * 8,
-    "S": "s" * 8,
-    "A": "a" * 8,
-    "B": "b" * 8,
-    "PUSH": "bench-push",
-}
 
 
 def _port() -> int:
@@ -44,12 +46,12 @@ async def _measure(push: bool, samples: int) -> list[float]:
     tmp = Path(tempfile.mkdtemp(prefix="newsbot-bench-"))
     site = SampleSite()
     tg = telegram.State(per_chat_burst=1000, per_chat_interval=0.001)
-    tg.valid_tokens.add(TOKENS["TG"])
-    tg.add_channel("@bench")
+    tg.valid_tokens.add(DEMO_TOKEN)
+    tg.add_channel(CHANNELS["en"])
     xs = x.State(user_cap_15min=10_000)
-    xs.allow(x.Credentials(TOKENS["K"], TOKENS["S"], TOKENS["A"], TOKENS["B"]))
-    gs = graph.State(in_progress_polls=0)
-    gs.tokens.add(TOKENS["META"])
+    xs.allow(x.Credentials(*DEMO_X.values()))
+    gs = graph.State(page_id=DEMO_PAGE_ID, ig_user_id=DEMO_IG_USER, in_progress_polls=0)
+    gs.tokens.add(DEMO_META_TOKEN)
     servers = [
         LoopbackServer(app)
         for app in (
@@ -64,56 +66,25 @@ async def _measure(push: bool, samples: int) -> list[float]:
     site_url, tg_url, x_url, graph_url = (s.url for s in servers)
     site.base_url = site_url
     port = _port()
-    raw = {
-        "database": f"sqlite:///{tmp}/bench.db",
-        "sources": [
-            {
-                "name": "en",
-                "url": f"{site_url}/en/rss.xml",
-                "interval": 3600 if push else POLL_INTERVAL,
-            }
-        ],
-        "targets": [
-            {
-                "name": "tg",
-                "platform": "telegram",
-                "api_base": tg_url,
-                "token": {"env": "TG"},
-                "chat_id": "@bench",
-                "min_interval": 0,
-            },
-            {
-                "name": "x",
-                "platform": "x",
-                "api_base": x_url,
-                "upload_base": x_url,
-                "api_key": {"env": "K"},
-                "api_secret": {"env": "S"},
-                "access_token": {"env": "A"},
-                "access_token_secret": {"env": "B"},
-            },
-            {
-                "name": "fb",
-                "platform": "facebook",
-                "api_base": graph_url,
-                "page_id": gs.page_id,
-                "page_access_token": {"env": "META"},
-            },
-            {
-                "name": "ig",
-                "platform": "instagram",
-                "api_base": graph_url,
-                "ig_user_id": gs.ig_user_id,
-                "access_token": {"env": "META"},
-                "poll_interval": 0.02,
-                "public_base_url": f"http://127.0.0.1:{port}",
-                "card_dir": str(tmp / "cards"),
-            },
-        ],
-        "dispatch": {"interval": 1},
-        "http": {"port": port, "cards_dir": str(tmp / "cards"), "push_token": {"env": "PUSH"}},
-    }
-    service = Service(validate(raw, "bench", environ=TOKENS))
+    # The demo's configuration, cut to English: one Telegram channel, X, Facebook, Instagram.
+    raw = demo_config(
+        site_url,
+        tg_url,
+        x_url,
+        graph_url,
+        db_url=f"sqlite:///{tmp}/bench.db",
+        poll_every=3600 if push else POLL_INTERVAL,
+        http_port=port,
+        cards_dir=str(tmp / "cards"),
+    )
+    raw["sources"] = [s for s in raw["sources"] if s["name"] == "en"]
+    raw["targets"] = [t for t in raw["targets"] if t["name"] not in ("telegram-ru", "telegram-az")]
+    for target in raw["targets"]:
+        if target["platform"] == "telegram":
+            target["min_interval"] = 0
+        if target["platform"] == "instagram":
+            target["poll_interval"] = 0.02
+    service = Service(validate(raw, "bench", environ=DEMO_ENV))
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     latencies: list[float] = []
@@ -128,7 +99,7 @@ async def _measure(push: bool, samples: int) -> list[float]:
                     await client.post(
                         f"http://127.0.0.1:{port}/push",
                         json={"url": url},
-                        headers={"Authorization": f"Bearer {TOKENS['PUSH']}"},
+                        headers={"Authorization": f"Bearer {DEMO_PUSH_TOKEN}"},
                     )
 
                 site.on_publish.append(hook)

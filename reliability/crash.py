@@ -38,6 +38,7 @@ from starlette.requests import ClientDisconnect
 from bot.config import validate
 from bot.demo.runner import (
     CHANNELS,
+    DEMO_ENV,
     DEMO_META_TOKEN,
     DEMO_PAGE_ID,
     DEMO_TOKEN,
@@ -176,12 +177,7 @@ def bot_config(made: World, database_url: str, workdir: Path) -> dict[str, Any]:
 
 
 def bot_environ() -> dict[str, str]:
-    return {
-        **os.environ,
-        "DEMO_TELEGRAM_TOKEN": DEMO_TOKEN,
-        "DEMO_META_TOKEN": DEMO_META_TOKEN,
-        **DEMO_X,
-    }
+    return {**os.environ, **DEMO_ENV}
 
 
 class Bot:

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from bot.config import validate
+from bot.demo.runner import CHANNELS, DEMO_ENV, DEMO_TOKEN, DEMO_X, demo_config
 from bot.demo.site import SampleSite, make_sample
 from bot.demo.site import create_app as site_app
 from bot.httpserver import LoopbackServer
@@ -30,9 +31,9 @@ from bot.store import SENT, UNCERTAIN
 from standins import telegram as tg
 from standins import x as xs
 
-TOKEN = "777:outage-test-token"
-X_CREDS = xs.Credentials("ok-key", "ok-secret", "ok-token", "ok-token-secret")
-CHAT = "@outage_chan"
+TELEGRAM = "telegram-en"
+CHAT = CHANNELS["en"]
+UNUSED = "http://127.0.0.1:9"  # the Graph API: no Meta target here
 PACING = 0.2  # seconds between Telegram posts (the target's min_interval)
 MODES: dict[str, dict[str, Any]] = {
     "5xx": {"status": 502, "description": "Bad Gateway"},
@@ -42,50 +43,33 @@ MODES: dict[str, dict[str, Any]] = {
 
 
 def _config(site: str, tg_url: str, x_url: str, tmp: str, scale: float) -> dict[str, Any]:
-    return {
-        "outlet": {"name": "Sample Times", "url": site},
-        "database": f"sqlite:///{tmp}/outage.db",
-        "sources": [{"name": "en", "url": f"{site}/en/rss.xml", "interval": 1, "language": "en"}],
-        "targets": [
-            {
-                "name": "telegram",
-                "platform": "telegram",
-                "api_base": tg_url,
-                "token": {"env": "OUTAGE_TG_TOKEN"},
-                "chat_id": CHAT,
-                "min_interval": PACING,
-                "timeout": 1.0,
-            },
-            {
-                "name": "x",
-                "platform": "x",
-                "api_base": x_url,
-                "upload_base": x_url,
-                "api_key": {"env": "OUTAGE_X_KEY"},
-                "api_secret": {"env": "OUTAGE_X_SECRET"},
-                "access_token": {"env": "OUTAGE_X_TOKEN"},
-                "access_token_secret": {"env": "OUTAGE_X_TOKEN_SECRET"},
-                "with_image": False,
-            },
-        ],
-        "dispatch": {
-            "interval": 0.5,
-            "lease": 10,
-            "backoff_base": 10 * scale,
-            "backoff_max": 3600 * scale,
-            "circuit_cooldown_max": 300 * scale,
-        },
-        "http": {"enabled": False},
+    """The demo's configuration, cut to its English Telegram channel and X."""
+    raw = demo_config(
+        site,
+        tg_url,
+        x_url,
+        graph_url=UNUSED,
+        db_url=f"sqlite:///{tmp}/outage.db",
+        poll_every=1,
+        http_port=0,
+        cards_dir=tmp,
+    )
+    raw["sources"] = [s for s in raw["sources"] if s["name"] == "en"]
+    raw["targets"] = [t for t in raw["targets"] if t["name"] in (TELEGRAM, "x")]
+    for target in raw["targets"]:
+        if target["name"] == TELEGRAM:
+            target.update(min_interval=PACING, timeout=1.0)
+        else:
+            target["with_image"] = False
+    raw["dispatch"] = {
+        "interval": 0.5,
+        "lease": 10,
+        "backoff_base": 10 * scale,
+        "backoff_max": 3600 * scale,
+        "circuit_cooldown_max": 300 * scale,
     }
-
-
-ENV = {
-    "OUTAGE_TG_TOKEN": TOKEN,
-    "OUTAGE_X_KEY": X_CREDS.consumer_key,
-    "OUTAGE_X_SECRET": X_CREDS.consumer_secret,
-    "OUTAGE_X_TOKEN": X_CREDS.token,
-    "OUTAGE_X_TOKEN_SECRET": X_CREDS.token_secret,
-}
+    raw["http"] = {"enabled": False}
+    return raw
 
 
 async def run(
@@ -95,10 +79,10 @@ async def run(
     scale = scale if scale is not None else outage / 1800
     site = SampleSite(backlog=1)
     tg_state = tg.State(per_chat_interval=PACING / 2)
-    tg_state.valid_tokens.add(TOKEN)
+    tg_state.valid_tokens.add(DEMO_TOKEN)
     tg_state.add_channel(CHAT)
     x_state = xs.State()
-    x_state.allow(X_CREDS)
+    x_state.allow(xs.Credentials(*DEMO_X.values()))
     servers = [
         LoopbackServer(site_app(site)),
         LoopbackServer(tg.create_app(tg_state)),
@@ -109,7 +93,7 @@ async def run(
     site.base_url = servers[0].url
     tmp = tempfile.mkdtemp(prefix="newsbot-outage-")
     config = validate(
-        _config(servers[0].url, servers[1].url, servers[2].url, tmp, scale), environ=ENV
+        _config(servers[0].url, servers[1].url, servers[2].url, tmp, scale), environ=DEMO_ENV
     )
     service = Service(config)
     stop = asyncio.Event()
@@ -184,7 +168,7 @@ def _figures(
     ]
     gaps = [b - a for a, b in itertools.pairwise(asked)]
     urls = {url for url, _ in published}
-    tg_rows = [r for r in rows if r.target == "telegram" and r.post.article_url in urls]
+    tg_rows = [r for r in rows if r.target == TELEGRAM and r.post.article_url in urls]
     return {
         "mode": mode,
         "outage_s": round(outage, 2),

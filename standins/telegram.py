@@ -16,7 +16,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from starlette.applications import Starlette
@@ -286,6 +286,19 @@ async def _params(request: Request) -> dict[str, Any]:
     return params
 
 
+async def _fail(failure: Fault | Outage) -> NoReturn:
+    """Answer as an injected failure says: after an optional hang, a 429 or an error."""
+    if failure.hang:
+        await asyncio.sleep(failure.hang)
+    if failure.retry_after is not None:
+        raise TelegramError(
+            429,
+            f"Too Many Requests: retry after {failure.retry_after}",
+            {"retry_after": failure.retry_after},
+        )
+    raise TelegramError(failure.status, failure.description)
+
+
 def create_app(state: State) -> Starlette:
     methods = _Methods(state)
 
@@ -296,29 +309,12 @@ def create_app(state: State) -> Starlette:
         try:
             params = await _params(request)
             state.requests.append({"method": method, "params": params, "at": time.time()})
-            outage = state.outage
-            if outage is not None and time.time() < outage.until:
-                if outage.hang:
-                    await asyncio.sleep(outage.hang)
-                if outage.retry_after is not None:
-                    raise TelegramError(
-                        429,
-                        f"Too Many Requests: retry after {outage.retry_after}",
-                        {"retry_after": outage.retry_after},
-                    )
-                raise TelegramError(outage.status, outage.description)
+            if state.outage is not None and time.time() < state.outage.until:
+                await _fail(state.outage)
             fault = next((f for f in state.faults if method in f.methods), None)
             if fault is not None:
                 state.faults.remove(fault)
-                if fault.hang:
-                    await asyncio.sleep(fault.hang)
-                if fault.retry_after is not None:
-                    raise TelegramError(
-                        429,
-                        f"Too Many Requests: retry after {fault.retry_after}",
-                        {"retry_after": fault.retry_after},
-                    )
-                raise TelegramError(fault.status, fault.description)
+                await _fail(fault)
             handler = getattr(methods, method, None)
             if handler is None or method.startswith("_"):
                 return _error(404, "Not Found")

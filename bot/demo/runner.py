@@ -40,6 +40,13 @@ DEMO_X = {
     "DEMO_X_TOKEN": "demo-access-token",
     "DEMO_X_TOKEN_SECRET": "demo-access-token-secret",
 }
+#: The environment the demo configuration reads its (stand-in) secrets from.
+DEMO_ENV = {
+    "DEMO_TELEGRAM_TOKEN": DEMO_TOKEN,
+    "DEMO_META_TOKEN": DEMO_META_TOKEN,
+    "DEMO_PUSH_TOKEN": DEMO_PUSH_TOKEN,
+    **DEMO_X,
+}
 CHANNELS = {"en": "@sample_times_en", "ru": "@sample_times_ru", "az": "@sample_times_az"}
 
 
@@ -212,13 +219,7 @@ async def run_demo(
         http_port=_free_port(),
         cards_dir=str(Path(tmp.name) / "cards"),
     )
-    environ = {
-        "DEMO_TELEGRAM_TOKEN": DEMO_TOKEN,
-        "DEMO_META_TOKEN": DEMO_META_TOKEN,
-        "DEMO_PUSH_TOKEN": DEMO_PUSH_TOKEN,
-        **DEMO_X,
-    }
-    config = validate(raw, "demo config", environ=environ)
+    config = validate(raw, "demo config", environ=DEMO_ENV)
     service = Service(config)
     stop = asyncio.Event()
     bot_task = asyncio.create_task(service.run(stop))
