@@ -101,7 +101,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bot.store import FAILED, UNCERTAIN, Store
+    from bot.store import DeliveryStatus, Store
 
     config = _load(args, resolve_secrets=False)
 
@@ -123,7 +123,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 when = _ago(src["last_polled_at"])
                 err = f"  last error: {src['last_error']}" if src["last_error"] else ""
                 print(f"  {src['name']}: polled {when}, HTTP {src['last_status']}{err}")
-            problems = await store.recent_deliveries(args.limit, [FAILED, UNCERTAIN])
+            problems = await store.recent_deliveries(
+                args.limit, [DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN]
+            )
             if problems:
                 print("\nNeeds attention:")
                 for d in problems:

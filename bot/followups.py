@@ -3,6 +3,7 @@ flag them when the article is taken down, and never post a retracted article."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from bot.fetch import FetchError, fetch
 from bot.models import Article
 from bot.netguard import PUBLIC, Guard
 from bot.outcomes import DeliveryError
-from bot.store import AWAITING, PENDING, SENT, SKIPPED, Store
+from bot.store import DeliveryStatus, IllegalTransition, Store
 
 log = logging.getLogger("newsbot.followups")
 
@@ -50,11 +51,11 @@ class FollowUps:
             adapter = self.adapters.get(delivery.target)
             if adapter is None:
                 continue
-            if delivery.status in (PENDING, AWAITING):
+            if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.AWAITING):
                 # Not sent yet: it simply goes out with the corrected text.
                 await self.store.update_payload(delivery.id, adapter.render(new))
                 continue
-            if delivery.status != SENT or not delivery.remote_id:
+            if delivery.status != DeliveryStatus.SENT or not delivery.remote_id:
                 continue
             post = adapter.render(new)
             try:
@@ -77,15 +78,13 @@ class FollowUps:
         """The article was taken down: stop its pending posts, delete or flag the sent ones."""
         await self.store.set_retracted(article_id)
         for delivery in await self.store.deliveries_for_article(article_id):
-            if delivery.status in (PENDING, AWAITING):
-                await self.store.set_status(
-                    delivery.id,
-                    SKIPPED,
-                    f"article taken down: {reason}",
-                    only_from=[PENDING, AWAITING],
-                )
+            if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.AWAITING):
+                # Claimed meanwhile: its outcome is recorded, and a sent post is flagged below
+                # on the next recheck.
+                with contextlib.suppress(IllegalTransition):
+                    await self.store.skip(delivery.id, f"article taken down: {reason}")
                 continue
-            if delivery.status != SENT or not delivery.remote_id:
+            if delivery.status != DeliveryStatus.SENT or not delivery.remote_id:
                 continue
             rule = self.rules.get(delivery.rule or "")
             action = (rule.on_takedown if rule else None) or self.config.file.followups.on_takedown

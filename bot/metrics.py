@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.store.types import DeliveryStatus
+
 if TYPE_CHECKING:
     from bot.store import Store
 
@@ -32,7 +34,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 # Outbox statuses always reported (0 when empty), so a rate or an alert has a series.
-STATUSES = ("pending", "sending", "sent", "failed", "uncertain", "backlog", "skipped", "awaiting")
+STATUSES = tuple(DeliveryStatus)
 
 # Sources a push may name are not all configured; beyond this many, label them "other" so a
 # stray client cannot blow up the number of series.

@@ -26,7 +26,7 @@ from bot.models import Article, FeedEntry, RenderedPost
 from bot.netguard import PUBLIC, Guard, Policy, URLCheck
 from bot.rules import route
 from bot.sources import SourceFormatError, parse_feed, parse_sitemap
-from bot.store import AWAITING, FAILED, PENDING, NewDelivery, SourceState, Store
+from bot.store import DeliveryStatus, NewDelivery, SourceState, Store
 from bot.urls import normalize_url
 
 log = logging.getLogger("newsbot.pipeline")
@@ -434,16 +434,23 @@ class Pipeline:
             if adapter is None or any(p.post.target == routed.target for p in planned):
                 continue
             target = adapter.settings
-            status, error = (AWAITING if routed.approval else PENDING), None
+            status, error = (
+                (DeliveryStatus.AWAITING if routed.approval else DeliveryStatus.PENDING),
+                None,
+            )
             try:
                 post = adapter.render(article)
                 check_attribution(post, adapter.hyperlinks)
             except AttributionMissing as exc:
-                post, status, error = _placeholder(target.name, adapter, article), FAILED, str(exc)
+                post, status, error = (
+                    _placeholder(target.name, adapter, article),
+                    DeliveryStatus.FAILED,
+                    str(exc),
+                )
             except Exception as exc:
                 log.exception("target %s: cannot render %s", target.name, article.url)
                 post = _placeholder(target.name, adapter, article)
-                status, error = FAILED, f"render failed: {type(exc).__name__}: {exc}"
+                status, error = DeliveryStatus.FAILED, f"render failed: {type(exc).__name__}: {exc}"
             priority = 1 if routed.breaking else 0
             planned.append(NewDelivery(post, status, sort_key, priority, routed.rule, error))
         return planned

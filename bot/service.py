@@ -86,8 +86,8 @@ class Service:
         self.console: Any = None
         if config.editors is not None:
             console = console_class(config.editors.platform)
-            self.console = console(config.editors, config.editor_secrets, self.desk, self.store)
-            self.alert_hooks.append(self.console.alert)
+            self.console = console(config.editors, config.editor_secrets, self.desk)
+            self.alert_hooks.append(self._alert_console)
         self.scheduler: AsyncIOScheduler | None = None
         self.is_leader = False
         self._console_stop: asyncio.Event | None = None
@@ -101,6 +101,9 @@ class Service:
         """Tell the editors (every registered hook: the editors' chat, ...)."""
         for hook in list(self.alert_hooks):
             await hook(target, message)
+
+    async def _alert_console(self, target: str, message: str) -> None:
+        await self.console.alert(f"{target}: {message}")
 
     async def start(self) -> None:
         await self.store.init()

@@ -16,11 +16,10 @@ from telegram.error import RetryAfter, TelegramError
 
 from bot.desk import Desk
 from bot.secrets import Secret, SecretRef
-from bot.store import Delivery, Store
+from bot.store import Delivery
+from consoles.base import Console
 
 log = logging.getLogger("newsbot.console")
-
-PREVIEWED = "previewed"  # the event kind that remembers a preview was sent
 
 BUTTONS = (("Post now", "post"), ("Skip", "skip"), ("Edit text", "edit"), ("Delay 1h", "delay1h"))
 
@@ -55,29 +54,21 @@ def preview_text(delivery: Delivery) -> str:
     )[:4000]
 
 
-class TelegramConsole:
+class TelegramConsole(Console):
     Settings = TelegramConsoleSettings
+    settings: TelegramConsoleSettings
 
     def __init__(
-        self,
-        settings: TelegramConsoleSettings,
-        secrets: dict[str, Secret],
-        desk: Desk,
-        store: Store,
+        self, settings: TelegramConsoleSettings, secrets: dict[str, Secret], desk: Desk
     ) -> None:
-        self.settings = settings
-        self.desk = desk
-        self.store = store
+        super().__init__(settings, secrets, desk)
         base = settings.api_base.rstrip("/")
         self.bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
-        self.previewed: set[int] = set()
         self.editing: dict[int, int] = {}  # user id -> delivery id whose text they are writing
         self.offset = 0
         self.chat_ids = {str(settings.chat_id)}
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Previews already in the chat (sent before a restart, or by the previous leader).
-        self.previewed |= await self.store.delivery_ids_with_event(PREVIEWED)
         await self.bot.initialize()
         # Messages carry the chat's numeric id; learn it if the config names the chat by @name.
         try:
@@ -122,24 +113,16 @@ class TelegramConsole:
         return False
 
     async def send_previews(self) -> None:
-        for delivery in await self.store.awaiting():
-            if delivery.id in self.previewed:
-                continue
+        # The desk remembers which previews were shown (across restarts and leaders).
+        for delivery in await self.desk.previews_due():
             sent = await self.say(
                 preview_text(delivery), parse_mode="HTML", reply_markup=keyboard(delivery.id)
             )
             if sent:
-                self.previewed.add(delivery.id)
-                await self.store.record_event(
-                    "info",
-                    PREVIEWED,
-                    "preview sent to the editors' chat",
-                    delivery.target,
-                    delivery.id,
-                )
+                await self.desk.mark_previewed(delivery.id, delivery.target, "the editors' chat")
 
-    async def alert(self, target: str, message: str) -> None:
-        await self.say(f"⚠️ {target}: {message}")
+    async def alert(self, text: str) -> None:
+        await self.say(f"⚠️ {text}")
 
     def _in_editors_chat(self, chat: Any) -> bool:
         return chat is not None and str(chat.id) in self.chat_ids
@@ -157,8 +140,8 @@ class TelegramConsole:
             delivery_id = self.editing.pop(user_id)
             reply = await self.desk.edit_text(user_id, delivery_id, message.text_html)
             await self.say(reply.text)
-            if reply.text.startswith("Text updated"):
-                delivery = await self.store.delivery(delivery_id)
+            if reply.ok:
+                delivery = await self.desk.awaiting_delivery(delivery_id)
                 if delivery is not None:
                     await self.say(
                         preview_text(delivery),

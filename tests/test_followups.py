@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.demo.site import make_sample
 from bot.service import Service
-from bot.store import SKIPPED
+from bot.store import DeliveryStatus
 from tests.test_end_to_end import World, run_once
 from tests.test_end_to_end import world as world
 
@@ -72,4 +72,4 @@ async def test_retracted_article_is_never_posted(world: World) -> None:
     finally:
         await service.close()
     assert report.sent == 0 and world.posts() == []
-    assert [r.status for r in rows] == [SKIPPED]
+    assert [r.status for r in rows] == [DeliveryStatus.SKIPPED]

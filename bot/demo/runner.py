@@ -23,7 +23,7 @@ from bot.demo.site import SampleSite, run_publisher
 from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
 from bot.service import Service
-from bot.store import PENDING, SENDING
+from bot.store import DeliveryStatus
 from standins import graph as graph_standin
 from standins import telegram as telegram_standin
 from standins import x as x_standin
@@ -296,4 +296,7 @@ async def _work_left(service: Service) -> bool:
     if service.busy():
         return True
     counts = await service.store.counts()
-    return any(row.get(PENDING) or row.get(SENDING) for row in counts.values())
+    return any(
+        row.get(DeliveryStatus.PENDING) or row.get(DeliveryStatus.SENDING)
+        for row in counts.values()
+    )
