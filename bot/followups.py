@@ -79,8 +79,7 @@ class FollowUps:
         await self.store.set_retracted(article_id)
         for delivery in await self.store.deliveries_for_article(article_id):
             if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.AWAITING):
-                # Claimed meanwhile: its outcome is recorded, and a sent post is flagged below
-                # on the next recheck.
+                # Refused if a sender claimed it meanwhile: its sender records the outcome.
                 with contextlib.suppress(IllegalTransition):
                     await self.store.skip(delivery.id, f"article taken down: {reason}")
                 continue

@@ -27,6 +27,7 @@ from bot.pipeline import Pipeline, PollReport
 from bot.store import Store
 from bot.web import create_app
 from consoles import console_class
+from consoles.base import Console
 
 log = logging.getLogger("newsbot")
 
@@ -83,7 +84,7 @@ class Service:
             self.preview_url,
             self.wake,
         )
-        self.console: Any = None
+        self.console: Console | None = None
         if config.editors is not None:
             console = console_class(config.editors.platform)
             self.console = console(config.editors, config.editor_secrets, self.desk)
@@ -103,7 +104,8 @@ class Service:
             await hook(target, message)
 
     async def _alert_console(self, target: str, message: str) -> None:
-        await self.console.alert(f"{target}: {message}")
+        if self.console is not None:
+            await self.console.alert(f"{target}: {message}")
 
     async def start(self) -> None:
         await self.store.init()
