@@ -60,9 +60,10 @@ def test_illegal_transition_names_the_delivery_its_state_and_the_move(
     status: DeliveryStatus, move: Move
 ) -> None:
     exc = IllegalTransition(7, status, move)
-    assert str(exc) == f"delivery 7 is {status}; cannot {move} it"
+    assert str(exc) == f"delivery 7 is {status}; cannot {move.phrase}"
     assert (exc.delivery_id, exc.current, exc.wanted) == (7, status, move_target(move))
     assert "does not exist" in str(IllegalTransition(7, None, move))
+    assert str(IllegalTransition(7, status, Move.MARK_SENT)).endswith("cannot mark it sent")
 
 
 async def delivery_in(store: Store, status: DeliveryStatus, n: int) -> int:
@@ -110,7 +111,8 @@ async def test_every_move_from_every_status_follows_the_table(store: Store) -> N
                 with pytest.raises(IllegalTransition) as refused:
                     await operation(store, delivery_id)
                 assert (refused.value.current, refused.value.wanted) == (status, move_target(move))
-                assert str(refused.value) == f"delivery {delivery_id} is {status}; cannot {move} it"
+                wanted = f"delivery {delivery_id} is {status}; cannot {move.phrase}"
+                assert str(refused.value) == wanted
                 assert await store.delivery(delivery_id) == before  # nothing changed
 
 

@@ -31,12 +31,18 @@ class Move(StrEnum):
     DROP = "drop"  # the target's timing rules say this post is no longer worth sending
     FAIL = "fail"
     FLAG_UNCERTAIN = "flag uncertain"  # no clear answer from the platform
-    EXPIRE_LEASE = "expire lease"  # the sender died mid-send
+    EXPIRE_LEASE = "expire"  # its lease ran out: the sender died mid-send
     APPROVE = "approve"  # an editor (or the rule's default) lets an awaiting post go
     DECLINE = "decline"  # an editor (or the rule's default) answers an approval with no
     SKIP = "skip"  # an editor or a takedown stops a post that has not gone out
     REQUEUE = "requeue"  # an editor sends a failed, uncertain or skipped post again
     RESCHEDULE = "reschedule"  # a pending post gets a new not-before time
+
+    @property
+    def phrase(self) -> str:
+        """The move said of one delivery: "skip it", "mark it sent"."""
+        verb, _, rest = self.value.partition(" ")
+        return f"{verb} it {rest}".rstrip()
 
 
 _S = DeliveryStatus
@@ -89,9 +95,9 @@ class IllegalTransition(Exception):
         self.move = move
         self.wanted = move_target(move)
         if current is None:
-            message = f"delivery {delivery_id} does not exist; cannot {move} it"
+            message = f"delivery {delivery_id} does not exist; cannot {move.phrase}"
         else:
-            message = f"delivery {delivery_id} is {current}; cannot {move} it"
+            message = f"delivery {delivery_id} is {current}; cannot {move.phrase}"
         super().__init__(message)
 
 
