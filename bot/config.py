@@ -13,12 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters import adapter_class, available_platforms
-from adapters.base import Outlet, TargetSettings
 from bot.attribution import AttributionMissing, check_attribution
 from bot.config_types import parse_duration
 from bot.models import Article
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
+from bot.targets import Outlet, TargetSettings
 from bot.templates import TemplateProblem
 from consoles import console_class
 

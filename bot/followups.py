@@ -6,16 +6,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
-from adapters.base import Adapter
 from bot.config import Config
 from bot.fetch import FetchError, fetch
 from bot.models import Article
 from bot.netguard import PUBLIC, Guard
 from bot.outcomes import DeliveryError
 from bot.store import AWAITING, PENDING, SENT, SKIPPED, Store
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.followups")
 

@@ -11,12 +11,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import Adapter
 from bot.attribution import AttributionMissing, check_attribution
 from bot.config import Config, SourceConfig
 from bot.enrich import EnrichmentError, extract_article
@@ -28,6 +27,9 @@ from bot.rules import route
 from bot.sources import SourceFormatError, parse_feed, parse_sitemap
 from bot.store import AWAITING, FAILED, PENDING, NewDelivery, SourceState, Store
 from bot.urls import normalize_url
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.pipeline")
 

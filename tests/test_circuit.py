@@ -126,7 +126,7 @@ class GatedAdapter(Adapter):
     platform: ClassVar[str] = "gated"
 
     def __init__(self, name: str) -> None:
-        from adapters.base import Outlet, TargetSettings
+        from bot.targets import Outlet, TargetSettings
 
         super().__init__(
             TargetSettings(name=name, platform="gated", api_base="http://127.0.0.1:9"), {}, Outlet()

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.config import DispatchConfig
 from bot.dispatcher import Dispatcher, backoff_delay
 from bot.models import Article, RenderedPost, SentPost
@@ -23,6 +23,7 @@ from bot.outcomes import (
 )
 from bot.rules import Rule
 from bot.store import AWAITING, FAILED, PENDING, SENDING, SENT, SKIPPED, UNCERTAIN, Store
+from bot.targets import Outlet, TargetSettings
 
 
 class ScriptedAdapter(Adapter):

@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.config import validate
 from bot.httpserver import serve
 from bot.models import Article, RenderedPost, SentPost
 from bot.pipeline import Pipeline
 from bot.store import Store
+from bot.targets import Outlet, TargetSettings
 
 
 @dataclass
