@@ -62,6 +62,7 @@ class Fault(StrEnum):
 class Published:
     """One post as the stand-in received it."""
 
+    #: The id the adapter reports for the post (SentPost.remote_id).
     remote_id: str
     #: The post's text as readers see it (markup removed; the caption of a photo post).
     text: str
