@@ -15,6 +15,7 @@ from bot.fetch import FetchError, fetch
 from bot.models import Article
 from bot.netguard import PUBLIC, Guard
 from bot.outcomes import DeliveryError
+from bot.render import RenderProblem, render_for
 from bot.store import AWAITING, PENDING, SENT, SKIPPED, Store
 
 if TYPE_CHECKING:
@@ -53,13 +54,25 @@ class FollowUps:
             adapter = self.adapters.get(delivery.target)
             if adapter is None:
                 continue
+            if delivery.status not in (PENDING, AWAITING, SENT):
+                continue
+            if delivery.status == SENT and not delivery.remote_id:
+                continue
+            post = render_for(adapter, new)
+            if isinstance(post, RenderProblem):
+                # The stored post keeps its link; a corrected one without it never replaces it.
+                await self.store.record_event(
+                    "warning",
+                    "edit-refused",
+                    f"post not updated: {post.message}",
+                    delivery.target,
+                    delivery.id,
+                )
+                continue
             if delivery.status in (PENDING, AWAITING):
                 # Not sent yet: it simply goes out with the corrected text.
-                await self.store.update_payload(delivery.id, adapter.render(new))
+                await self.store.update_payload(delivery.id, post)
                 continue
-            if delivery.status != SENT or not delivery.remote_id:
-                continue
-            post = adapter.render(new)
             try:
                 await adapter.edit(delivery.remote_id, post)
             except NotImplementedError:
