@@ -71,7 +71,8 @@ class Adapter(ABC):
         """The target's template (settings.template, which must be set) rendered for `article`
         in the platform's `dialect`, with the target's UTM tags, hashtags and emoji."""
         s = self.settings
-        assert s.template is not None, "render_template needs settings.template"
+        if s.template is None:
+            raise ValueError(f"target {s.name}: render_template needs settings.template")
         return render_template(
             s.template,
             article,

@@ -76,7 +76,7 @@ class CheckedAdapter(ScriptedAdapter):
     checks = 0
     calls = 0
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         self.calls += 1
         return await super().send(post)
 
@@ -138,7 +138,7 @@ class GatedAdapter(Adapter):
             target=self.name, platform="gated", article_url=article.url, text=article.url
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         await self.gate.wait()
         return SentPost("slow-1")
 

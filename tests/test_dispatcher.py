@@ -40,7 +40,7 @@ class ScriptedAdapter(Adapter):
             target=self.name, platform="scripted", article_url=article.url, text=article.url
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         step = self.script.pop(0) if self.script else (lambda p: SentPost(f"id-{len(self.sent)}"))
         result = step(post)
         self.sent.append(post)

@@ -100,7 +100,7 @@ class RecordingAdapter(Adapter):
     def render(self, article: Article) -> RenderedPost:
         return RenderedPost(self.name, "recording", article.url, f"{article.title} {article.url}")
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         raise AssertionError("not used")
 
 
