@@ -32,7 +32,7 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -42,8 +42,9 @@ from bot.outcomes import (
     UncertainDelivery,
 )
 from bot.secrets import Secret, SecretRef, redact
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text, utf16_len
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text, utf16_len
 
 log = logging.getLogger("newsbot.telegram")
 
@@ -171,9 +172,14 @@ class TelegramAdapter(Adapter):
     settings: TelegramSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._bot: Bot | None = None
         self._next_slot = 0.0
         self._pace_lock = asyncio.Lock()
@@ -187,17 +193,9 @@ class TelegramAdapter(Adapter):
         lead = trim_text(squash_spaces(article.lead), s.lead_max_chars)
         article = replace(article, lead=lead)
         if s.template:
-            text = render_template(
-                s.template,
-                article,
-                HTML_CAPTION if with_photo else HTML_TEXT,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(article, HTML_CAPTION if with_photo else HTML_TEXT)
         else:
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+            tags = self.hashtags_for(article)
             label = link_label(s, article.language, self.outlet.name)
             url = article_url(article, s.utm)
             text = compose(squash_spaces(article.title), lead, tags, url, label, limit)
@@ -261,7 +259,7 @@ class TelegramAdapter(Adapter):
             show_above_text=p.show_above_text or None,
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         bot = await self._client()
         await self._pace()
         s = self.settings

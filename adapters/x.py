@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from twitter_text import extract_urls, parse_tweet
 from twitter_text.regexp.invalid_chars import invalid_chars
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -42,8 +42,9 @@ from bot.outcomes import (
     UncertainDelivery,
 )
 from bot.secrets import Secret, SecretRef, redact
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 log = logging.getLogger("newsbot.x")
 
@@ -222,9 +223,14 @@ class XAdapter(Adapter):
     settings: XSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._client: _XClient | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -236,19 +242,11 @@ class XAdapter(Adapter):
         tidy = dataclasses.replace(article, title=clean(article.title), lead=clean(article.lead))
         text = ""
         if s.template:
-            text = render_template(
-                s.template,
-                tidy,
-                PLAIN,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(tidy, PLAIN)
         if not s.template or tweet_problem(text) or url not in text:
             # No template, or its output does not make a valid tweet with the link: the
             # default layout always does (unless the URL alone is over 280).
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+            tags = self.hashtags_for(article)
             text = compose(tidy.title, tidy.lead, tags, url)
         return RenderedPost(
             target=s.name,
@@ -288,7 +286,7 @@ class XAdapter(Adapter):
             self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=True)
         return self._http
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         problem = tweet_problem(post.text)
         if problem:
             raise PermanentFailure(problem)

@@ -13,13 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters import adapter_class, available_platforms
-from adapters.base import Outlet, TargetSettings
-from bot.attribution import AttributionMissing, check_attribution
 from bot.config_types import parse_duration
 from bot.models import Article
+from bot.render import ProblemKind, RenderProblem, render_for
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
-from bot.templates import TemplateProblem
+from bot.targets import Outlet, TargetSettings
 from consoles import console_class
 
 
@@ -374,15 +373,15 @@ def _check_templates(
         where = f"targets[{indexes.get(target.name, '?')}].template"
         adapter = adapter_class(target.platform)(target, {}, outlet)
         for sample in (SAMPLE_ARTICLE, replace(SAMPLE_ARTICLE, image_url=None)):
-            try:
-                check_attribution(adapter.render(sample), adapter.hyperlinks)
-            except TemplateProblem as exc:
-                problems.append(Problem(where, str(exc)))
-                break
-            except AttributionMissing:
+            rendered = render_for(adapter, sample)
+            if not isinstance(rendered, RenderProblem):
+                continue
+            if rendered.kind is ProblemKind.NO_LINK:
                 how = "{{ link() }}" if adapter.hyperlinks else "{{ url }}"
                 problems.append(Problem(where, f"the post must carry the article link: add {how}"))
-                break
+            else:
+                problems.append(Problem(where, rendered.message))
+            break
     return problems
 
 

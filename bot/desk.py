@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
-from bot.attribution import AttributionMissing, check_attribution
+from bot.render import RenderProblem, guard
 from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store
 
 log = logging.getLogger("newsbot.desk")
@@ -254,11 +254,8 @@ class Desk:
         link_block = delivery.post.text.rsplit("\n\n", 1)[-1]
         for candidate in (text, f"{text.rstrip()}\n\n{link_block}"):
             edited = replace(delivery.post, text=candidate)
-            try:
-                check_attribution(edited, hyperlinks)
+            if not isinstance(guard(edited, hyperlinks), RenderProblem):
                 break
-            except AttributionMissing:
-                continue
         else:
             return Reply(
                 f"Not saved: the post must keep the link {delivery.post.article_url}", ok=False

@@ -17,9 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from adapters.base import Adapter
 from bot.attribution import AttributionMissing, check_attribution
 from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
@@ -37,6 +37,9 @@ from bot.rules import Rule
 from bot.secrets import redact
 from bot.store import Delivery, IllegalTransition, Store, abandoned_report
 from bot.timing import SEND, Decision, Timing, decide, local_midnight
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.dispatch")
 

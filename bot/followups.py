@@ -7,16 +7,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
-from adapters.base import Adapter
 from bot.config import Config
 from bot.fetch import FetchError, fetch
 from bot.models import Article
 from bot.netguard import PUBLIC, Guard
 from bot.outcomes import DeliveryError
+from bot.render import RenderProblem, render_for
 from bot.store import DeliveryStatus, IllegalTransition, Store
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.followups")
 
@@ -51,13 +55,29 @@ class FollowUps:
             adapter = self.adapters.get(delivery.target)
             if adapter is None:
                 continue
+            if delivery.status not in (
+                DeliveryStatus.PENDING,
+                DeliveryStatus.AWAITING,
+                DeliveryStatus.SENT,
+            ):
+                continue
+            if delivery.status == DeliveryStatus.SENT and not delivery.remote_id:
+                continue
+            post = render_for(adapter, new)
+            if isinstance(post, RenderProblem):
+                # The stored post keeps its link; a corrected one without it never replaces it.
+                await self.store.record_event(
+                    "warning",
+                    "edit-refused",
+                    f"post not updated: {post.message}",
+                    delivery.target,
+                    delivery.id,
+                )
+                continue
             if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.AWAITING):
                 # Not sent yet: it simply goes out with the corrected text.
-                await self.store.update_payload(delivery.id, adapter.render(new))
+                await self.store.update_payload(delivery.id, post)
                 continue
-            if delivery.status != DeliveryStatus.SENT or not delivery.remote_id:
-                continue
-            post = adapter.render(new)
             try:
                 await adapter.edit(delivery.remote_id, post)
             except NotImplementedError:

@@ -11,23 +11,25 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import Adapter
-from bot.attribution import AttributionMissing, check_attribution
 from bot.config import Config, SourceConfig
 from bot.enrich import EnrichmentError, extract_article
 from bot.fetch import FetchError, RefusedURL, fetch, fetch_image
 from bot.metrics import Metrics
 from bot.models import Article, FeedEntry, RenderedPost
 from bot.netguard import PUBLIC, Guard, Policy, URLCheck
+from bot.render import RenderProblem, render_for
 from bot.rules import route
 from bot.sources import SourceFormatError, parse_feed, parse_sitemap
 from bot.store import DeliveryStatus, NewDelivery, SourceState, Store
 from bot.urls import normalize_url
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.pipeline")
 
@@ -438,19 +440,12 @@ class Pipeline:
                 (DeliveryStatus.AWAITING if routed.approval else DeliveryStatus.PENDING),
                 None,
             )
-            try:
-                post = adapter.render(article)
-                check_attribution(post, adapter.hyperlinks)
-            except AttributionMissing as exc:
-                post, status, error = (
-                    _placeholder(target.name, adapter, article),
-                    DeliveryStatus.FAILED,
-                    str(exc),
-                )
-            except Exception as exc:
-                log.exception("target %s: cannot render %s", target.name, article.url)
+            rendered = render_for(adapter, article)
+            if isinstance(rendered, RenderProblem):
                 post = _placeholder(target.name, adapter, article)
-                status, error = DeliveryStatus.FAILED, f"render failed: {type(exc).__name__}: {exc}"
+                status, error = DeliveryStatus.FAILED, rendered.message
+            else:
+                post = rendered
             priority = 1 if routed.breaking else 0
             planned.append(NewDelivery(post, status, sort_key, priority, routed.rule, error))
         return planned
@@ -487,13 +482,12 @@ class Pipeline:
         rows: list[tuple[str, RenderedPost | None, str | None]] = []
         routed = {r.target for r in route(article, self.config.rules, self.config.targets)}
         for name, adapter in self.adapters.items():
-            try:
-                post = adapter.render(article)
-                check_attribution(post, adapter.hyperlinks)
+            rendered = render_for(adapter, article)
+            if isinstance(rendered, RenderProblem):
+                rows.append((name, None, rendered.message))
+            else:
                 problem = None if name in routed else "no rule routes this article here"
-                rows.append((name, post, problem))
-            except Exception as exc:
-                rows.append((name, None, f"{type(exc).__name__}: {exc}"))
+                rows.append((name, rendered, problem))
         return rows
 
 

@@ -10,12 +10,11 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from adapters import adapter_class
-from adapters.base import Adapter
 from bot.config import Config, SourceConfig
 from bot.desk import Desk
 from bot.dispatcher import Dispatcher, DispatchReport
@@ -29,19 +28,29 @@ from bot.web import create_app
 from consoles import console_class
 from consoles.base import Console
 
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
+    from bot.targets import ImageFetcher
+
 log = logging.getLogger("newsbot")
 
 
-def build_adapters(config: Config) -> dict[str, Adapter]:
+def build_adapters(config: Config, fetch_image: ImageFetcher | None = None) -> dict[str, Adapter]:
+    """One adapter per target; `fetch_image` is the core's guarded image download."""
     adapters: dict[str, Adapter] = {}
     for target in config.targets:
         cls = adapter_class(target.platform)
-        adapters[target.name] = cls(target, config.secrets.get(target.name, {}), config.outlet)
+        secrets = config.secrets.get(target.name, {})
+        adapters[target.name] = cls(target, secrets, config.outlet, fetch_image=fetch_image)
     return adapters
 
 
 class Service:
     """One newsbot process."""
+
+    async def download_image(self, image_url: str, article_url: str, max_bytes: int) -> bytes:
+        """Adapters' image downloads: the pipeline's capped client and SSRF guard."""
+        return await self.pipeline.download_image(image_url, article_url, max_bytes)
 
     def __init__(
         self, config: Config, claimer: str | None = None, dispatch_on_new: bool = True
@@ -50,7 +59,7 @@ class Service:
         self.store = Store(config.file.database)
         self.metrics = Metrics(self.store, [t.name for t in config.targets])
         self.client = make_client(config.file.fetch)
-        self.adapters = build_adapters(config)
+        self.adapters = build_adapters(config, fetch_image=self.download_image)
         self.followups = FollowUps(config, self.store, self.client, self.adapters, self.alert)
         self.pipeline = Pipeline(
             config,
@@ -62,8 +71,6 @@ class Service:
             on_retracted=self.followups.retract,
             metrics=self.metrics,
         )
-        for adapter in self.adapters.values():
-            adapter.fetch_image = self.pipeline.download_image  # guarded, capped downloads
         self.dispatcher = Dispatcher(
             self.store,
             self.adapters,

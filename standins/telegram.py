@@ -24,6 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from standins.contract import Fault as ContractFault
+from standins.contract import Harness, Published, close_port
+from standins.server import LoopbackServer
+
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 
@@ -550,3 +554,74 @@ async def _check_photo_url(url: str) -> None:
         raise TelegramError(400, "Bad Request: failed to get HTTP URL content")
     if not response.headers.get("content-type", "").startswith("image/"):
         raise TelegramError(400, "Bad Request: wrong type of the web page content")
+
+
+# Contract harness --------------------------------------------------------------------------
+
+_CONTRACT_TOKEN = "123456:contract-SECRET-token"
+_URL = re.compile(r"https?://[^\s<>\"]+")
+
+
+class TelegramHarness(Harness):
+    """The Telegram stand-in for tests/test_contract.py (see standins/contract.py)."""
+
+    platform = "telegram"
+    TIMEOUT = 1.0
+    CHANNEL = "@contract_news"
+
+    def __init__(self) -> None:
+        self.state = State(valid_tokens={_CONTRACT_TOKEN})
+        self.state.add_channel(self.CHANNEL)
+        self.server: LoopbackServer | None = None
+
+    async def start(self) -> None:
+        self.server = LoopbackServer(create_app(self.state))
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+    def target(self) -> dict[str, Any]:
+        assert self.server is not None, "start() first"
+        return {
+            "name": "telegram-contract",
+            "platform": "telegram",
+            "api_base": self.server.url,
+            "token": {"env": "TELEGRAM_TOKEN"},
+            "chat_id": self.CHANNEL,
+            "min_interval": 0,
+            "timeout": self.TIMEOUT,
+        }
+
+    def env(self) -> dict[str, str]:
+        return {"TELEGRAM_TOKEN": _CONTRACT_TOKEN}
+
+    def published(self) -> list[Published]:
+        records = []
+        for m in self.state.messages:
+            text = m.get("text", m.get("caption", ""))
+            entities = m.get("entities", m.get("caption_entities")) or []
+            links = [e["url"] for e in entities if e.get("type") == "text_link"]
+            if any(e.get("type") == "url" for e in entities):
+                links.extend(_URL.findall(text))
+            remote_id = f"{m['chat']['id']}/{m['message_id']}"  # as the adapter names it
+            records.append(Published(remote_id, text, tuple(links), m["deleted"]))
+        return records
+
+    async def arm(self, fault: ContractFault) -> float | None:
+        match fault:
+            case ContractFault.AUTH:
+                self.state.valid_tokens.clear()
+            case ContractFault.RATE_LIMIT:
+                self.state.inject(Fault(retry_after=37))
+                return 37.0
+            case ContractFault.REFUSED:
+                assert self.server is not None
+                await close_port(self.server)
+            case ContractFault.TIMEOUT_AFTER_SEND:
+                self.state.inject(Fault(hang=self.TIMEOUT + 1))
+        return None
+
+
+HARNESS = TelegramHarness

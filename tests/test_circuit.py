@@ -77,7 +77,7 @@ class CheckedAdapter(ScriptedAdapter):
     checks = 0
     calls = 0
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         self.calls += 1
         return await super().send(post)
 
@@ -127,7 +127,7 @@ class GatedAdapter(Adapter):
     platform: ClassVar[str] = "gated"
 
     def __init__(self, name: str) -> None:
-        from adapters.base import Outlet, TargetSettings
+        from bot.targets import Outlet, TargetSettings
 
         super().__init__(
             TargetSettings(name=name, platform="gated", api_base="http://127.0.0.1:9"), {}, Outlet()
@@ -139,7 +139,7 @@ class GatedAdapter(Adapter):
             target=self.name, platform="gated", article_url=article.url, text=article.url
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         await self.gate.wait()
         return SentPost("slow-1")
 

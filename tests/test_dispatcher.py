@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.config import DispatchConfig
 from bot.dispatcher import Dispatcher, backoff_delay
 from bot.models import Article, RenderedPost, SentPost
@@ -23,6 +23,7 @@ from bot.outcomes import (
 )
 from bot.rules import Rule
 from bot.store import DeliveryStatus, NewDelivery, Store
+from bot.targets import Outlet, TargetSettings
 
 
 class ScriptedAdapter(Adapter):
@@ -39,7 +40,7 @@ class ScriptedAdapter(Adapter):
             target=self.name, platform="scripted", article_url=article.url, text=article.url
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         step = self.script.pop(0) if self.script else (lambda p: SentPost(f"id-{len(self.sent)}"))
         result = step(post)
         self.sent.append(post)

@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.config import validate
 from bot.httpserver import serve
 from bot.models import Article, RenderedPost, SentPost
 from bot.pipeline import Pipeline
 from bot.store import Store
+from bot.targets import Outlet, TargetSettings
 
 
 @dataclass
@@ -99,7 +100,7 @@ class RecordingAdapter(Adapter):
     def render(self, article: Article) -> RenderedPost:
         return RenderedPost(self.name, "recording", article.url, f"{article.title} {article.url}")
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         raise AssertionError("not used")
 
 

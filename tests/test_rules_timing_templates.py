@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.base import Outlet, TargetSettings
 from adapters.telegram import HTML_TEXT, TelegramAdapter, TelegramSettings, visible_text
 from bot.attribution import check_attribution
 from bot.config import ConfigError, validate
 from bot.models import Article
 from bot.rules import Match, Rule, route
+from bot.targets import Outlet, TargetSettings
 from bot.templates import TemplateProblem, render_template
 from bot.text import utf16_len
 from bot.timing import QuietHours, Timing, decide, in_quiet_hours

@@ -25,7 +25,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from twitter_text import parse_tweet
 
-from adapters.base import Outlet
 from adapters.x import XAdapter, clean, weighted_length
 from bot.models import Article, RenderedPost
 from bot.outcomes import (
@@ -35,6 +34,7 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
+from bot.targets import ImageFetcher, Outlet
 from standins import x as xs
 from standins.server import serve
 
@@ -101,7 +101,12 @@ async def xworld() -> AsyncIterator[XWorld]:
         yield XWorld(state, x_server.url, images.url)
 
 
-def make_adapter(api: str, env: dict[str, str] | None = None, **overrides: object) -> XAdapter:
+def make_adapter(
+    api: str,
+    env: dict[str, str] | None = None,
+    fetch_image: ImageFetcher | None = None,
+    **overrides: object,
+) -> XAdapter:
     """Built the way the core builds it: validated settings, secrets resolved from env."""
     raw: dict[str, object] = {
         "name": "x-main",
@@ -117,7 +122,8 @@ def make_adapter(api: str, env: dict[str, str] | None = None, **overrides: objec
     raw.update(overrides)
     target = XAdapter.Settings.model_validate(raw)
     secrets = {n: ref.resolve(env or ENV) for n, ref in target.secret_fields().items()}
-    return XAdapter(target, secrets, Outlet(name="Sample Times", url="http://127.0.0.1"))
+    outlet = Outlet(name="Sample Times", url="http://127.0.0.1")
+    return XAdapter(target, secrets, outlet, fetch_image=fetch_image)
 
 
 @pytest.fixture
@@ -707,8 +713,7 @@ async def test_images_come_through_the_cores_downloader_when_it_gives_one(
             raise RuntimeError("refused: 127.0.0.1 is a loopback address")
         return IMAGES["/small.jpg"]
 
-    adapter = make_adapter(xworld.url)
-    adapter.fetch_image = core_download
+    adapter = make_adapter(xworld.url, fetch_image=core_download)
     try:
         first = await adapter.send(
             adapter.render(article("With photo", image_url="https://cdn.example/a.jpg"))

@@ -16,14 +16,15 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from adapters.facebook import GraphClient, GraphError, map_graph_error
-from bot.cards import check_instagram_image, render_card
+from adapters._graph import GraphClient, GraphError, map_graph_error
+from adapters.base import Adapter
+from adapters.instagram.cards import check_instagram_image, render_card
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import PermanentFailure, RetryLater, TemporaryFailure
 from bot.secrets import Secret, SecretRef
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 CAPTION_LIMIT = 2200
 MAX_MENTIONS = 20
@@ -71,9 +72,14 @@ class InstagramAdapter(Adapter):
     settings: InstagramSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._graph: GraphClient | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -85,17 +91,9 @@ class InstagramAdapter(Adapter):
         url = article_url(article, s.utm)
         source = self.source_line(url)
         if s.template:
-            text = render_template(
-                s.template,
-                article,
-                PLAIN,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(article, PLAIN)
         else:
-            tags = " ".join(hashtags([*article.categories, *article.tags], s.max_hashtags))
+            tags = " ".join(self.hashtags_for(article))
             fixed = "\n\n".join(b for b in (tags, source) if b)
             title = trim_text(squash_spaces(article.title), CAPTION_LIMIT - len(fixed) - 2)
             room = CAPTION_LIMIT - len(title) - len(fixed) - 4
@@ -122,7 +120,7 @@ class InstagramAdapter(Adapter):
             )
         return self._graph
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         graph, ig = self._client(), self.settings.ig_user_id
         try:
             await self._check_quota(graph, ig)
