@@ -107,6 +107,13 @@ def _database_problem(exc: Exception, url: str, config_path: str) -> CLIError:
 
 def explain(exc: BaseException, args: argparse.Namespace) -> CLIError | None:
     """The one-line account of an error the user or the network caused (None: a bug)."""
+    if isinstance(exc, ImportError):
+        # Checked first: the imports below may be the very ones that fail.
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return CLIError(
+            f"the installation is incomplete: {first} (install the missing package, or "
+            "reinstall newsbot: `pip install .` in its folder)"
+        )
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from bot.enrich import EnrichmentError
@@ -164,6 +171,9 @@ def _has_request(exc: Any) -> bool:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
+    # What `run` would import: a broken installation is found here, not at the first post.
+    import bot.service  # noqa: F401
+
     print(f"{_config_path(args)}: OK")
     print(f"  outlet:   {config.outlet.name} {config.outlet.url}")
     print(f"  database: {_safe_db(config.file.database)}")
@@ -441,7 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             print(redact(traceback.format_exc()), file=sys.stderr, end="")
-        problem = explain(exc, args)
+        try:
+            problem = explain(exc, args)
+        except Exception:  # explaining must never add a traceback of its own
+            problem = None
         if problem is None:
             line = f"newsbot {args.command}: unexpected error: {type(exc).__name__}: {exc}"
             print(
