@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import traceback
@@ -84,7 +85,7 @@ def _sqlite_file(url: str) -> Path | None:
 def _database_problem(exc: Exception, url: str, config_path: str) -> CLIError:
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
-    where = f"(`database` in {config_path}, or $NEWSBOT_DATABASE)"
+    where = f"(`database` in {config_path}, or $NEWSBOT_DATABASE)" if config_path else "(--db)"
     if isinstance(exc, ArgumentError):
         return CLIError(
             f"database {url!r} is not a database URL {where}; "
@@ -125,7 +126,8 @@ def explain(exc: BaseException, args: argparse.Namespace) -> CLIError | None:
         return CLIError(f"invalid configuration: {exc}", Exit.USAGE)
     if isinstance(exc, ArgumentError | SQLAlchemyError):
         url = getattr(args, "database_url", None) or "?"
-        return _database_problem(exc, url, _config_path(args))
+        config_path = "" if args.command == "demo" else _config_path(args)
+        return _database_problem(exc, url, config_path)
     if isinstance(exc, RefusedURL):
         return CLIError(
             f"{exc} (a private address is reachable only from a source whose allow_hosts "
@@ -194,7 +196,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         if not args.once:
-            await service.run()
+            try:
+                await service.run()
+            except Exception:
+                # Close the database first: its worker thread must not outlive the loop.
+                with contextlib.suppress(Exception):
+                    await service.close()
+                raise
             return Exit.OK
         try:
             polls, report = await service.run_once()
@@ -315,6 +323,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo.runner import run_demo
 
     setup_logging(args.log_level or "WARNING")
+    if args.db:
+        args.database_url = f"sqlite:///{Path(args.db).resolve()}"
     return asyncio.run(run_demo(every=args.every, forever=args.forever, db=args.db))
 
 

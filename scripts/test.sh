@@ -7,8 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
 if [ $# -eq 0 ] && [ -z "${NEWSBOT_SKIP_INSTALL_CHECK:-}" ]; then

@@ -134,6 +134,10 @@ def test_a_database_in_a_missing_folder(tmp_path: Path) -> None:
     one_line_error(run, Exit.RUNTIME, f"database {url}", "the folder /nonexistent/dir does not")
     status = newsbot("status", "-c", str(path))
     one_line_error(status, Exit.RUNTIME, "no state database at /nonexistent/dir/state.db")
+    daemon = newsbot("-c", str(path), "run")  # the daemon too, with no stray thread's traceback
+    one_line_error(daemon, Exit.RUNTIME, f"newsbot run: database {url}", "does not exist")
+    demo = newsbot("demo", "--db", "/nonexistent/dir/demo.db")
+    one_line_error(demo, Exit.RUNTIME, "database sqlite:////nonexistent/dir/demo.db", "(--db)")
 
 
 def test_a_database_url_that_is_not_a_url(tmp_path: Path) -> None:
