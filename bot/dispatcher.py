@@ -415,7 +415,9 @@ class Dispatcher:
         # The post goes back to the queue untouched: it is sent once the target is resumed.
         await self.store.retry_later(delivery.id, time.time(), error, count_attempt=False)
         await self.store.set_paused(delivery.target, True, error)
-        message = f"target paused: {error}. Fix the credentials, then resume the target."
+        # The platform's error often ends with its own full stop.
+        reason = error.rstrip(". ")
+        message = f"target paused: {reason}. Fix the credentials, then resume the target."
         self.metrics.delivery(delivery.target, "paused")
         log.error("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
         await self.store.record_event("error", "paused", message, delivery.target, delivery.id)

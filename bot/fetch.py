@@ -102,6 +102,8 @@ async def fetch(
         raise FetchError(f"{url}: timed out: no complete answer within {deadline:g}s") from None
     except httpx.TimeoutException as exc:
         raise FetchError(f"{url}: timed out: {_timeout_kind(exc)}") from None
+    except httpx.ConnectError as exc:
+        raise FetchError(f"{url}: cannot connect ({exc or 'connection refused'})") from None
     except httpx.HTTPError as exc:
         raise FetchError(f"{url}: {type(exc).__name__}: {exc}") from None
 

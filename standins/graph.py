@@ -229,6 +229,7 @@ class _Graph:
             "id": media_id,
             "caption": container["caption"],
             "image_url": container["image_url"],
+            "created": state.published_at[-1],
         }
         return JSONResponse({"id": media_id})
 

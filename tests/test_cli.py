@@ -108,9 +108,18 @@ async def test_demo_posts_every_sample_once() -> None:
     assert await run_demo(every=0.05, out=out) == 0
     text = out.getvalue()
     assert (
-        "Done: 12 posts delivered to the Telegram stand-in, 7 to the X stand-in, "
-        "12 to Facebook and 7 to Instagram (Graph API stand-in)." in text
+        "Done: 12 of 12 articles published; posts: Telegram 12, X 7, Facebook 12, Instagram 7."
+        in text
     )
+    assert "── published 3 of 12: http://127.0.0.1:" in text
+    # Each Telegram box shows the attribution hyperlink's target, not only its label.
+    assert text.count("│ 🔗 Read more at Sample Times → http://127.0.0.1:") == 7
+    assert text.count("│ 🔗 Читать на Sample Times → http://127.0.0.1:") == 3
+    assert text.count("│ 🔗 card → http://127.0.0.1:") == 12  # Facebook's link card
+    assert text.count(" after publication\n") == 12 + 7 + 12 + 7
+    summary = text.split("Summary (time from publication to posted):")[1]
+    for platform, posts in (("Telegram", 12), ("X", 7), ("Facebook", 12), ("Instagram", 7)):
+        assert f"{platform:<10} {posts:>3} posts, median " in summary
     assert "[generated card]" in text  # the article without a photo got a card
     assert text.count("┌─ X (") == 7
     assert text.count("┌─ Telegram @sample_times_ru") == 3
