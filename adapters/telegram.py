@@ -18,7 +18,7 @@ from html.parser import HTMLParser
 from typing import ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, LinkPreviewOptions, Message
 from telegram.error import (
     BadRequest,
@@ -33,6 +33,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 
 from adapters.base import Adapter, Outlet, TargetSettings
+from bot.config_types import telegram_chat_id
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -91,6 +92,8 @@ class TelegramSettings(TargetSettings):
     api_base: str = "https://api.telegram.org"
     token: SecretRef
     chat_id: int | str = Field(description="numeric id or @channelusername")
+
+    _chat_id = field_validator("chat_id", mode="before")(telegram_chat_id)
     message_thread_id: int | None = Field(default=None, description="forum topic id")
     photo_posts: bool = True
     link_preview: LinkPreview = LinkPreview()

@@ -10,10 +10,11 @@ import logging
 import warnings
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import RetryAfter, TelegramError
 
+from bot.config_types import telegram_chat_id
 from bot.desk import Desk
 from bot.secrets import Secret, SecretRef
 from bot.store import Delivery, Store
@@ -32,6 +33,8 @@ class TelegramConsoleSettings(BaseModel):
     api_base: str = "https://api.telegram.org"
     token: SecretRef
     chat_id: int | str = Field(description="the editors' chat")
+
+    _chat_id = field_validator("chat_id", mode="before")(telegram_chat_id)
     allowed_user_ids: list[int] = Field(min_length=1)
     poll_timeout: float = Field(default=20, ge=0, le=50)
 
