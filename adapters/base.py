@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,3 +116,31 @@ class Adapter(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "platform": self.platform, "api_base": self.settings.api_base}
+
+    async def verify(self) -> list[SetupCheck]:
+        """Ask the platform whether this target's setup really works (login, page or chat,
+        rights to post), without posting. One line per target; by default: not checked."""
+        return [SetupCheck(self.name, SetupStatus.SKIPPED, f"no online check for {self.platform}")]
+
+
+class SetupStatus(Enum):
+    OK = "OK"
+    FAILED = "FAILED"
+    #: Not asked: the platform has no such call, or asking costs money and was not opted in.
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class SetupCheck:
+    """The platform's answer about one target or editors' chat: does the setup work?"""
+
+    name: str
+    status: SetupStatus
+    detail: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status is SetupStatus.FAILED
+
+    def __str__(self) -> str:
+        return f"{self.status.value:<7} {self.name}: {self.detail}"

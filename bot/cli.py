@@ -34,7 +34,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for target in config.targets:
         state = "" if target.enabled else " (disabled)"
         print(f"  target {target.name}: {target.platform} via {target.api_base}{state}")
+    if getattr(args, "online", False):
+        return _check_online(config)
     return 0
+
+
+def _check_online(config: Config) -> int:
+    """Ask each platform whether the setup works: one line per target and editors' chat;
+    exit code 1 when any fails."""
+    from bot.selfcheck import check_setup
+    from bot.service import build_adapters
+
+    async def main() -> list:
+        adapters = build_adapters(config)
+        try:
+            return await check_setup(config, adapters.values())
+        finally:
+            for adapter in adapters.values():
+                await adapter.aclose()
+
+    checks = asyncio.run(main())
+    print("online check (asks each platform, posts nothing):")
+    for check in checks:
+        print(f"  {check}")
+    return 1 if any(check.failed for check in checks) else 0
 
 
 def _safe_db(url: str) -> str:
@@ -170,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate the config and exit")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask each platform whether every target and the editors' chat really work",
+    )
     check.set_defaults(func=cmd_check_config)
 
     preview = sub.add_parser("preview", help="show how each target would render an article")

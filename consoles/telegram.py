@@ -12,8 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import RetryAfter, TelegramError
+from telegram.error import InvalidToken, RetryAfter, TelegramError
 
+from adapters.base import SetupCheck, SetupStatus
+from adapters.telegram import verify_chat
 from bot.config_types import telegram_chat_id
 from bot.desk import Desk
 from bot.secrets import Secret, SecretRef
@@ -81,7 +83,18 @@ class TelegramConsole:
     async def run(self, stop: asyncio.Event) -> None:
         # Previews already in the chat (sent before a restart, or by the previous leader).
         self.previewed |= await self.store.delivery_ids_with_event(PREVIEWED)
-        await self.bot.initialize()
+        try:
+            await self.bot.initialize()
+        except InvalidToken:
+            # One clear line, not a task that dies quietly; the rest of the bot runs on.
+            log.error(
+                "editors' console is off: Telegram refused its token (401 Unauthorized);"
+                " fix editors.token and restart"
+            )
+            return
+        except TelegramError as exc:
+            log.error("editors' console is off: Telegram did not answer getMe: %s", exc)
+            return
         # Messages carry the chat's numeric id; learn it if the config names the chat by @name.
         try:
             self.chat_ids.add(str((await self.bot.get_chat(self.settings.chat_id)).id))
@@ -198,6 +211,20 @@ class TelegramConsole:
             with contextlib.suppress(TelegramError):
                 await query.message.edit_reply_markup(reply_markup=None)
             await self.say(f"#{delivery_id}: {reply.text}")
+
+    @staticmethod
+    async def verify_settings(
+        settings: TelegramConsoleSettings, secrets: dict[str, Secret]
+    ) -> list[SetupCheck]:
+        """Can the bot read and write the editors' chat? (no console, store or post needed)"""
+        base = settings.api_base.rstrip("/")
+        bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
+        try:
+            ok, detail = await verify_chat(bot, settings.chat_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await bot.shutdown()
+        return [SetupCheck("editors' chat", SetupStatus.OK if ok else SetupStatus.FAILED, detail)]
 
 
 CONSOLE = TelegramConsole
