@@ -9,10 +9,11 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter, Outlet, SetupCheck, SetupStatus, TargetSettings
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
+    DeliveryError,
     PermanentFailure,
     RetryLater,
     TemporaryFailure,
@@ -77,6 +78,22 @@ def map_graph_error(exc: GraphError, platform: str) -> Exception:
     if exc.status >= 500 or exc.code in TRANSIENT_CODES:
         return TemporaryFailure(text)
     return PermanentFailure(text)
+
+
+#: Permissions a Page token needs to publish to the page's feed.
+POSTING_SCOPES = frozenset({"pages_manage_posts", "pages_read_engagement"})
+
+
+def graph_refusal(exc: GraphError, kind: str, node: str) -> str:
+    """One line for a setup check from a Graph API refusal (no token in it)."""
+    text = redact(exc.message)
+    if exc.code == 190:
+        return f"the access token was refused (code 190, {text}): make a new token"
+    if exc.code in (10, 200) or 200 <= exc.code < 300:
+        return f"missing permission (code {exc.code}, {text})"
+    if exc.code == 100:
+        return f"{kind} {node} not found or not visible to this token (code 100, {text})"
+    return f"Graph API refused (code {exc.code}, {text})"
 
 
 class GraphClient:
@@ -235,6 +252,37 @@ class FacebookAdapter(Adapter):
         if self._graph is not None:
             await self._graph.aclose()
             self._graph = None
+
+    async def verify(self) -> list[SetupCheck]:
+        """The page token is valid, is this page's, and may post (pages_manage_posts)."""
+        page = self.settings.page_id
+        graph = self._client()
+        try:
+            me = await graph.call("GET", "me", params={"fields": "id,name"})
+            node = await graph.call("GET", page, params={"fields": "id,name"})
+            # The token goes in a query here (Graph asks so); logs redact resolved secrets.
+            token = self.secrets["page_access_token"].get()
+            debug = await graph.call("GET", "debug_token", params={"input_token": token})
+        except GraphError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, graph_refusal(exc, "page", page))]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, exc.message)]
+        name = node.get("name") or page
+        if str(me.get("id")) != page:
+            detail = (
+                f"the token speaks for {me.get('name') or me.get('id')}, not page {page}:"
+                " use that page's Page access token"
+            )
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        scopes = set((debug.get("data") or {}).get("scopes") or [])
+        missing = sorted(POSTING_SCOPES - scopes)
+        if missing:
+            detail = (
+                f"the page token lacks {', '.join(missing)} (it has: "
+                f"{', '.join(sorted(scopes)) or 'none'}): grant it and make a new token"
+            )
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        return [SetupCheck(self.name, SetupStatus.OK, f"page {name} ({page}) token may post")]
 
 
 ADAPTER = FacebookAdapter

@@ -18,6 +18,7 @@ from bot.httpserver import serve
 from bot.secrets import SecretRef
 from bot.selfcheck import check_setup, startup_message
 from bot.service import Service, build_adapters
+from standins import graph as graph_standin
 from standins import telegram as tg
 from tests.test_end_to_end import World, wait_for
 from tests.test_end_to_end import world as world
@@ -270,3 +271,83 @@ async def test_a_wrong_editors_token_is_one_log_line_and_the_bot_runs_on(
     assert "editors' chat: Telegram refused the bot token" in caplog.text
     assert "Task exception was never retrieved" not in caplog.text
     assert WRONG not in caplog.text
+
+
+def _meta_config(url: str, token_env: str = "FB") -> dict[str, Any]:
+    return {
+        "outlet": {"name": "Sample Times", "url": "https://sample.example"},
+        "database": "sqlite:///state.db",
+        "sources": [{"name": "en", "url": "https://sample.example/rss"}],
+        "targets": [
+            {
+                "name": "fb",
+                "platform": "facebook",
+                "api_base": url,
+                "page_id": "1000001",
+                "page_access_token": {"env": token_env},
+            },
+            {
+                "name": "ig",
+                "platform": "instagram",
+                "api_base": url,
+                "ig_user_id": "17841400000000001",
+                "access_token": {"env": token_env},
+            },
+            {
+                "name": "x-main",
+                "platform": "x",
+                "api_base": "http://127.0.0.1:9",
+                "upload_base": "http://127.0.0.1:9",
+                "api_key": {"env": token_env},
+                "api_secret": {"env": token_env},
+                "access_token": {"env": token_env},
+                "access_token_secret": {"env": token_env},
+            },
+        ],
+    }
+
+
+async def _meta_checks(graph: graph_standin.State, token: str) -> list[SetupCheck]:
+    async with serve(graph_standin.create_app(graph)) as server:
+        config = validate(_meta_config(server.url), environ={"FB": token})
+        adapters = build_adapters(config)
+        try:
+            return await check_setup(config, adapters.values())
+        finally:
+            for adapter in adapters.values():
+                await adapter.aclose()
+
+
+async def test_facebook_and_instagram_good_setup_x_skipped_as_billed() -> None:
+    graph = graph_standin.State(tokens={"page-token-1"})
+    fb, ig, x = await _meta_checks(graph, "page-token-1")
+    assert (fb.status, ig.status, x.status) == (SetupStatus.OK, SetupStatus.OK, SetupStatus.SKIPPED)
+    assert fb.detail == "page Sample Times (1000001) token may post"
+    assert ig.detail.startswith("account 17841400000000001 answers; 0 of 50 posts used")
+    assert "X bills each read" in x.detail and "health_check: true" in x.detail
+    assert not graph.posts
+
+
+async def test_a_facebook_token_without_the_posting_scope_fails() -> None:
+    graph = graph_standin.State(tokens={"page-token-1"})
+    graph.scopes = ["pages_show_list", "pages_read_engagement"]
+    fb, ig, _ = await _meta_checks(graph, "page-token-1")
+    assert fb.status is SetupStatus.FAILED
+    assert fb.detail.startswith("the page token lacks pages_manage_posts")
+    assert ig.status is SetupStatus.OK
+
+
+async def test_a_wrong_graph_token_is_code_190() -> None:
+    graph = graph_standin.State(tokens={"page-token-1"})
+    fb, ig, _ = await _meta_checks(graph, "not-the-token")
+    for check in (fb, ig):
+        assert check.status is SetupStatus.FAILED
+        assert check.detail.startswith("the access token was refused (code 190")
+        assert "not-the-token" not in str(check)
+
+
+async def test_a_page_the_token_cannot_see_is_graph_error_100() -> None:
+    graph = graph_standin.State(tokens={"page-token-1"}, page_id="2000002")
+    fb, _, _ = await _meta_checks(graph, "page-token-1")
+    assert fb.status is SetupStatus.FAILED
+    assert fb.detail.startswith("page 1000001 not found or not visible to this token (code 100")
