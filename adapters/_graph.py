@@ -75,6 +75,22 @@ def map_graph_error(exc: GraphError, platform: str) -> Exception:
     return PermanentFailure(text)
 
 
+#: Permissions a Page token needs to publish to the page's feed.
+POSTING_SCOPES = frozenset({"pages_manage_posts", "pages_read_engagement"})
+
+
+def graph_refusal(exc: GraphError, kind: str, node: str) -> str:
+    """One line for a setup check from a Graph API refusal (no token in it)."""
+    text = redact(exc.message)
+    if exc.code == 190:
+        return f"the access token was refused (code 190, {text}): make a new token"
+    if exc.code in (10, 200) or 200 <= exc.code < 300:
+        return f"missing permission (code {exc.code}, {text})"
+    if exc.code == 100:
+        return f"{kind} {node} not found or not visible to this token (code 100, {text})"
+    return f"Graph API refused (code {exc.code}, {text})"
+
+
 class GraphClient:
     """The few Graph API calls both Meta adapters make; the token goes in a header, never
     in a URL that httpx might log."""

@@ -10,13 +10,21 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from bot.models import Article, RenderedPost, SentPost
+from bot.outcomes import SetupCheck, SetupStatus
 from bot.secrets import Secret
 from bot.targets import ImageFetcher, Outlet, TargetSettings
 from bot.templates import Dialect, render_template
 from bot.text import hashtags
 
 # Re-exported for code written against the old home of these names; import from bot.targets.
-__all__ = ["Adapter", "ImageFetcher", "Outlet", "TargetSettings"]
+__all__ = [
+    "Adapter",
+    "ImageFetcher",
+    "Outlet",
+    "SetupCheck",
+    "SetupStatus",
+    "TargetSettings",
+]
 
 
 class Adapter(ABC):
@@ -106,3 +114,8 @@ class Adapter(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "platform": self.platform, "api_base": self.settings.api_base}
+
+    async def verify(self) -> list[SetupCheck]:
+        """Ask the platform whether this target's setup really works (login, page or chat,
+        rights to post), without posting. One line per target; by default: not checked."""
+        return [SetupCheck(self.name, SetupStatus.SKIPPED, f"no online check for {self.platform}")]

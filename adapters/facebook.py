@@ -7,9 +7,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from adapters._graph import GraphClient, GraphError, map_graph_error
+from adapters._graph import POSTING_SCOPES, GraphClient, GraphError, graph_refusal, map_graph_error
 from adapters.base import Adapter
 from bot.models import Article, RenderedPost, SentPost
+from bot.outcomes import DeliveryError, SetupCheck, SetupStatus
 from bot.secrets import Secret, SecretRef
 from bot.targets import ImageFetcher, Outlet, TargetSettings
 from bot.templates import Dialect, article_url
@@ -117,6 +118,37 @@ class FacebookAdapter(Adapter):
         if self._graph is not None:
             await self._graph.aclose()
             self._graph = None
+
+    async def verify(self) -> list[SetupCheck]:
+        """The page token is valid, is this page's, and may post (pages_manage_posts)."""
+        page = self.settings.page_id
+        graph = self._client()
+        try:
+            me = await graph.call("GET", "me", params={"fields": "id,name"})
+            node = await graph.call("GET", page, params={"fields": "id,name"})
+            # The token goes in a query here (Graph asks so); logs redact resolved secrets.
+            token = self.secrets["page_access_token"].get()
+            debug = await graph.call("GET", "debug_token", params={"input_token": token})
+        except GraphError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, graph_refusal(exc, "page", page))]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, exc.message)]
+        name = node.get("name") or page
+        if str(me.get("id")) != page:
+            detail = (
+                f"the token speaks for {me.get('name') or me.get('id')}, not page {page}:"
+                " use that page's Page access token"
+            )
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        scopes = set((debug.get("data") or {}).get("scopes") or [])
+        missing = sorted(POSTING_SCOPES - scopes)
+        if missing:
+            detail = (
+                f"the page token lacks {', '.join(missing)} (it has: "
+                f"{', '.join(sorted(scopes)) or 'none'}): grant it and make a new token"
+            )
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        return [SetupCheck(self.name, SetupStatus.OK, f"page {name} ({page}) token may post")]
 
 
 ADAPTER = FacebookAdapter

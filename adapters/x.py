@@ -38,6 +38,8 @@ from bot.outcomes import (
     DeliveryError,
     PermanentFailure,
     RetryLater,
+    SetupCheck,
+    SetupStatus,
     TemporaryFailure,
     UncertainDelivery,
 )
@@ -439,6 +441,23 @@ class XAdapter(Adapter):
                     raise MediaError(f"image {url} is over {limit} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
+
+    async def verify(self) -> list[SetupCheck]:
+        """GET /2/users/me, only when the target opts in: X bills every read."""
+        if not self.settings.health_check:
+            detail = (
+                "not asked: X bills each read; set health_check: true to check the login"
+                " with GET /2/users/me"
+            )
+            return [SetupCheck(self.name, SetupStatus.SKIPPED, detail)]
+        try:
+            me = await asyncio.to_thread(self._tweepy().get_me, user_auth=True)
+        except Exception as exc:
+            mapped = map_error(exc)
+            detail = redact(getattr(mapped, "message", None) or str(mapped))
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        username = getattr(getattr(me, "data", None), "username", None)
+        return [SetupCheck(self.name, SetupStatus.OK, f"logged in as @{username} (a billed read)")]
 
 
 def sniff_image(data: bytes) -> str:

@@ -32,7 +32,7 @@ def adapters() -> list[Any]:
     outlet = Outlet(name="Bench Times")
     common = {"api_base": "http://127.0.0.1:9"}
     specs = [
-        (TelegramAdapter, {"token": {"env": "T"}, "chat_id": "@c"}),
+        (TelegramAdapter, {"token": {"env": "T"}, "chat_id": "@chan_c"}),
         (
             XAdapter,
             {

@@ -185,7 +185,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for target in config.targets:
         state = "" if target.enabled else " (disabled)"
         print(f"  target {target.name}: {target.platform} via {target.api_base}{state}")
+    if getattr(args, "online", False):
+        return _check_online(config)
     return Exit.OK
+
+
+def _check_online(config: Config) -> int:
+    """Ask each platform whether the setup works: one line per target and editors' chat;
+    exit code 1 when any fails."""
+    from bot.selfcheck import check_setup
+    from bot.service import build_adapters
+
+    async def main() -> list:
+        adapters = build_adapters(config)
+        try:
+            return await check_setup(config, adapters.values())
+        finally:
+            for adapter in adapters.values():
+                await adapter.aclose()
+
+    checks = asyncio.run(main())
+    print("online check (asks each platform, posts nothing):")
+    for check in checks:
+        print(f"  {check}")
+    return Exit.PROBLEMS if any(check.failed for check in checks) else Exit.OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -410,13 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="poll every source once, deliver what is due, exit"
     )
 
-    # W11b extends this command (`--online`); its output is one line per finding.
-    command(
+    check = command(
         "check-config",
         cmd_check_config,
         "check the configuration and list every mistake; changes nothing",
         "Validate the configuration file and print a summary, or every mistake with its "
         "location. Reads no database and sends nothing.",
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask each platform whether every target and the editors' chat really work "
+        "(posts nothing)",
     )
 
     preview = command(

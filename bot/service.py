@@ -200,6 +200,7 @@ class Service:
         await self.start()
         await self._start_web()
         await self._check_leadership()
+        self._spawn(self._report_setup())
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
         for source in self.config.sources:
@@ -318,3 +319,20 @@ class Service:
         if self.web_server is not None:
             await self.web_server.stop()
             self.web_server = None
+
+    async def _report_setup(self) -> None:
+        """The start-up self-test: ask each platform whether its target works, log one line
+        each, and tell the editors' chat in one message (from the leader only)."""
+        from bot.selfcheck import check_setup, startup_message
+
+        checks = await check_setup(self.config, self.adapters.values())
+        for check in checks:
+            (log.error if check.failed else log.info)("setup check: %s", check)
+        if self.console is None or not self.is_leader:
+            return
+        if any(c.failed for c in checks if c.name == "editors' chat"):
+            return  # the failure was logged above; the chat cannot be told
+        try:
+            await self.console.say(startup_message(checks))
+        except Exception as exc:  # the editors' chat failing never stops the bot
+            log.error("editors' chat: the start-up message was not sent: %s", exc)

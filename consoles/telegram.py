@@ -10,11 +10,14 @@ import logging
 import warnings
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import RetryAfter, TelegramError
+from telegram.error import InvalidToken, RetryAfter, TelegramError
 
+from adapters.telegram import verify_chat
+from bot.config_types import telegram_chat_id
 from bot.desk import Desk
+from bot.outcomes import SetupCheck, SetupStatus
 from bot.secrets import Secret, SecretRef
 from bot.store import Delivery
 from consoles.base import Console
@@ -31,6 +34,8 @@ class TelegramConsoleSettings(BaseModel):
     api_base: str = "https://api.telegram.org"
     token: SecretRef
     chat_id: int | str = Field(description="the editors' chat")
+
+    _chat_id = field_validator("chat_id", mode="before")(telegram_chat_id)
     allowed_user_ids: list[int] = Field(min_length=1)
     poll_timeout: float = Field(default=20, ge=0, le=50)
 
@@ -69,7 +74,18 @@ class TelegramConsole(Console):
         self.chat_ids = {str(settings.chat_id)}
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.bot.initialize()
+        try:
+            await self.bot.initialize()
+        except InvalidToken:
+            # One clear line, not a task that dies quietly; the rest of the bot runs on.
+            log.error(
+                "editors' console is off: Telegram refused its token (401 Unauthorized);"
+                " fix editors.token and restart"
+            )
+            return
+        except TelegramError as exc:
+            log.error("editors' console is off: Telegram did not answer getMe: %s", exc)
+            return
         # Messages carry the chat's numeric id; learn it if the config names the chat by @name.
         try:
             self.chat_ids.add(str((await self.bot.get_chat(self.settings.chat_id)).id))
@@ -178,6 +194,20 @@ class TelegramConsole(Console):
             with contextlib.suppress(TelegramError):
                 await query.message.edit_reply_markup(reply_markup=None)
             await self.say(f"#{delivery_id}: {reply.text}")
+
+    @staticmethod
+    async def verify_settings(
+        settings: TelegramConsoleSettings, secrets: dict[str, Secret]
+    ) -> list[SetupCheck]:
+        """Can the bot read and write the editors' chat? (no console, store or post needed)"""
+        base = settings.api_base.rstrip("/")
+        bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
+        try:
+            ok, detail = await verify_chat(bot, settings.chat_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await bot.shutdown()
+        return [SetupCheck("editors' chat", SetupStatus.OK if ok else SetupStatus.FAILED, detail)]
 
 
 CONSOLE = TelegramConsole

@@ -53,6 +53,17 @@ class State:
     in_progress_polls: int = 2
     quota_total: int = 50
     published_at: list[float] = field(default_factory=list)
+    page_name: str = "Sample Times"
+    #: Permissions of the page token (debug_token scopes); posting needs pages_manage_posts.
+    scopes: list[str] = field(
+        default_factory=lambda: [
+            "pages_show_list",
+            "pages_read_engagement",
+            "pages_manage_posts",
+            "instagram_basic",
+            "instagram_content_publish",
+        ]
+    )
     _ids: itertools.count = field(default_factory=lambda: itertools.count(5_000_000_001))
 
     def inject(self, *faults: GraphFault) -> None:
@@ -172,6 +183,13 @@ class _Graph:
 
     def page_post(self, edge: str, data: dict[str, Any]) -> Response:
         state = self.state
+        if "pages_manage_posts" not in state.scopes:
+            return graph_error(
+                403,
+                "(#200) If posting to a page, requires both pages_read_engagement and"
+                " pages_manage_posts as an admin with sufficient administrative permission",
+                200,
+            )
         message = str(data.get("message") or data.get("caption") or "")
         if edge == "feed" and not (message or data.get("link")):
             return graph_error(400, "(#100) Missing message or attachment", 100)
@@ -234,6 +252,26 @@ class _Graph:
         return JSONResponse({"id": media_id})
 
     def node_only(self, method: str, node: str, data: dict[str, Any]) -> Response:
+        if method == "GET" and node == "me":
+            # A Page access token's /me is the page itself.
+            return JSONResponse({"id": self.state.page_id, "name": self.state.page_name})
+        if method == "GET" and node == "debug_token":
+            return JSONResponse(
+                {
+                    "data": {
+                        "app_id": "1000000000000001",
+                        "type": "PAGE",
+                        "application": "newsbot",
+                        "expires_at": 0,
+                        "is_valid": data.get("input_token") in self.state.tokens,
+                        "scopes": list(self.state.scopes),
+                        "profile_id": self.state.page_id,
+                        "user_id": "1000000000000002",
+                    }
+                }
+            )
+        if method == "GET" and node == self.state.page_id:
+            return JSONResponse({"id": node, "name": self.state.page_name})
         if method == "GET" and node in (self.state.page_id, self.state.ig_user_id):
             return JSONResponse({"id": node})
         container = self.state.containers.get(node)

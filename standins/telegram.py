@@ -218,7 +218,12 @@ class State:
         kind: str = "channel",
         is_forum: bool = False,
         topics: tuple[int, ...] = (),
+        bot_status: str = "administrator",
+        can_post: bool = True,
     ) -> dict[str, Any]:
+        """A chat the bot is in as `bot_status` (administrator, member, restricted, left,
+        kicked); `can_post`: an administrator's can_post_messages in a channel, a restricted
+        member's can_send_messages in a group."""
         chat = {
             "id": -(1000000000000 + next(self._chat_ids)),
             "type": kind,
@@ -226,6 +231,8 @@ class State:
             "username": username.lstrip("@"),
             "is_forum": is_forum,
             "topics": set(topics),
+            "bot_status": bot_status,
+            "can_post": can_post,
         }
         self.chats[username] = chat
         self.chats[str(chat["id"])] = chat
@@ -342,6 +349,10 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "topics"}
 
 
+#: The stand-in bot's own user id (getMe).
+BOT_ID = 100000001
+
+
 class _Methods:
     """One coroutine per Bot API method; each returns the `result` or raises TelegramError."""
 
@@ -350,7 +361,7 @@ class _Methods:
 
     async def getMe(self, _: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": 100000001,
+            "id": BOT_ID,
             "is_bot": True,
             "first_name": "Newsbot stand-in",
             "username": "newsbot_standin_bot",
@@ -424,8 +435,21 @@ class _Methods:
         )
         return message
 
+    def _may_post(self, chat: dict[str, Any]) -> None:
+        """Telegram's refusals for a bot that is not allowed to post in the chat."""
+        status, kind = chat["bot_status"], chat["type"]
+        if status in ("left", "kicked"):
+            raise TelegramError(403, f"Forbidden: bot is not a member of the {kind} chat")
+        if kind == "channel" and not (status == "administrator" and chat["can_post"]):
+            raise TelegramError(400, "Bad Request: need administrator rights in the channel chat")
+        if status == "restricted" and not chat["can_post"]:
+            raise TelegramError(
+                400, "Bad Request: not enough rights to send text messages to the chat"
+            )
+
     async def sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(params)
+        self._may_post(chat)
         thread = self._thread(chat, params)
         text, entities = self._formatted(params, "text", TEXT_LIMIT, "message")
         content: dict[str, Any] = {"text": text}
@@ -435,6 +459,7 @@ class _Methods:
 
     async def sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(params)
+        self._may_post(chat)
         thread = self._thread(chat, params)
         caption, entities = self._formatted(params, "caption", CAPTION_LIMIT, "message caption")
         photo = params.get("photo")
@@ -530,6 +555,67 @@ class _Methods:
             "accent_color_id": 0,
             "max_reaction_count": 11,
         }
+
+    async def getChatMember(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params)
+        user_id = int(params.get("user_id") or 0)
+        if user_id != BOT_ID:
+            raise TelegramError(400, "Bad Request: user not found")
+        status = chat["bot_status"]
+        if status in ("left", "kicked") and chat["type"] == "channel":
+            # A channel hides its member list from a bot that is not in it.
+            raise TelegramError(403, "Forbidden: bot is not a member of the channel chat")
+        user = {"id": BOT_ID, "is_bot": True, "first_name": "Newsbot stand-in"}
+        member: dict[str, Any] = {"status": status, "user": user}
+        if status == "administrator":
+            member |= {
+                "can_be_edited": False,
+                "is_anonymous": False,
+                "can_manage_chat": True,
+                "can_delete_messages": True,
+                "can_manage_video_chats": False,
+                "can_restrict_members": False,
+                "can_promote_members": False,
+                "can_change_info": False,
+                "can_invite_users": True,
+                "can_post_stories": False,
+                "can_edit_stories": False,
+                "can_delete_stories": False,
+            }
+            if chat["type"] == "channel":
+                member |= {"can_post_messages": chat["can_post"], "can_edit_messages": True}
+        elif status == "restricted":
+            can = chat["can_post"]
+            member |= {"is_member": True, "until_date": 0} | {
+                name: can
+                for name in (
+                    "can_send_messages",
+                    "can_send_audios",
+                    "can_send_documents",
+                    "can_send_photos",
+                    "can_send_videos",
+                    "can_send_video_notes",
+                    "can_send_voice_notes",
+                    "can_send_polls",
+                    "can_send_other_messages",
+                    "can_add_web_page_previews",
+                    "can_change_info",
+                    "can_invite_users",
+                    "can_pin_messages",
+                    "can_manage_topics",
+                    "can_edit_tag",
+                    "can_react_to_messages",
+                )
+            }
+        elif status == "kicked":
+            member["until_date"] = 0
+        return member
+
+    async def sendChatAction(self, params: dict[str, Any]) -> bool:
+        chat = self._chat(params)
+        self._may_post(chat)
+        self._thread(chat, params)
+        return True
 
     async def setMyCommands(self, _: dict[str, Any]) -> bool:
         return True

@@ -65,7 +65,7 @@ def _telegram(template: str | None) -> Adapter:
             "platform": "telegram",
             "api_base": "http://127.0.0.1:9",
             "token": {"env": "T"},
-            "chat_id": "@c",
+            "chat_id": "@chan_c",
             "template": template,
         }
     )

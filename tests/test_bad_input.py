@@ -324,7 +324,7 @@ def _config(tmp: Path, feed: str, **fetch_cfg: Any) -> Any:
             "database": f"sqlite:///{tmp}/s.db",
             "sources": [{"name": "news", "url": feed, "language": "en"}],
             "targets": [
-                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
             ],
             "fetch": fetch_cfg,
             "http": {"enabled": False},
@@ -389,9 +389,11 @@ def test_allow_hosts_entries_are_validated() -> None:
         "sources": [
             {"name": "a", "url": "https://a.example/rss", "allow_hosts": ["http://x.example/"]}
         ],
-        "targets": [{"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}],
+        "targets": [
+            {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
+        ],
     }
-    with pytest.raises(ConfigError, match=r"sources\[0\]\.allow_hosts.*is not a host"):
+    with pytest.raises(ConfigError, match=r"sources\[a\]\.allow_hosts.*is not a host"):
         validate(raw, environ={"T": "1:abc"})
     raw["sources"][0]["allow_hosts"] = ["cms.example", "*.cdn.example", "10.0.0.5", "[fd00::1]"]
     assert validate(raw, environ={"T": "1:abc"}).sources[0].allow_hosts[1] == "*.cdn.example"

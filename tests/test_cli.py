@@ -31,7 +31,7 @@ def write_config(path: Path, site_url: str, tg_url: str, **extra: object) -> Pat
                 "platform": "telegram",
                 "api_base": tg_url,
                 "token": {"env": "CLI_TG_TOKEN"},
-                "chat_id": "@cli",
+                "chat_id": "@cli_chan",
                 "min_interval": 0,
             }
         ],
@@ -53,9 +53,10 @@ def test_check_config_reports_every_problem(
     )
     assert main(["-c", str(bad), "check-config"]) == 2
     err = capsys.readouterr().err
-    assert "sources[0].url" in err and "sources[0].interval" in err
-    assert "targets[0].chat_id" in err
-    assert "targets[0].token: environment variable CLI_TG_TOKEN is not set" in err
+    assert "sources[en].url (" in err and "bad.yaml:3)" in err
+    assert "sources[en].interval (" in err and "bad.yaml:4)" in err
+    assert "targets[t].chat_id (" in err
+    assert "bad.yaml:8): environment variable CLI_TG_TOKEN is not set" in err
 
 
 def test_check_config_ok(
@@ -76,7 +77,7 @@ async def test_run_once_status_and_preview(
     site = SampleSite()
     state = tg.State()
     state.valid_tokens.add(TOKEN)
-    state.add_channel("@cli")
+    state.add_channel("@cli_chan")
     async with serve(create_app(site)) as site_server, serve(tg.create_app(state)) as tg_server:
         site.base_url = site_server.url
         path = write_config(tmp_path / "c.yaml", site_server.url, tg_server.url)
@@ -88,7 +89,7 @@ async def test_run_once_status_and_preview(
         assert article is not None
         assert await asyncio.to_thread(main, [*args, "run", "--once"]) == 0
         assert "sent 1" in capsys.readouterr().out
-        assert len(state.in_chat("@cli")) == 1
+        assert len(state.in_chat("@cli_chan")) == 1
 
         assert await asyncio.to_thread(main, [*args, "status"]) == 0
         status = capsys.readouterr().out

@@ -60,7 +60,7 @@ def write_config(path: Path, site_url: str, tg_url: str = "http://127.0.0.1:9", 
                 "platform": "telegram",
                 "api_base": tg_url,
                 "token": {"env": "CLI_TG_TOKEN"},
-                "chat_id": "@cli",
+                "chat_id": "@chan_cli",
                 "min_interval": 0,
             }
         ],
@@ -232,7 +232,7 @@ async def test_a_rejected_token_pauses_with_one_clear_sentence(
     monkeypatch.setenv("CLI_TG_TOKEN", TOKEN)  # the stand-in does not know it
     site = SampleSite()
     state = tg.State()
-    state.add_channel("@cli")
+    state.add_channel("@chan_cli")
     async with serve(create_app(site)) as site_server, serve(tg.create_app(state)) as tg_server:
         site.base_url = site_server.url
         path = write_config(tmp_path / "c.yaml", site_server.url, tg_server.url)

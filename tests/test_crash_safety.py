@@ -117,7 +117,7 @@ def two_target_config(site_url: str, tmp: Path) -> Any:
                 "platform": "telegram",
                 "api_base": unused,
                 "token": {"env": "TG_TOKEN"},
-                "chat_id": "@chan",
+                "chat_id": "@chan_c",
             },
             {
                 "name": "fb",

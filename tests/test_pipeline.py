@@ -114,7 +114,7 @@ async def env(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             "database": f"sqlite:///{tmp_path}/s.db",
             "sources": [{"name": "mini", "url": f"{server.url}/rss.xml", "language": "en"}],
             "targets": [
-                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
             ],
         }
         config = validate(raw, environ={"T": "1:abcdef"})

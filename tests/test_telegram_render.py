@@ -44,7 +44,7 @@ def read(text: str) -> Visible:
 
 
 def adapter(**overrides: object) -> TelegramAdapter:
-    raw = {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+    raw = {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
     raw.update(overrides)
     settings = TelegramSettings.model_validate(raw)
     return TelegramAdapter(settings, {}, Outlet(name="Sample Times"))

@@ -16,11 +16,18 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
-from adapters._graph import GraphClient, GraphError, map_graph_error
+from adapters._graph import GraphClient, GraphError, graph_refusal, map_graph_error
 from adapters.base import Adapter
 from adapters.instagram.cards import check_instagram_image, render_card
 from bot.models import Article, RenderedPost, SentPost
-from bot.outcomes import PermanentFailure, RetryLater, TemporaryFailure
+from bot.outcomes import (
+    DeliveryError,
+    PermanentFailure,
+    RetryLater,
+    SetupCheck,
+    SetupStatus,
+    TemporaryFailure,
+)
 from bot.secrets import Secret, SecretRef
 from bot.targets import ImageFetcher, Outlet, TargetSettings
 from bot.templates import Dialect, article_url
@@ -234,6 +241,25 @@ class InstagramAdapter(Adapter):
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+    async def verify(self) -> list[SetupCheck]:
+        """The account answers, and so does its content_publishing_limit (publishing rights)."""
+        ig = self.settings.ig_user_id
+        graph = self._client()
+        try:
+            account = await graph.call("GET", ig, params={"fields": "id,username"})
+            limit = await graph.call(
+                "GET", f"{ig}/content_publishing_limit", params={"fields": "config,quota_usage"}
+            )
+        except GraphError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, graph_refusal(exc, "account", ig))]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, exc.message)]
+        usage = (limit.get("data") or [{}])[0]
+        total = (usage.get("config") or {}).get("quota_total", "?")
+        who = account.get("username") or ig
+        detail = f"account {who} answers; {usage.get('quota_usage', '?')} of {total} posts used"
+        return [SetupCheck(self.name, SetupStatus.OK, detail + " in 24 h")]
 
 
 ADAPTER = InstagramAdapter
