@@ -10,6 +10,7 @@ import httpx
 from pydantic import Field
 
 from adapters.base import Adapter, Outlet, TargetSettings
+from bot.hashtags import article_hashtags
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -20,7 +21,7 @@ from bot.outcomes import (
 )
 from bot.secrets import Secret, SecretRef, redact
 from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.text import squash_spaces, trim_text
 
 RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80014}
 AUTH_CODES = {102, 190, 10, 200, 299}
@@ -164,12 +165,12 @@ class FacebookAdapter(Adapter):
                 PLAIN,
                 outlet=self.outlet.name,
                 utm=s.utm,
-                max_hashtags=s.max_hashtags,
+                hashtag_list=article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags),
                 category_emoji=s.category_emoji,
             )
         else:
             lead = trim_text(squash_spaces(article.lead), s.lead_max_chars)
-            tags = " ".join(hashtags([*article.categories, *article.tags], s.max_hashtags))
+            tags = " ".join(article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags))
             blocks = [squash_spaces(article.title), lead, tags, url]
             text = "\n\n".join(b for b in blocks if b)
         photo = s.post_as == "photo" and bool(article.image_url)

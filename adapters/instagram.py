@@ -19,11 +19,12 @@ from pydantic import Field
 from adapters.base import Adapter, Outlet, TargetSettings
 from adapters.facebook import GraphClient, GraphError, map_graph_error
 from bot.cards import check_instagram_image, render_card
+from bot.hashtags import article_hashtags
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import PermanentFailure, RetryLater, TemporaryFailure
 from bot.secrets import Secret, SecretRef
 from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.text import squash_spaces, trim_text
 
 CAPTION_LIMIT = 2200
 MAX_MENTIONS = 20
@@ -91,11 +92,11 @@ class InstagramAdapter(Adapter):
                 PLAIN,
                 outlet=self.outlet.name,
                 utm=s.utm,
-                max_hashtags=s.max_hashtags,
+                hashtag_list=article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags),
                 category_emoji=s.category_emoji,
             )
         else:
-            tags = " ".join(hashtags([*article.categories, *article.tags], s.max_hashtags))
+            tags = " ".join(article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags))
             fixed = "\n\n".join(b for b in (tags, source) if b)
             title = trim_text(squash_spaces(article.title), CAPTION_LIMIT - len(fixed) - 2)
             room = CAPTION_LIMIT - len(title) - len(fixed) - 4

@@ -33,6 +33,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 
 from adapters.base import Adapter, Outlet, TargetSettings
+from bot.hashtags import article_hashtags
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -43,7 +44,7 @@ from bot.outcomes import (
 )
 from bot.secrets import Secret, SecretRef, redact
 from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text, utf16_len
+from bot.text import squash_spaces, trim_text, utf16_len
 
 log = logging.getLogger("newsbot.telegram")
 
@@ -193,11 +194,11 @@ class TelegramAdapter(Adapter):
                 HTML_CAPTION if with_photo else HTML_TEXT,
                 outlet=self.outlet.name,
                 utm=s.utm,
-                max_hashtags=s.max_hashtags,
+                hashtag_list=article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags),
                 category_emoji=s.category_emoji,
             )
         else:
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+            tags = article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags)
             label = link_label(s, article.language, self.outlet.name)
             url = article_url(article, s.utm)
             text = compose(squash_spaces(article.title), lead, tags, url, label, limit)

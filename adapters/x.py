@@ -32,6 +32,7 @@ from twitter_text import extract_urls, parse_tweet
 from twitter_text.regexp.invalid_chars import invalid_chars
 
 from adapters.base import Adapter, Outlet, TargetSettings
+from bot.hashtags import article_hashtags
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -43,7 +44,7 @@ from bot.outcomes import (
 )
 from bot.secrets import Secret, SecretRef, redact
 from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.text import squash_spaces, trim_text
 
 log = logging.getLogger("newsbot.x")
 
@@ -242,13 +243,13 @@ class XAdapter(Adapter):
                 PLAIN,
                 outlet=self.outlet.name,
                 utm=s.utm,
-                max_hashtags=s.max_hashtags,
+                hashtag_list=article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags),
                 category_emoji=s.category_emoji,
             )
         if not s.template or tweet_problem(text) or url not in text:
             # No template, or its output does not make a valid tweet with the link: the
             # default layout always does (unless the URL alone is over 280).
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+            tags = article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags)
             text = compose(tidy.title, tidy.lead, tags, url)
         return RenderedPost(
             target=s.name,

@@ -78,12 +78,18 @@ def render_template(
     outlet: str,
     utm: dict[str, str] | None = None,
     max_hashtags: int = 3,
+    hashtag_list: list[str] | None = None,
     category_emoji: dict[str, str] | None = None,
 ) -> str:
     """Render `source` for `article`, trimming lead then headline to fit `dialect.limit`."""
     template = compile_template(source, dialect)
     url = article_url(article, utm or {})
-    tags = make_hashtags([*article.categories, *article.tags], max_hashtags)
+    # The adapters pass their target's hashtags (bot.hashtags.article_hashtags).
+    tags = (
+        hashtag_list
+        if hashtag_list is not None
+        else make_hashtags([*article.categories, *article.tags], max_hashtags)
+    )
     emoji_map = {k.casefold(): v for k, v in (category_emoji or {}).items()}
     emoji = next(
         (emoji_map[c.casefold()] for c in article.categories if c.casefold() in emoji_map), ""
