@@ -148,3 +148,66 @@ def strip_invisible(text: str) -> str:
                 continue
         kept.append(char)
     return "".join(kept)
+
+
+# -- leads ---------------------------------------------------------------------------------
+
+# Japanese and Chinese run sentences together without spaces; they end at 。！？ and break
+# best after a comma-like mark.
+_CJK_SENTENCE_END = re.compile(r"[。！？][」』）”]*")
+_CJK_SOFT_BREAK = re.compile(r"[、，；：]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+
+
+def is_cjk_text(text: str) -> bool:
+    """Whether `text` is mostly Japanese or Chinese (written without word spaces)."""
+    sample = text[:200]
+    return bool(sample) and len(_CJK.findall(sample)) * 3 >= len(sample)
+
+
+def first_sentences(text: str, limit: int) -> str:
+    """The opening of `text` in at most `limit` characters, cut only at a boundary.
+
+    Whole sentences if the first one fits; else the first sentence cut at a word boundary
+    with an ellipsis (Japanese and Chinese: after punctuation if one is near, else at a
+    character). Never ends inside a word.
+    """
+    text = squash_spaces(text)
+    if len(text) <= limit:
+        return text
+    cjk = is_cjk_text(text)
+    ends = _CJK_SENTENCE_END if cjk else _SENTENCE_END
+    cut = 0
+    for match in ends.finditer(text[: limit + 1]):
+        if match.end() <= limit:
+            cut = match.end()
+    if cut:
+        return text[:cut].strip()
+    if cjk:
+        room = text[: limit - 1]
+        soft = [m.end() for m in _CJK_SOFT_BREAK.finditer(room)]
+        end = soft[-1] - 1 if soft and soft[-1] >= limit // 2 else len(room)
+        return _drop_dangling_combiners(room[:end]) + ELLIPSIS
+    return trim_text(text, limit)
+
+
+_CUT_WORD_END = re.compile(r"(?:\.\.\.|…|\[…\]|\[\.\.\.\])\s*$")
+
+
+def looks_cut(description: str, body: str) -> bool:
+    """Whether a page's description is a copy of the body the site cut short.
+
+    Ends with "..." or "…", or stops (without closing punctuation) where the body's same
+    text goes on: mid-word ("a gauge of stoc") or mid-sentence.
+    """
+    text = squash_spaces(description)
+    if not text:
+        return False
+    if _CUT_WORD_END.search(text):
+        return True
+    if text[-1] in ".!?。！？\"'»”’)]":
+        return False
+    flat = squash_spaces(body)
+    at = flat.find(text)
+    # The description is the body's opening, and the body goes on mid-sentence from there.
+    return at >= 0 and len(flat) > at + len(text) and flat[at + len(text)] not in ".!?。！？"
