@@ -191,6 +191,7 @@ def first_sentences(text: str, limit: int) -> str:
     return trim_text(text, limit)
 
 
+_CUT_MIN_CHARS = 120
 _CUT_WORD_END = re.compile(r"(?:\.\.\.|…|\[…\]|\[\.\.\.\])\s*$")
 
 
@@ -207,6 +208,10 @@ def looks_cut(description: str, body: str) -> bool:
         return True
     if text[-1] in ".!?。！？\"'»”’)]":
         return False
+    # A summary of this length is written as sentences; one stopping without punctuation
+    # was cut by the CMS at its character limit ("... here’s what’s best for your wal").
+    if len(text) >= _CUT_MIN_CHARS and not is_cjk_text(text):
+        return True
     flat = squash_spaces(body)
     at = flat.find(text)
     # The description is the body's opening, and the body goes on mid-sentence from there.
