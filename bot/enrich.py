@@ -142,10 +142,25 @@ def _clean(text: Any) -> str:
     return squash_spaces(strip_invisible(_INVISIBLE.sub("", text)))
 
 
+_PAIRED_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)\b[^<>]*>(.*?)</\1\s*>", re.DOTALL)
+_VOID_TAG = re.compile(r"<(?:br|hr|img|wbr)\b[^<>]*/?>", re.IGNORECASE)
+
+
 def _clean_markup(text: Any) -> str:
-    """_clean for descriptions and feed summaries, which often carry <p>, <br>, <a> tags."""
+    """_clean for headlines, descriptions and feed summaries, which often carry <p>, <br>,
+    <em> tags: a tag that is markup (opened and closed, or a void <br>) goes, its text stays;
+    a lone "<script>" or "5 < 6" written as text stays text. The same for every field."""
     cleaned = _clean(text)
-    return squash_spaces(_TAG.sub(" ", cleaned)) if "<" in cleaned else cleaned
+    if "<" not in cleaned:
+        return cleaned
+    for _ in range(4):  # nested markup: <p><em>..</em></p>
+        stripped = _PAIRED_TAG.sub(lambda m: f" {m.group(2)} ", cleaned)
+        if stripped == cleaned:
+            break
+        cleaned = stripped
+    cleaned = _VOID_TAG.sub(" ", cleaned)
+    # Spaces the removal left inside quotes and before punctuation.
+    return re.sub(r"\s+(?=[,.;:!?])", "", squash_spaces(cleaned))
 
 
 def _dedupe(values: Iterable[str], max_len: int = 80) -> tuple[str, ...]:
