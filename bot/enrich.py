@@ -276,7 +276,7 @@ _MIN_DETECT_CONFIDENCE = 0.9
 #: A page's declared language is overruled only by a body this long detected this surely
 #: (templates keep lang="en" on every edition of a multilingual site).
 _OVERRULE_CHARS = 600
-_OVERRULE_CONFIDENCE = 0.999
+_OVERRULE_CONFIDENCE = 0.98
 
 
 def detect_language(text: str) -> tuple[str | None, float]:
@@ -588,11 +588,50 @@ def _byline_name(name: str) -> str | None:
     return name.strip(" .,-–—|") or None
 
 
-def _author_name(value: str) -> str:
-    """An author value that names a person: no profile URLs, no "By " prefix."""
+# Account and desk names CMSs put where a person's name belongs.
+_NOT_PERSONS = frozenset(
+    {
+        "admin",
+        "administrator",
+        "editor",
+        "editors",
+        "staff",
+        "newsroom",
+        "webmaster",
+        "user",
+        "guest",
+        "redação",
+        "redacao",
+        "redaktion",
+        "redacción",
+        "редакция",
+        "redaksiya",
+        "anonymous",
+        "unknown",
+    }
+)
+# "Analysis by ...", "Opinion by ...": the kind of piece, not part of the name.
+_BY_PREFIX = re.compile(r"^(?:[\w-]+\s+){0,2}?(?:by|von|por|автор)\s*:?\s+", re.IGNORECASE)
+# ", Editor-at-large", ", Senior Correspondent": a role after the name.
+_ROLE_SUFFIX = re.compile(
+    r",\s*(?:[\w-]+\s+){0,2}(?:editor|correspondent|reporter|writer|columnist|contributor"
+    r"|analyst|staff|redakteur|korrespondent|correspondente|корреспондент)[\w-]*$",
+    re.IGNORECASE,
+)
+
+
+def _author_name(value: str, site_names: Iterable[str] = ()) -> str:
+    """An author value that names a person: no profile URLs, no "By " prefix, no role, not
+    an account ("admin") or the site's own name."""
     value = _clean(value)
-    value = re.sub(r"^(?:by|автор)\s*:?\s+", "", value, flags=re.IGNORECASE)
+    value = _ROLE_SUFFIX.sub("", _BY_PREFIX.sub("", value)).strip(" ,")
     if not value or len(value) > 120 or is_http_url(value) or value.startswith(("/", "@")):
+        return ""
+    if value.casefold() in _NOT_PERSONS or any(c.isdigit() for c in value):
+        return ""
+    if _name_key(value) in {_name_key(n) for n in site_names if n}:
+        return ""
+    if not _name_like(value) and not value[:1].isupper():
         return ""
     return value
 
@@ -1046,12 +1085,17 @@ def extract_article(
         or language_code(tree.get("lang") or tree.get("xml:lang"))
         or language_code(_first(meta, "og:locale", "content-language", "language", "dc.language"))
     )
-    author = _author_name(_ld_text(ld.get("author"))) or _author_name(
-        _first(meta, "author", "article:author", "dc.creator", "parsely-author", "byl")
+    author = _author_name(_ld_text(ld.get("author")), site_names) or _author_name(
+        _first(meta, "author", "article:author", "dc.creator", "parsely-author", "byl"),
+        site_names,
     )
     # Many sites name themselves as the author in JSON-LD; a "By <name>" line is better then.
     if not author or author.casefold() in {n.casefold() for n in site_names if n}:
-        author = find_byline(tree) or author or _author_name(entry.author or "" if entry else "")
+        author = (
+            find_byline(tree)
+            or author
+            or _author_name(entry.author or "" if entry else "", site_names)
+        )
     categories = _dedupe(
         [
             *_ld_list(ld.get("articleSection")),

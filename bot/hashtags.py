@@ -175,7 +175,7 @@ def _is_acronym(word: str, shouting: bool) -> bool:
         return True
     # When every label of the article is in capitals (a CMS shouting its sections), only
     # short words are taken for acronyms; otherwise capitals were typed on purpose.
-    return _letters(word) <= (3 if shouting else 5)
+    return _letters(word) <= (3 if shouting else 4)
 
 
 def _guess_language(word: str, language: str | None) -> str | None:
@@ -259,7 +259,7 @@ def editor_hashtags(
     deny = {_key(d) for d in policy.deny}
     names = list(outlet_names)
     cleaned = [strip_invisible(label) for label in labels]
-    lettered = [c for c in cleaned if any(ch.isalpha() for ch in c)]
+    lettered = [c for c in cleaned if any(ch.isalpha() for ch in c) and not is_junk_label(c, names)]
     shouting = bool(lettered) and all(c.isupper() for c in lettered)
     seen: set[str] = set()
     result: list[str] = []

@@ -188,7 +188,12 @@ def first_sentences(text: str, limit: int) -> str:
         soft = [m.end() for m in _CJK_SOFT_BREAK.finditer(room)]
         end = soft[-1] - 1 if soft and soft[-1] >= limit // 2 else len(room)
         return _drop_dangling_combiners(room[:end]) + ELLIPSIS
-    return trim_text(text, limit)
+    cut_text = trim_text(text, limit)
+    # trim_text cuts inside a word longer than the room; a lead is better without it.
+    stem = cut_text.removesuffix(ELLIPSIS)
+    if stem and len(stem) < len(text) and text[len(stem)].isalnum() and stem[-1].isalnum():
+        return ""
+    return cut_text
 
 
 _CUT_MIN_CHARS = 120

@@ -425,8 +425,8 @@ def test_byline_preferred_when_json_ld_author_is_the_site_itself() -> None:
     ld = {"@type": "NewsArticle", "headline": "H", "author": org}
     site = '<meta property="og:site_name" content="News">'
     assert extract_article(ld_page(ld, site, "<p>By Ann Lee</p>"), URL).author == "Ann Lee"
-    # No byline: the organisation is still better than nothing.
-    assert extract_article(ld_page(ld, site), URL).author == "News"
+    # No byline: the site's own name is not an author (issue #12), so none.
+    assert extract_article(ld_page(ld, site), URL).author is None
 
 
 @pytest.mark.parametrize(
@@ -739,7 +739,8 @@ def test_real_pages_fields_are_mostly_found(real_articles: list[tuple[str, Artic
     assert found["image_url"] >= 0.93 * total, found
     assert found["language"] >= 0.83 * total, found
     assert found["published"] >= 0.77 * total, found
-    assert found["author"] >= 0.65 * total, found
+    # Sites' own names, "admin" and desks are no authors (issue #12): 116 of 181 name a person.
+    assert found["author"] >= 0.6 * total, found
     assert found["site_name"] >= 0.85 * total, found
 
 
