@@ -367,6 +367,9 @@ def main() -> int:
         "and rendered for one Telegram, X, Facebook and Instagram target; every field is compared",
         "with a reference our extraction did not produce, and defects are counted by checks",
         "written in bench/quality.py, independent of bot/enrich.py's rules.",
+        "Caveat: the language reference is py3langid run on the human-checked body, the same",
+        "library enrichment falls back on (on our own extracted text), so it is not fully",
+        "independent; pages whose declared language the detector overrules score by it.",
         "",
     ]
     if found:
