@@ -9,12 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from bot.hashtags import article_hashtags
 from bot.models import Article, RenderedPost, SentPost
 from bot.outcomes import SetupCheck, SetupStatus
 from bot.secrets import Secret
 from bot.targets import ImageFetcher, Outlet, TargetSettings
 from bot.templates import Dialect, render_template
-from bot.text import hashtags
 
 # Re-exported for code written against the old home of these names; import from bot.targets.
 __all__ = [
@@ -73,7 +73,8 @@ class Adapter(ABC):
 
     def hashtags_for(self, article: Article) -> list[str]:
         """The hashtags this target's posts of `article` carry (at most max_hashtags)."""
-        return hashtags([*article.categories, *article.tags], self.settings.max_hashtags)
+        s = self.settings
+        return article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags)
 
     def render_template(self, article: Article, dialect: Dialect) -> str:
         """The target's template (settings.template, which must be set) rendered for `article`

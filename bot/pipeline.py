@@ -344,8 +344,14 @@ class Pipeline:
                 raise
             log.warning("article %s: %s; posting from the feed entry alone", url, exc)
             article, page_url = article_from_entry(entry), url
-        if not article.language and entry is not None and entry.language:
-            article = replace(article, language=entry.language)
+        if not article.language:
+            # The source's default language, also for a URL given alone (`newsbot preview`).
+            configured = self._source_for(url, source or None)
+            default = (entry.language if entry else None) or (
+                configured.language if configured else None
+            )
+            if default:
+                article = replace(article, language=default)
         if not article.source:
             article = replace(article, source=source)
         if article.image_url and fetch_cfg.check_images:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.hashtags import HashtagPolicy
 from bot.secrets import SecretRef
 from bot.timing import Timing
 
@@ -18,6 +19,8 @@ class Outlet(BaseModel):
 
     name: str = "Newsroom"
     url: str = ""
+    #: The newsroom's hashtag steering (map, allow, deny); each target's adds to it.
+    hashtags: HashtagPolicy = HashtagPolicy()
 
 
 class TargetSettings(BaseModel):
@@ -34,6 +37,8 @@ class TargetSettings(BaseModel):
     sources: list[str] | None = None
     languages: list[str] | None = None
     max_hashtags: int = Field(default=3, ge=0, le=30)
+    #: This target's hashtag steering over the outlet's (map, allow, deny).
+    hashtags: HashtagPolicy | None = None
     timing: Timing = Timing()
     #: Jinja2 template of the post text (sandboxed); None: the platform's default layout.
     template: str | None = None
