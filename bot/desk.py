@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.attribution import AttributionMissing, check_attribution
+from bot.logs import escape_log
 from bot.store import (
     AWAITING,
     FAILED,
@@ -79,7 +80,11 @@ class Desk:
         name = word[1:].split("@")[0].lower()
         arg = rest.strip()
         if not self.allowed(user_id):
-            log.warning("refused /%s from user %s: not an allowed editor", name, user_id)
+            log.warning(
+                "refused /%s from user %s: not an allowed editor",
+                escape_log(name, 100),
+                escape_log(user_id),
+            )
             return Reply("You are not allowed to control this bot.")
         assert user_id is not None
         handlers = {
@@ -202,7 +207,7 @@ class Desk:
     async def decide(self, user_id: int | None, delivery_id: int, action: str) -> Reply:
         """An editor's answer to an approval preview: post, skip, or delay1h."""
         if not self.allowed(user_id):
-            log.warning("refused approval action from user %s", user_id)
+            log.warning("refused approval action from user %s", escape_log(user_id))
             return Reply("You are not allowed to approve posts.")
         assert user_id is not None
         if action == "post":
