@@ -97,7 +97,9 @@ class PostSandbox(SandboxedEnvironment):
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         name = getattr(__obj, "__name__", "")
-        if name in _REFUSED_METHODS and isinstance(getattr(__obj, "__self__", None), str):
+        # The sandbox hands out str.format as a wrapper without __self__: refused by name.
+        owner = getattr(__obj, "__self__", None)
+        if name in _REFUSED_METHODS and (isinstance(owner, str) or name.startswith("format")):
             raise SecurityError(f"str.{name} is not allowed in a template")
         if any(_too_big(a) for a in (*args, *kwargs.values()) if not isinstance(a, str)):
             raise SecurityError(f"an argument of {name or 'a call'} is over the template limit")
