@@ -78,6 +78,9 @@ class IngestResult:
     article_id: int | None = None
     deliveries: list[int] = field(default_factory=list)
     error: str | None = None
+    #: The article's page is still awaited (entry_only: wait, or posted from the feed entry
+    #: alone and not yet seen): the feed is read again in full at the next poll, not 304'd.
+    awaiting_page: bool = False
 
 
 def entry_keys(entry: FeedEntry) -> list[str]:
@@ -88,6 +91,11 @@ def entry_keys(entry: FeedEntry) -> list[str]:
     if entry.guid and entry.guid.strip():
         keys.append(f"guid:{entry.source}:{entry.guid.strip()}")
     return keys
+
+
+def _same_headline(a: str, b: str) -> bool:
+    """Headlines equal but for case and spacing (a feed and its page rarely differ more)."""
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
 
 
 def article_from_entry(entry: FeedEntry) -> Article:
@@ -234,10 +242,12 @@ class Pipeline:
         first_run = not state.initialized
         post_now = self._first_run_selection(entries) if first_run else None
         capped = 0
+        awaiting_pages = False
         for entry in entries:
             record_only = post_now is not None and entry not in post_now
             over_cap = not record_only and report.new >= source.max_new_per_poll
             outcome = await self.ingest_entry(entry, record_only=record_only or over_cap)
+            awaiting_pages = awaiting_pages or outcome.awaiting_page
             if outcome.kind == "new":
                 report.new += 1
             elif outcome.kind == "updated":
@@ -259,10 +269,12 @@ class Pipeline:
             )
             log.info(message, extra={"source": source.name})
             await self.store.record_event("info", "first-run", message)
+        # While a page is awaited, forget the validators: an unchanged feed must still be
+        # read so the entry is tried again (a 304 would leave it waiting for ever).
         await self._save_state(
             source.name,
-            etag=result.etag,
-            last_modified=result.last_modified,
+            etag=None if awaiting_pages else result.etag,
+            last_modified=None if awaiting_pages else result.last_modified,
             initialized=True,
             status=result.status,
             error=None,
@@ -324,13 +336,19 @@ class Pipeline:
 
     async def _ingest_entry(self, entry: FeedEntry, record_only: bool) -> IngestResult:
         keys = entry_keys(entry)
-        known = await self.store.find_article(keys)
-        if known is None and (marker := entry_only_key(entry.link)):
+        url_keys = [k for k in keys if k.startswith("url:")]
+        by_url = await self.store.find_article(url_keys) if url_keys else None
+        marker = entry_only_key(entry.link)
+        if by_url is None and marker:
             # Posted before from the feed entry alone: that post never claimed the URL's
-            # identity, so when the page appears with other content it is posted properly.
-            known = await self.store.find_article([marker])
-            if known is not None and not record_only:
-                return await self._retry_entry_only(known.id, known.article, entry, keys)
+            # identity (not even through its GUID), so when the page appears with other
+            # content it is posted properly.
+            entry_only = await self.store.find_article([marker])
+            if entry_only is not None:
+                if record_only:
+                    return IngestResult("known", entry_only.id)
+                return await self._retry_entry_only(entry_only.id, entry_only.article, entry)
+        known = by_url or await self.store.find_article(keys)
         if known is not None:
             await self.store.add_keys(known.id, keys)
             if entry.retracted and not known.retracted and self.on_retracted is not None:
@@ -348,12 +366,13 @@ class Pipeline:
             return IngestResult("failed", error=str(exc))
         except PageUnavailable as exc:  # the source waits for its pages: try at next poll
             log.warning("source %s: %s", entry.source, exc, extra={"source": entry.source})
-            return IngestResult("failed", error=str(exc))
+            return IngestResult("failed", error=str(exc), awaiting_page=True)
         if page_url is None:
             # From the feed entry alone: marked, and claiming no URL identity (a feed can
             # name a page that does not exist yet; the real article must still be posted).
             keys = [k for k in keys if not k.startswith("url:")] + [entry_only_key(entry.link)]
-            return await self._store_new(article, keys)
+            stored = await self._store_new(article, keys)
+            return replace(stored, awaiting_page=True)
         keys += self._own_keys(entry, [page_url, article.url])
         return await self._store_new(article, keys)
 
@@ -371,23 +390,27 @@ class Pipeline:
         return found.allow_hosts if found else []
 
     async def _retry_entry_only(
-        self, article_id: int, stored: Article, entry: FeedEntry, keys: list[str]
+        self, article_id: int, stored: Article, entry: FeedEntry
     ) -> IngestResult:
         """Read the page of an article posted from its feed entry alone again (with a
         growing pause per article); if it now exists with other content, post it properly."""
         now = time.monotonic()
         due, pause = self._entry_only_retry.get(article_id, (0.0, ENTRY_ONLY_RETRY))
-        if now < due or pause > ENTRY_ONLY_GIVE_UP:
+        if pause > ENTRY_ONLY_GIVE_UP:
             return IngestResult("known", article_id)
+        if now < due:
+            return IngestResult("known", article_id, awaiting_page=True)
         self._entry_only_retry[article_id] = (now + pause, pause * 2)
         try:
             article, page_url = await self.load_article(entry.link, None, entry.source)
         except Exception as exc:  # still no page: stays as posted from the entry
-            log.info("article %s: page still unavailable: %s", entry.link, exc)
-            return IngestResult("known", article_id)
+            log.info(escape_log(f"article {entry.link}: page still unavailable: {exc}"))
+            return IngestResult("known", article_id, awaiting_page=True)
         own = self._own_keys(entry, [entry.link, page_url or entry.link, article.url])
-        if (article.title, article.lead) == (stored.title, stored.lead):
-            await self.store.add_keys(article_id, own)  # the entry told the truth
+        if _same_headline(article.title, stored.title):
+            # The entry told the truth: the post stands, and now claims its URL.
+            self._entry_only_retry.pop(article_id, None)
+            await self.store.add_keys(article_id, own)
             return IngestResult("known", article_id)
         message = (
             f"article {entry.link} was posted from its feed entry alone ({stored.title!r}); "
@@ -396,6 +419,7 @@ class Pipeline:
         log.warning(escape_log(message), extra={"source": entry.source})
         await self.store.record_event("warning", "entry-only-replaced", message)
         self._entry_only_retry.pop(article_id, None)
+        await self.store.release_url(article_id, f"{entry_only_key(entry.link)}#{article_id}")
         return await self._store_new(article, own)
 
     async def ingest_url(self, url: str, source: str | None = None) -> IngestResult:

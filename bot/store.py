@@ -453,6 +453,14 @@ class Store:
             except IntegrityError:
                 continue
 
+    async def release_url(self, article_id: int, placeholder: str) -> None:
+        """Free an article's unique URL column for another article (an article posted from
+        its feed entry alone, replaced by the real page): its row keeps `placeholder`."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(articles).where(articles.c.id == article_id).values(url=placeholder)
+            )
+
     async def update_article(self, article_id: int, article: Article) -> None:
         async with self._begin() as conn:
             await conn.execute(
