@@ -378,7 +378,7 @@ class XAdapter(Adapter):
                 raise MediaError(f"image {image_url}: {exc}") from None
         else:
             data = await self._download(image_url)
-        media_type = sniff_image(data)
+        media_type = await asyncio.to_thread(sniff_image, data)  # Pillow: off the loop
         if len(data) <= self.settings.simple_upload_max and media_type in SIMPLE_TYPES:
             return await self._upload_simple(data, media_type)
         return await self._upload_chunked(data, media_type)

@@ -40,6 +40,12 @@ class SourceConfig(_Strict):
     #: Hosts (exact, or `*.suffix`) whose private or loopback addresses this source's
     #: article and image links may reach (SSRF guard; a public source may not otherwise).
     allow_hosts: list[str] = Field(default_factory=list)
+    #: New articles taken from one poll; the rest are recorded without posting and the
+    #: editors told (a source dumping 1,000 entries must not hold back the others).
+    max_new_per_poll: int = Field(default=20, ge=1, le=10_000)
+    #: When an article page cannot be read: "post" from the feed entry alone (marked as
+    #: such), or "wait" for the page (the entry is tried again at the next poll).
+    entry_only: Literal["post", "wait"] = "post"
 
     _interval = field_validator("interval", mode="before")(parse_duration)
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
+from bot.logs import escape_log
 from bot.render import RenderProblem, guard
 from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store
 
@@ -82,7 +83,11 @@ class Desk:
         name = word[1:].split("@")[0].lower()
         arg = rest.strip()
         if not self.allowed(user_id):
-            log.warning("refused /%s from user %s: not an allowed editor", name, user_id)
+            log.warning(
+                "refused /%s from user %s: not an allowed editor",
+                escape_log(name, 100),
+                escape_log(user_id),
+            )
             return Reply("You are not allowed to control this bot.", ok=False)
         assert user_id is not None
         handlers = {
@@ -216,7 +221,7 @@ class Desk:
     async def decide(self, user_id: int | None, delivery_id: int, action: str) -> Reply:
         """An editor's answer to an approval preview: post, skip, or delay1h."""
         if not self.allowed(user_id):
-            log.warning("refused approval action from user %s", user_id)
+            log.warning("refused approval action from user %s", escape_log(user_id))
             return Reply("You are not allowed to approve posts.", ok=False)
         assert user_id is not None
         note = {"post": "approved", "skip": "skipped", "delay1h": "delayed 1h"}.get(action)

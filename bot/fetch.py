@@ -271,7 +271,8 @@ async def fetch_image(
         accept="image/webp,image/jpeg,image/png,image/gif;q=0.9,*/*;q=0.1",
         check=check,
     )
-    problem = image_problem(result.content)
+    # Pillow decodes off the event loop: a crafted image must not stall other work.
+    problem = await asyncio.to_thread(image_problem, result.content)
     if problem is not None:
         raise FetchError(f"{url}: {problem}")
     return result

@@ -46,9 +46,14 @@ DB_TIMEOUT = 5.0  # seconds a scrape waits for the database before reporting new
 class Metrics:
     """The metrics of one Service. Without a store it only counts (no database gauges)."""
 
-    def __init__(self, store: Store | None = None, targets: Iterable[str] = ()) -> None:
+    def __init__(
+        self, store: Store | None = None, targets: Iterable[str] = (), sources: Iterable[str] = ()
+    ) -> None:
         self.store = store
         self.targets = list(targets)
+        #: Label values come only from configured names (a pushed URL no source covers is
+        #: "push"; anything else "other"): outside input never grows /metrics.
+        self.known_sources = frozenset(sources) | {"push"} if sources else frozenset()
         self.registry = CollectorRegistry()
         self.articles_seen = Counter(
             "newsbot_articles_seen",
@@ -84,6 +89,8 @@ class Metrics:
     # Counting (one call at each place something happens) -------------------------------
 
     def article_seen(self, source: str, outcome: str) -> None:
+        if self.known_sources and source not in self.known_sources:
+            source = "other"
         if source not in self._sources:
             if len(self._sources) >= MAX_SOURCE_LABELS:
                 source = "other"
@@ -190,6 +197,8 @@ class Metrics:
             labels=["source"],
         )
         for source, (count, last) in sorted(snap["sources"].items()):
+            if self.known_sources and source not in self.known_sources:
+                continue  # a source removed from the configuration
             failures.add_metric([source], count)
             if last is not None:
                 polled.add_metric([source], last)

@@ -21,6 +21,7 @@ from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
 from bot.followups import FollowUps
 from bot.httpserver import LoopbackServer
+from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
 from bot.store import Store
@@ -57,7 +58,9 @@ class Service:
     ) -> None:
         self.config = config
         self.store = Store(config.file.database)
-        self.metrics = Metrics(self.store, [t.name for t in config.targets])
+        self.metrics = Metrics(
+            self.store, [t.name for t in config.targets], [s.name for s in config.sources]
+        )
         self.client = make_client(config.file.fetch)
         self.adapters = build_adapters(config, fetch_image=self.download_image)
         self.followups = FollowUps(config, self.store, self.client, self.adapters, self.alert)
@@ -159,7 +162,7 @@ class Service:
         return polls, report
 
     async def on_push(self, url: str, source: str | None) -> None:
-        log.info("push: %s", url)
+        log.info("push: %s", escape_log(url))
         self._spawn(self.pipeline.ingest_url(url, source))
 
     async def post_url_now(self, url: str) -> str:

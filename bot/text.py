@@ -51,15 +51,23 @@ def trim_text(
     """
     if limit <= 0:
         return ""
-    if measure(text) <= limit:
-        return text
     if measure(ellipsis) > limit:
-        return ""
+        return text if len(text) <= limit + 1 and measure(text) <= limit else ""
+    # Never measure more than about twice what can fit: a measure may be a full parse (X's
+    # twitter-text), and a 5 MB headline must cost no more than a short one. Every measure
+    # counts at least one unit per character except X's URLs (23 units whatever their
+    # length), so galloping from `limit` characters finds an upper bound in a few steps.
+    room = limit - measure(ellipsis)
+    hi = min(len(text), limit + 1)
+    while hi < len(text) and measure(text[:hi]) <= room:
+        hi = min(len(text), hi * 2)
+    if hi == len(text) and measure(text) <= limit:
+        return text
     # Largest prefix (by characters) whose measure plus the ellipsis fits.
-    lo, hi = 0, len(text)
+    lo = 0
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if measure(text[:mid]) + measure(ellipsis) <= limit:
+        if measure(text[:mid]) <= room:
             lo = mid
         else:
             hi = mid - 1

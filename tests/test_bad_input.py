@@ -172,7 +172,7 @@ def test_unicode_patterns_match_idna_hosts() -> None:
 
 
 def test_judge_trusts_a_private_source_for_its_network_only() -> None:
-    private = Policy("intranet", trusted_network=True)
+    private = Policy("intranet", trusted_network=True, own_hosts=("127.0.0.1", "169.254.169.254"))
     public = Policy("news", trusted_network=False)
     loopback = [ipaddress.ip_address("127.0.0.1")]
     metadata = [ipaddress.ip_address("169.254.169.254")]
@@ -442,7 +442,7 @@ async def test_connections_go_to_the_address_the_guard_judged(
     url, hits = server
     port = url.rsplit(":", 1)[1]
     guard = Guard(static_resolver({"pinned.test": ["127.0.0.1"]}))
-    intranet = guard.checker(Policy("cms", trusted_network=True))
+    intranet = guard.checker(Policy("cms", trusted_network=True, own_hosts=("pinned.test",)))
     client = make_client(FetchConfig())
     try:
         result = await fetch(

@@ -191,9 +191,11 @@ class InstagramAdapter(Adapter):
         photo: bytes | None = None
         if post.image_url:
             photo = await self._photo(post)
-            if photo is not None and not check_instagram_image(photo):
+            # Pillow work (decoding, drawing the card) runs off the event loop.
+            if photo is not None and not await asyncio.to_thread(check_instagram_image, photo):
                 return post.image_url
-        card = render_card(
+        card = await asyncio.to_thread(
+            render_card,
             str(post.options.get("headline") or ""),
             self.outlet.name,
             str(post.options.get("source_line") or post.article_url),
@@ -203,7 +205,7 @@ class InstagramAdapter(Adapter):
         name = hashlib.sha256(card).hexdigest()[:24] + ".jpg"
         folder = Path(self.settings.card_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(card)
+        await asyncio.to_thread((folder / name).write_bytes, card)
         return f"{self.settings.public_base_url.rstrip('/')}/cards/{name}"
 
     async def _photo(self, post: RenderedPost) -> bytes | None:

@@ -68,6 +68,14 @@ class ArticlesMixin(StoreBase):
         except IntegrityError:
             return None
 
+    async def release_url(self, article_id: int, placeholder: str) -> None:
+        """Free an article's unique URL column for another article (an article posted from
+        its feed entry alone, replaced by the real page): its row keeps `placeholder`."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(articles).where(articles.c.id == article_id).values(url=placeholder)
+            )
+
     async def add_keys(self, article_id: int, keys: Iterable[str]) -> None:
         """Remember more identities of a known article (aliases, changed GUIDs)."""
         for key in dict.fromkeys(keys):

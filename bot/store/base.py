@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, select
@@ -34,6 +36,7 @@ class StoreBase:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            _private_sqlite_files(self.engine.url.database)
         # SQLite has one writer at a time: queueing writers here, in order, beats letting
         # dozens of pooled connections race for the file lock until busy_timeout fails one.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -70,3 +73,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """Create the SQLite file 0600 (owner only) before SQLite does, and tighten an existing
+    one: SQLite gives its -wal and -shm files the database file's mode (issue 15)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for file in (
+        path,
+        Path(f"{database}-wal"),
+        Path(f"{database}-shm"),
+        Path(f"{database}-journal"),
+    ):
+        with contextlib.suppress(OSError):
+            if file.exists():
+                file.chmod(0o600)
