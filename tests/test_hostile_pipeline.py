@@ -85,7 +85,7 @@ async def world(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
                 {"name": "own", "url": f"{server.url}/rss.xml", "language": "en", **source}
             ],
             "targets": [
-                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
             ],
         }
         config = validate(raw, environ={"T": "1:abcdef"})
