@@ -21,6 +21,9 @@ A new platform `<name>` is:
      `self.render_template(article, dialect)` when `settings.template` is set and
      `self.hashtags_for(article)` for hashtags. The core checks every render with
      `bot.render.render_for`; a post without the link never leaves.
+   - `measure(post) -> PostLength`: pure; the post's length as the platform counts it against
+     its limit (`self.measure_in(dialect, post)` for a Dialect). The desk re-checks an
+     editor's edited text with it and previews show it.
    - `send(post, *, idempotency_key=None) -> SentPost`: I/O; failures raise bot.outcomes:
      AuthFailure (credentials refused), RetryLater(wait) (rate limits), TemporaryFailure (not
      sent: 5xx, connection refused), PermanentFailure (refused for good), UncertainDelivery

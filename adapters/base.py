@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from bot.hashtags import article_hashtags
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import SetupCheck, SetupStatus
 from bot.secrets import Secret
 from bot.targets import ImageFetcher, Outlet, TargetSettings
@@ -69,7 +69,18 @@ class Adapter(ABC):
         on so a repeated send cannot post twice, the others ignore it.
         """
 
+    @abstractmethod
+    def measure(self, post: RenderedPost) -> PostLength:
+        """How long `post` is as the platform counts it, against its limit. Pure: the desk
+        re-checks an editor's edited text with it, previews show it, the contract test holds
+        every rendered post to it."""
+
     # Helpers for render() ---------------------------------------------------------------------
+
+    @staticmethod
+    def measure_in(dialect: Dialect, post: RenderedPost) -> PostLength:
+        """The usual measure: what a reader sees of the text, counted the dialect's way."""
+        return PostLength(dialect.measure(dialect.visible(post.text)), dialect.limit, dialect.unit)
 
     def hashtags_for(self, article: Article) -> list[str]:
         """The hashtags this target's posts of `article` carry (at most max_hashtags)."""

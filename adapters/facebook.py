@@ -9,7 +9,7 @@ from pydantic import Field
 
 from adapters._graph import POSTING_SCOPES, GraphClient, GraphError, graph_refusal, map_graph_error
 from adapters.base import Adapter
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import DeliveryError, SetupCheck, SetupStatus
 from bot.secrets import Secret, SecretRef
 from bot.targets import ImageFetcher, Outlet, TargetSettings
@@ -73,6 +73,9 @@ class FacebookAdapter(Adapter):
                 s.api_base, s.api_version, self.secrets["page_access_token"], s.timeout
             )
         return self._graph
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(PLAIN, post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         page = self.settings.page_id

@@ -34,7 +34,7 @@ from telegram.request import HTTPXRequest
 
 from adapters.base import Adapter
 from bot.config_types import telegram_chat_id
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
     DeliveryError,
@@ -264,6 +264,10 @@ class TelegramAdapter(Adapter):
             prefer_large_media=p.prefer_large_media or None,
             show_above_text=p.show_above_text or None,
         )
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        # A photo post's text is its caption (1,024); a text post has 4,096.
+        return self.measure_in(HTML_CAPTION if post.image_url else HTML_TEXT, post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         bot = await self._client()

@@ -32,7 +32,7 @@ from twitter_text import extract_urls, parse_tweet
 from twitter_text.regexp.invalid_chars import invalid_chars
 
 from adapters.base import Adapter
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
     DeliveryError,
@@ -78,7 +78,9 @@ def weighted_length(text: str) -> int:
     return parse_tweet(text).weightedLength
 
 
-PLAIN = Dialect("x", lambda s: s, lambda url, _label: url, lambda s: s, weighted_length, LIMIT)
+PLAIN = Dialect(
+    "x", lambda s: s, lambda url, _label: url, lambda s: s, weighted_length, LIMIT, "weighted units"
+)
 
 
 class XSettings(TargetSettings):
@@ -287,6 +289,9 @@ class XAdapter(Adapter):
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=True)
         return self._http
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(PLAIN, post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         problem = tweet_problem(post.text)

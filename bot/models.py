@@ -136,3 +136,20 @@ class SentPost:
 
     remote_id: str
     remote_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostLength:
+    """How long a post is as its platform counts it (weighted units, UTF-16 units, graphemes,
+    characters...), against the platform's limit for that kind of post."""
+
+    used: int
+    limit: int
+    unit: str = "characters"
+
+    @property
+    def fits(self) -> bool:
+        return self.used <= self.limit
+
+    def __str__(self) -> str:
+        return f"{self.used}/{self.limit} {self.unit}"

@@ -33,6 +33,8 @@ class Dialect:
     visible: Callable[[str], str]
     measure: Callable[[str], int]
     limit: int
+    #: What `measure` counts, for people reading a length ("312/280 weighted units").
+    unit: str = "characters"
 
 
 class TemplateProblem(ValueError):

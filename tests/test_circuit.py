@@ -14,7 +14,7 @@ from adapters.base import Adapter
 from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
 from bot.dispatcher import Dispatcher
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import TemporaryFailure
 from bot.store import DeliveryStatus, Store
 from tests.test_dispatcher import ScriptedAdapter, add, queue_post, raising
@@ -138,6 +138,9 @@ class GatedAdapter(Adapter):
         return RenderedPost(
             target=self.name, platform="gated", article_url=article.url, text=article.url
         )
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return PostLength(len(post.text), 10_000)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         await self.gate.wait()

@@ -113,6 +113,18 @@ def test_every_platform_is_covered() -> None:
     assert not [p for p in PLATFORMS if p.startswith("_") or p == "base"]
 
 
+async def test_measure_finds_an_overlong_post(world: World) -> None:
+    """measure() is each platform's own count: a post far over any limit never fits."""
+    post = RenderedPost(
+        target=world.adapter.name,
+        platform=world.adapter.platform,
+        article_url=ARTICLE_URL,
+        text="word " * 20_000,
+    )
+    length = world.adapter.measure(post)
+    assert not length.fits and length.used > length.limit, length
+
+
 async def test_post_carries_the_article_link(world: World) -> None:
     _, published = await send(world, article())
     assert_attributed(world.adapter, published, ARTICLE_URL)
@@ -124,6 +136,10 @@ async def test_limits_hold_for_hostile_titles(world: World, kind: str) -> None:
     # The stand-ins enforce each platform's limits as it counts them: an overlong post fails.
     post, published = await send(world, article(HOSTILE_TITLES[kind]))
     assert_attributed(world.adapter, published, ARTICLE_URL)
+    # The adapter's own measure (the desk re-checks edits with it) agrees with the stand-in.
+    length = world.adapter.measure(post)
+    assert length.fits, f"{kind}: {length}"
+    assert length.used > 0
     if post.markup == "html":
         # Markup in a title is text, never markup: it cannot smuggle in a link.
         assert not [link for link in published.links if "evil.example" in link]

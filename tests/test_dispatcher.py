@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from adapters.base import Adapter
 from bot.config import DispatchConfig
 from bot.dispatcher import Dispatcher, backoff_delay
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
     PermanentFailure,
@@ -39,6 +39,9 @@ class ScriptedAdapter(Adapter):
         return RenderedPost(
             target=self.name, platform="scripted", article_url=article.url, text=article.url
         )
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return PostLength(len(post.text), 10_000)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         step = self.script.pop(0) if self.script else (lambda p: SentPost(f"id-{len(self.sent)}"))

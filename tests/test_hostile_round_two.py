@@ -62,7 +62,9 @@ def _pipeline(tmp_path: Path, sources: list[dict]) -> Pipeline:
     raw = {
         "database": f"sqlite:///{tmp_path}/p.db",
         "sources": sources,
-        "targets": [{"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}],
+        "targets": [
+            {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
+        ],
     }
     config = validate(raw, environ={"T": "1:abcdef"})
     return Pipeline(config, Store(config.file.database), httpx.AsyncClient(), {})

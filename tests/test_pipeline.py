@@ -19,7 +19,7 @@ from starlette.routing import Route
 from adapters.base import Adapter
 from bot.config import validate
 from bot.httpserver import serve
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.pipeline import Pipeline
 from bot.store import Store
 from bot.targets import Outlet, TargetSettings
@@ -99,6 +99,9 @@ class RecordingAdapter(Adapter):
 
     def render(self, article: Article) -> RenderedPost:
         return RenderedPost(self.name, "recording", article.url, f"{article.title} {article.url}")
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return PostLength(len(post.text), 10_000)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         raise AssertionError("not used")

@@ -19,7 +19,7 @@ from pydantic import Field
 from adapters._graph import GraphClient, GraphError, graph_refusal, map_graph_error
 from adapters.base import Adapter
 from adapters.instagram.cards import check_instagram_image, render_card
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     DeliveryError,
     PermanentFailure,
@@ -126,6 +126,9 @@ class InstagramAdapter(Adapter):
                 s.api_base, s.api_version, self.secrets["access_token"], s.timeout
             )
         return self._graph
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(PLAIN, post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         graph, ig = self._client(), self.settings.ig_user_id
