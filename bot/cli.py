@@ -123,6 +123,8 @@ def explain(exc: BaseException, args: argparse.Namespace) -> CLIError | None:
     if isinstance(exc, CLIError):
         return exc
     if isinstance(exc, ConfigError):
+        if len(exc.problems) == 1:  # the usual case: one line, naming where
+            return CLIError(f"invalid configuration: {exc.problems[0]}", Exit.USAGE)
         return CLIError(f"invalid configuration: {exc}", Exit.USAGE)
     if isinstance(exc, ArgumentError | SQLAlchemyError):
         url = getattr(args, "database_url", None) or "?"
@@ -350,6 +352,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "WARNING")
     if args.db:
         args.database_url = f"sqlite:///{Path(args.db).resolve()}"
+        folder = Path(args.db).resolve().parent
+        if not folder.is_dir():
+            raise CLIError(
+                f"database {args.database_url} (--db): the folder {folder} does not exist: "
+                "create it or choose another path",
+                Exit.USAGE,
+            )
     return asyncio.run(run_demo(every=args.every, forever=args.forever, db=args.db))
 
 

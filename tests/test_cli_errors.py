@@ -130,14 +130,15 @@ def test_a_missing_config_file_is_one_line(tmp_path: Path) -> None:
 def test_a_database_in_a_missing_folder(tmp_path: Path) -> None:
     url = "sqlite:////nonexistent/dir/state.db"
     path = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", database=url)
-    run = newsbot("-c", str(path), "run", "--once")
-    one_line_error(run, Exit.RUNTIME, f"database {url}", "the folder /nonexistent/dir does not")
-    status = newsbot("status", "-c", str(path))
-    one_line_error(status, Exit.RUNTIME, "no state database at /nonexistent/dir/state.db")
-    daemon = newsbot("-c", str(path), "run")  # the daemon too, with no stray thread's traceback
-    one_line_error(daemon, Exit.RUNTIME, f"newsbot run: database {url}", "does not exist")
+    # Found when the configuration is read, before anything runs: a configuration mistake,
+    # named with its line, for every command (the daemon too, with no stray thread traceback).
+    for command in (["run", "--once"], ["status"], ["run"], ["check-config"]):
+        result = newsbot("-c", str(path), *command)
+        one_line_error(
+            result, Exit.USAGE, f"database ({path}:", "folder '/nonexistent/dir' does not exist"
+        )
     demo = newsbot("demo", "--db", "/nonexistent/dir/demo.db")
-    one_line_error(demo, Exit.RUNTIME, "database sqlite:////nonexistent/dir/demo.db", "(--db)")
+    one_line_error(demo, Exit.USAGE, "database sqlite:////nonexistent/dir/demo.db", "(--db)")
 
 
 def test_a_database_url_that_is_not_a_url(tmp_path: Path) -> None:
