@@ -32,11 +32,17 @@ async def test_a_second_decision_is_refused_naming_the_state_once(store: Store) 
     delivery_id = await delivery_in(store, DeliveryStatus.AWAITING, 1)
     desk, woken = desk_for(store, "t1")
     first = await desk.decide(EDITOR, delivery_id, "post")
-    assert first.ok and first.text == "Posting now." and woken
+    assert first.ok and woken
+    assert first.text == f"#{delivery_id} t1: posting now, decided by user 5 (id 5)."
     again = await desk.decide(EDITOR, delivery_id, "skip")
-    assert not again.ok and again.text == f"#{delivery_id} is pending: not changed."
+    # Pending (not yet sent) a post can still be skipped; once sent, nothing changes it.
+    assert again.ok and "skipped" in again.text
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == DeliveryStatus.PENDING and row.priority == 1
+    assert row is not None and row.status == DeliveryStatus.SKIPPED and row.priority == 1
+    third = await desk.decide(EDITOR, delivery_id, "post")
+    assert not third.ok
+    assert third.text.startswith(f"#{delivery_id} is skipped: not changed. Last decision: ")
+    assert "user 5 (id 5): skip" in third.text
     stranger = await desk.decide(EDITOR + 1, delivery_id, "skip")
     assert not stranger.ok
 
@@ -49,7 +55,8 @@ async def test_commands_say_whether_they_worked(store: Store) -> None:
     assert refused is not None and not refused.ok
     assert refused.text == f"#{sent} is sent: not changed."
     retried = await desk.command(EDITOR, f"/retry {failed}")
-    assert retried is not None and retried.ok and retried.text == f"#{failed} queued again."
+    assert retried is not None and retried.ok
+    assert retried.text == f"#{failed} t2: queued again, decided by user 5 (id 5)."
     missing = await desk.command(EDITOR, "/skip 999")
     assert missing is not None and not missing.ok
     unknown = await desk.command(EDITOR, "/pause nowhere")
