@@ -42,8 +42,8 @@ HELP = (
     "/find WORDS: deliveries whose post contains the words"
 )
 
-# SQLite and PostgreSQL integers end here; a larger "id" names no delivery.
-MAX_ID = 2**63 - 1
+# The id column is a 32-bit INTEGER on PostgreSQL: a larger "id" names no delivery.
+MAX_ID = 2**31 - 1
 DELAY = 3600.0
 
 
@@ -82,7 +82,7 @@ def refusal(exc: IllegalTransition) -> Reply:
 def parse_id(text: str) -> int | None:
     """A delivery number as an editor types it ("42", "#42"); None for anything else."""
     digits = text.strip().lstrip("#")
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 19:
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 10:
         return None
     value = int(digits)
     return value if 0 < value <= MAX_ID else None

@@ -28,7 +28,7 @@ from consoles.base import Console
 log = logging.getLogger("newsbot.console")
 
 # Button data as this console writes it; anything else is answered "Unknown button".
-BUTTON_DATA = re.compile(r"d:(\d{1,19}):(post|skip|edit|delay1h)")
+BUTTON_DATA = re.compile(r"d:(\d{1,10}):(post|skip|edit|delay1h)")
 RECORD_WINDOW = 7 * 86400  # previews whose record is kept up to date (seconds)
 
 BUTTONS = (("Post now", "post"), ("Skip", "skip"), ("Edit text", "edit"), ("Delay 1h", "delay1h"))
