@@ -411,6 +411,58 @@ EXIT_CODES_HELP = (
 )
 
 
+def cmd_desk(args: argparse.Namespace) -> int:
+    """`newsbot retry|skip|sent|schedule|history`: the editors' desk operations (the same
+    code as the editors' chat), for newsrooms without an editors' chat."""
+    import getpass
+
+    from bot.desk import Desk, Editor
+    from bot.store import Store
+
+    config = _load(args, resolve_secrets=False)
+    url = config.file.database
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        raise CLIError(f"no state database at {path} ({_safe_db(url)}): nothing to change")
+    name = getpass.getuser()
+    editor = Editor(f"cli:{name}", name)
+
+    async def unavailable(_: str) -> str:
+        return "not available on the command line"
+
+    async def main() -> int:
+        store = Store(url)
+        try:
+            targets = [t.name for t in config.targets]
+            desk = Desk(
+                store,
+                targets,
+                dict.fromkeys(targets, True),
+                set(),
+                unavailable,
+                unavailable,
+                lambda: None,
+                tz=config.timezone,
+            )
+            if args.command == "history":
+                reply = await desk.history(args.limit)
+            elif args.command == "retry":
+                reply = await desk.retry(editor, args.id)
+            elif args.command == "skip":
+                reply = await desk.skip(editor, args.id)
+            elif args.command == "sent":
+                reply = await desk.mark_sent(editor, args.id, args.link)
+            else:
+                reply = await desk.command(editor, f"/schedule {args.id} {' '.join(args.when)}")
+                assert reply is not None
+        finally:
+            await store.close()
+        print(reply.text)
+        return 0 if reply.ok else int(Exit.RUNTIME)
+
+    return asyncio.run(main())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbot",
@@ -475,6 +527,23 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--limit", type=int, default=15, metavar="N", help="recent deliveries to list (15)"
     )
+
+    for name, summary in (
+        ("retry", "send a failed or uncertain delivery again (check the channel first)"),
+        ("skip", "never post a delivery that has not been sent"),
+        ("sent", "mark an uncertain delivery as posted (you checked the channel)"),
+        ("schedule", "post a waiting delivery at a time in the newsroom's zone"),
+    ):
+        desk_cmd = command(name, cmd_desk, summary, f"The editors' /{name}, recorded as yours.")
+        desk_cmd.add_argument("id", type=int, help="the delivery number (see `newsbot status`)")
+        if name == "sent":
+            desk_cmd.add_argument("link", nargs="?", help="the published post's link")
+        if name == "schedule":
+            desk_cmd.add_argument("when", nargs="+", help="HH:MM or YYYY-MM-DD HH:MM")
+    history = command(
+        "history", cmd_desk, "the editors' last decisions", "Who decided what, and when."
+    )
+    history.add_argument("--limit", type=int, default=20, metavar="N", help="decisions (20)")
 
     demo = command(
         "demo",

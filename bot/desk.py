@@ -1,20 +1,27 @@
-"""The editors' desk: what an editor can see and do, independent of the chat it is done from.
+"""The editors' desk: what an editor can see and do, independent of where it is done from
+(the editors' Telegram chat, the command line, the web desk). ONE implementation of every
+operation: each takes the acting editor and returns a Reply.
 
 Commands: /status, /queue, /pause [target], /resume [target], /skip ID, /retry ID,
-/post URL, /preview URL, and decisions on posts awaiting approval (post now, skip,
-edit text, delay). Every action is checked against the allowed user ids and recorded.
+/sent ID [link], /schedule ID WHEN, /delay ID, /postnow ID, /post URL, /preview URL,
+/history [N], /find WORDS; and the buttons of an approval preview (post now, skip, edit
+text, delay 1h). Every decision is recorded with the editor's name and id and the time.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from bot.logs import escape_log
+from bot.models import PostLength, RenderedPost
 from bot.render import RenderProblem, guard
 from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store
+from bot.store.events import PREVIEW_SHOWN, PREVIEWED
 
 log = logging.getLogger("newsbot.desk")
 
@@ -23,20 +30,46 @@ HELP = (
     "/queue: what waits to be posted\n"
     "/pause [target]: stop posting (all targets if none named)\n"
     "/resume [target]: start again\n"
-    "/skip ID: never post this delivery\n"
+    "/postnow ID: post a waiting, delayed or scheduled post now\n"
+    "/delay ID: post it one hour from now\n"
+    "/schedule ID HH:MM (or YYYY-MM-DD HH:MM): post it then, in the newsroom's time zone\n"
+    "/skip ID: never post this delivery (bring it back with /post URL)\n"
     "/retry ID: send a failed or uncertain delivery again (check the channel first)\n"
-    "/post URL: post an article now\n"
-    "/preview URL: show how each target would post it"
+    "/sent ID [link]: an uncertain delivery did go out: mark it posted\n"
+    "/post URL: post an article now (also one skipped or recorded on the first run)\n"
+    "/preview URL: show how each target would post it\n"
+    "/history [N]: the last N decisions\n"
+    "/find WORDS: deliveries whose post contains the words"
 )
+
+# The id column is a 32-bit INTEGER on PostgreSQL: a larger "id" names no delivery.
+MAX_ID = 2**31 - 1
+DELAY = 3600.0
+
+
+@dataclass(frozen=True)
+class Editor:
+    """Who acts: their id where they act (a Telegram user id, "web:alice", "cli:root") and
+    the name shown in the record."""
+
+    id: int | str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (id {self.id})"
 
 
 @dataclass(frozen=True)
 class Reply:
     """The desk's answer. `ok` says whether the action was done; a console never reads that
-    from the wording."""
+    from the wording. `html`: the text is Telegram-style HTML (a preview), else plain."""
 
     text: str
     ok: bool = True
+    html: bool = False
+
+
+Who = Editor | int | None
 
 
 def refusal(exc: IllegalTransition) -> Reply:
@@ -46,6 +79,37 @@ def refusal(exc: IllegalTransition) -> Reply:
     return Reply(f"#{exc.delivery_id} is {exc.current}: not changed.", ok=False)
 
 
+def parse_id(text: str) -> int | None:
+    """A delivery number as an editor types it ("42", "#42"); None for anything else."""
+    digits = text.strip().lstrip("#")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 10:
+        return None
+    value = int(digits)
+    return value if 0 < value <= MAX_ID else None
+
+
+def parse_when(text: str, tz: tzinfo, now: float) -> float | str:
+    """ "HH:MM" (today, or tomorrow if that time has passed) or "YYYY-MM-DD HH:MM", in the
+    newsroom's zone, as a timestamp; or one line saying what is wrong."""
+    text = " ".join(text.split())
+    local_now = datetime.fromtimestamp(now, tz)
+    try:
+        if re.fullmatch(r"\d{1,2}:\d{2}", text):
+            hour, minute = (int(x) for x in text.split(":"))
+            at = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if at.timestamp() <= now:
+                at = (local_now + timedelta(days=1)).replace(
+                    hour=hour, minute=minute, second=0, microsecond=0
+                )
+        elif re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}", text):
+            at = datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=tz)
+        else:
+            return "Give a time as HH:MM or YYYY-MM-DD HH:MM, e.g. /schedule 42 18:30"
+    except ValueError:
+        return f"No such time: {text}"
+    return at.timestamp()
+
+
 class Desk:
     def __init__(
         self,
@@ -53,9 +117,12 @@ class Desk:
         targets: Sequence[str],
         hyperlinks: dict[str, bool],
         allowed_users: set[int],
-        post_url: Callable[[str], Awaitable[str]],
-        preview_url: Callable[[str], Awaitable[str]],
+        post_url: Callable[[str], Awaitable[str | Reply]],
+        preview_url: Callable[[str], Awaitable[str | Reply]],
         wake: Callable[[], None],
+        *,
+        tz: tzinfo = UTC,
+        measure: dict[str, Callable[[RenderedPost], PostLength]] | None = None,
     ) -> None:
         self.store = store
         self.targets = list(targets)
@@ -64,55 +131,106 @@ class Desk:
         self.post_url = post_url
         self.preview_url = preview_url
         self.wake = wake
+        self.tz = tz
+        # Each target's own length count against its limit (the adapters' measure()).
+        self.measure = measure or {}
 
-    def allowed(self, user_id: int | None) -> bool:
-        return user_id is not None and user_id in self.allowed_users
+    def when(self, ts: float | None) -> str:
+        """A time as editors read it: in the newsroom's zone, with the zone's name."""
+        if ts is None:
+            return "-"
+        return datetime.fromtimestamp(ts, self.tz).strftime("%Y-%m-%d %H:%M %Z")
 
-    async def _record(self, user_id: int, action: str, delivery_id: int | None = None) -> None:
-        await self.store.record_event(
-            "info", "editor", f"user {user_id}: {action}", delivery_id=delivery_id
+    def allowed(self, who: Who) -> bool:
+        """Chat users must be listed in allowed_user_ids; an Editor with a text id comes from
+        a front end that authenticated it (the web desk's login, the shell for the CLI)."""
+        if isinstance(who, Editor):
+            return isinstance(who.id, str) or who.id in self.allowed_users
+        return who is not None and who in self.allowed_users
+
+    @staticmethod
+    def editor(who: Who) -> Editor:
+        if isinstance(who, Editor):
+            return who
+        return Editor(who if who is not None else 0, f"user {who}")
+
+    async def _record(self, who: Editor, action: str, delivery: Delivery | None = None) -> None:
+        await self.store.record_decision(
+            delivery.id if delivery else None,
+            delivery.target if delivery else None,
+            str(who),
+            action,
         )
+
+    async def _load(self, delivery_id: int) -> Delivery | Reply:
+        if not 0 < delivery_id <= MAX_ID:
+            return Reply(f"No delivery #{delivery_id}.", ok=False)
+        delivery = await self.store.delivery(delivery_id)
+        return delivery if delivery is not None else Reply(f"No delivery #{delivery_id}.", ok=False)
+
+    async def who_decided(self, delivery_id: int) -> str | None:
+        """The latest decision on a delivery, as one line: what, who, when."""
+        found = await self.store.decisions(1, delivery_id)
+        if not found:
+            return None
+        event = found[0]
+        return f"{event['message']} at {self.when(event['at'])}"
 
     # Commands ------------------------------------------------------------------------------
 
-    async def command(self, user_id: int | None, text: str) -> Reply | None:
+    async def command(self, who: Who, text: str) -> Reply | None:
         """Answer one command message. Strangers get a refusal and nothing happens."""
         if not text.startswith("/"):
             return None
         word, _, rest = text.strip().partition(" ")
         name = word[1:].split("@")[0].lower()
         arg = rest.strip()
-        if not self.allowed(user_id):
+        if not self.allowed(who):
             log.warning(
                 "refused /%s from user %s: not an allowed editor",
                 escape_log(name, 100),
-                escape_log(user_id),
+                escape_log(who.id if isinstance(who, Editor) else who, 100),
             )
             return Reply("You are not allowed to control this bot.", ok=False)
-        assert user_id is not None
-        handlers = {
+        editor = self.editor(who)
+        handlers: dict[str, Callable[[Editor, str], Awaitable[Reply]]] = {
             "status": self._status,
             "queue": self._queue,
             "pause": self._pause,
             "resume": self._resume,
-            "skip": self._skip,
-            "retry": self._retry,
+            "skip": self._by_id(self.skip),
+            "retry": self._by_id(self.retry),
+            "postnow": self._by_id(self.post_now),
+            "delay": self._by_id(self.delay),
+            "sent": self._sent,
+            "schedule": self._schedule,
             "post": self._post,
             "preview": self._preview,
+            "history": self._history,
+            "find": self._find,
             "help": self._help,
             "start": self._help,
         }
         handler = handlers.get(name)
         if handler is None:
-            return Reply(f"Unknown command /{name}.\n\n{HELP}", ok=False)
-        reply = await handler(arg)
-        await self._record(user_id, f"/{name} {arg}".strip())
-        return reply
+            return Reply(f"Unknown command /{name[:40]}.\n\n{HELP}", ok=False)
+        return await handler(editor, arg)
 
-    async def _help(self, _: str) -> Reply:
+    def _by_id(
+        self, operation: Callable[[Editor, int], Awaitable[Reply]]
+    ) -> Callable[[Editor, str], Awaitable[Reply]]:
+        async def handler(editor: Editor, arg: str) -> Reply:
+            delivery_id = parse_id(arg)
+            if delivery_id is None:
+                return Reply("Give a delivery number, e.g. /skip 42", ok=False)
+            return await operation(editor, delivery_id)
+
+        return handler
+
+    async def _help(self, _: Editor, __: str) -> Reply:
         return Reply(HELP)
 
-    async def _status(self, _: str) -> Reply:
+    async def _status(self, _: Editor, __: str) -> Reply:
         counts = await self.store.counts()
         paused = await self.store.paused_targets()
         lines = []
@@ -128,15 +246,15 @@ class Desk:
             lines.append(f"#{d.id} {d.target} {d.status}: {d.post.article_url}")
         return Reply("\n".join(lines))
 
-    async def _queue(self, _: str) -> Reply:
+    async def _queue(self, _: Editor, __: str) -> Reply:
         rows = await self.store.queue(30)
         if not rows:
             return Reply("Nothing is waiting.")
         lines = []
         for d in rows:
-            when = time.strftime("%H:%M", time.gmtime(d.next_attempt_at))
             lines.append(
-                f"#{d.id} {d.target} {d.status} (not before {when} UTC): {d.post.article_url}"
+                f"#{d.id} {d.target} {d.status} (not before {self.when(d.next_attempt_at)}):"
+                f" {d.post.article_url}"
             )
         return Reply("\n".join(lines))
 
@@ -144,62 +262,190 @@ class Desk:
         if not arg:
             return self.targets
         if arg not in self.targets:
-            return f"No target {arg!r}. Targets: {', '.join(self.targets)}"
+            return f"No target {escape_log(arg, 80)!r}. Targets: {', '.join(self.targets)}"
         return [arg]
 
-    async def _pause(self, arg: str) -> Reply:
+    async def _pause(self, editor: Editor, arg: str) -> Reply:
         names = self._targets_from(arg)
         if isinstance(names, str):
             return Reply(names, ok=False)
         for name in names:
-            await self.store.set_paused(name, True, "paused by an editor")
+            await self.store.set_paused(name, True, f"paused by {editor}")
+        await self._record(editor, f"paused {', '.join(names)}")
         return Reply(f"Paused: {', '.join(names)}")
 
-    async def _resume(self, arg: str) -> Reply:
+    async def _resume(self, editor: Editor, arg: str) -> Reply:
         names = self._targets_from(arg)
         if isinstance(names, str):
             return Reply(names, ok=False)
         for name in names:
             await self.store.set_paused(name, False, "")
+        await self._record(editor, f"resumed {', '.join(names)}")
         self.wake()
         return Reply(f"Resumed: {', '.join(names)}")
 
-    async def _delivery(self, arg: str) -> Delivery | str:
-        if not arg.lstrip("#").isdigit():
-            return "Give a delivery number, e.g. /skip 42"
-        delivery = await self.store.delivery(int(arg.lstrip("#")))
-        return delivery if delivery is not None else f"No delivery #{arg}"
+    async def _sent(self, editor: Editor, arg: str) -> Reply:
+        raw_id, _, link = arg.partition(" ")
+        delivery_id = parse_id(raw_id)
+        if delivery_id is None:
+            return Reply("Give a delivery number, e.g. /sent 42 https://t.me/chan/7", ok=False)
+        link = link.strip()
+        if link and not link.startswith(("http://", "https://")):
+            return Reply("The link must start with https://", ok=False)
+        return await self.mark_sent(editor, delivery_id, link or None)
 
-    async def _skip(self, arg: str) -> Reply:
-        found = await self._delivery(arg)
-        if isinstance(found, str):
-            return Reply(found, ok=False)
-        try:
-            await self.store.skip(found.id, "skipped by an editor")
-        except IllegalTransition as exc:
-            return refusal(exc)
-        return Reply(f"#{found.id} skipped.")
+    async def _schedule(self, editor: Editor, arg: str) -> Reply:
+        raw_id, _, when = arg.partition(" ")
+        delivery_id = parse_id(raw_id)
+        if delivery_id is None:
+            return Reply("Give a delivery number and a time, e.g. /schedule 42 18:30", ok=False)
+        at = parse_when(when, self.tz, time.time())
+        if isinstance(at, str):
+            return Reply(at, ok=False)
+        return await self.schedule(editor, delivery_id, at)
 
-    async def _retry(self, arg: str) -> Reply:
-        found = await self._delivery(arg)
-        if isinstance(found, str):
-            return Reply(found, ok=False)
-        try:
-            await self.store.requeue(found.id, "retried by an editor")
-        except IllegalTransition as exc:
-            return refusal(exc)
-        self.wake()
-        return Reply(f"#{found.id} queued again.")
-
-    async def _post(self, arg: str) -> Reply:
+    async def _post(self, editor: Editor, arg: str) -> Reply:
         if not arg.startswith(("http://", "https://")):
             return Reply("Give the article URL, e.g. /post https://site/news/1", ok=False)
-        return Reply(await self.post_url(arg))
+        answer = await self.post_url(arg)
+        reply = answer if isinstance(answer, Reply) else Reply(answer)
+        await self.store.record_decision(None, None, str(editor), f"/post {arg}: {reply.text}")
+        return reply
 
-    async def _preview(self, arg: str) -> Reply:
+    async def _preview(self, _: Editor, arg: str) -> Reply:
         if not arg.startswith(("http://", "https://")):
             return Reply("Give the article URL, e.g. /preview https://site/news/1", ok=False)
-        return Reply(await self.preview_url(arg))
+        answer = await self.preview_url(arg)
+        return answer if isinstance(answer, Reply) else Reply(answer)
+
+    async def _history(self, _: Editor, arg: str) -> Reply:
+        return await self.history(
+            int(arg) if arg.isascii() and arg.isdigit() and len(arg) < 4 else 10
+        )
+
+    async def _find(self, _: Editor, arg: str) -> Reply:
+        return await self.find(arg.split())
+
+    # The operations (one implementation for the chat, the web desk and the CLI) ----------
+
+    async def _settle(
+        self, editor: Editor, delivery_id: int, what: str, act: Callable[[Delivery], Awaitable[str]]
+    ) -> Reply:
+        """Load, act, record who did what; a refused move names the current state and, if
+        another editor decided, who and when."""
+        found = await self._load(delivery_id)
+        if isinstance(found, Reply):
+            return found
+        try:
+            done = await act(found)
+        except IllegalTransition as exc:
+            reply = refusal(exc)
+            earlier = await self.who_decided(delivery_id)
+            if earlier:
+                reply = Reply(f"{reply.text} Last decision: {earlier}.", ok=False)
+            return reply
+        await self._record(editor, f"{what} #{delivery_id}", found)
+        return Reply(f"#{delivery_id} {found.target}: {done}, decided by {editor}.")
+
+    async def post_now(self, who: Who, delivery_id: int) -> Reply:
+        """Approve a waiting post, or bring a delayed/scheduled one forward: due now, first."""
+
+        async def act(d: Delivery) -> str:
+            if d.status == DeliveryStatus.AWAITING:
+                await self.store.approve(d.id, f"approved by {self.editor(who)}", priority=1)
+            else:
+                await self.store.post_now(d.id)
+            self.wake()
+            return "posting now"
+
+        return await self._guarded(who, delivery_id, "post now", act)
+
+    async def delay(self, who: Who, delivery_id: int, seconds: float = DELAY) -> Reply:
+        return await self.schedule(who, delivery_id, time.time() + seconds, "delayed 1h")
+
+    async def schedule(
+        self, who: Who, delivery_id: int, at: float, what: str | None = None
+    ) -> Reply:
+        """Post at `at` (a waiting post is approved for then; a queued one moves)."""
+        label = what or f"scheduled for {self.when(at)}"
+
+        async def act(d: Delivery) -> str:
+            if d.status == DeliveryStatus.AWAITING:
+                await self.store.approve(d.id, f"{label} by {self.editor(who)}", not_before=at)
+            else:
+                await self.store.reschedule(d.id, at)
+            self.wake()
+            return f"{label} (posts at {self.when(at)})" if what else label
+
+        return await self._guarded(who, delivery_id, label, act)
+
+    async def skip(self, who: Who, delivery_id: int) -> Reply:
+        async def act(d: Delivery) -> str:
+            note = f"skipped by {self.editor(who)}"
+            if d.status == DeliveryStatus.AWAITING:
+                await self.store.decline(d.id, note)
+            else:
+                await self.store.skip(d.id, note)
+            return "skipped"
+
+        return await self._guarded(who, delivery_id, "skip", act)
+
+    async def retry(self, who: Who, delivery_id: int) -> Reply:
+        """Send a failed or uncertain delivery again (never a skipped one: /post URL)."""
+
+        async def act(d: Delivery) -> str:
+            await self.store.requeue(d.id, f"retried by {self.editor(who)}")
+            self.wake()
+            return "queued again"
+
+        reply = await self._guarded(who, delivery_id, "retry", act)
+        if not reply.ok and " is skipped" in reply.text:
+            return Reply(f"{reply.text} A skipped post comes back only with /post URL.", ok=False)
+        return reply
+
+    async def mark_sent(self, who: Who, delivery_id: int, link: str | None = None) -> Reply:
+        """An uncertain delivery did go out (an editor checked the channel)."""
+
+        async def act(d: Delivery) -> str:
+            await self.store.confirm_sent(d.id, link, f"marked sent by {self.editor(who)}")
+            return "marked sent" + (f" ({link})" if link else "")
+
+        return await self._guarded(who, delivery_id, "mark sent", act)
+
+    async def _guarded(
+        self, who: Who, delivery_id: int, what: str, act: Callable[[Delivery], Awaitable[str]]
+    ) -> Reply:
+        if not self.allowed(who):
+            log.warning("refused %s from user %s", what, escape_log(self.editor(who).id, 100))
+            return Reply("You are not allowed to do that.", ok=False)
+        return await self._settle(self.editor(who), delivery_id, what, act)
+
+    async def history(self, limit: int = 10) -> Reply:
+        rows = await self.store.decisions(max(1, min(limit, 100)))
+        if not rows:
+            return Reply("No decisions yet.")
+        lines = [
+            f"{self.when(e['at'])} "
+            + (f"#{e['delivery_id']} " if e["delivery_id"] else "")
+            + (e["message"] if e["kind"] == "decision" else f"approval timeout: {e['message']}")
+            for e in rows
+        ]
+        return Reply("\n".join(lines))
+
+    async def find(self, words: Sequence[str]) -> Reply:
+        words = [w for w in words if w][:10]
+        if not words:
+            return Reply("Give words to look for, e.g. /find budget", ok=False)
+        found = await self.store.find_deliveries(words)
+        if not found:
+            return Reply("Nothing found.")
+        return Reply(
+            "\n".join(
+                f"#{d.id} {d.target} {d.status} {self.when(d.sent_at or d.updated_at)}:"
+                f" {d.post.article_url}"
+                for d in found
+            )
+        )
 
     # Approval ------------------------------------------------------------------------------
 
@@ -213,46 +459,25 @@ class Desk:
 
     async def awaiting_delivery(self, delivery_id: int) -> Delivery | None:
         """The delivery if it still waits for approval (to show its preview again)."""
-        delivery = await self.store.delivery(delivery_id)
-        if delivery is None or delivery.status != DeliveryStatus.AWAITING:
+        found = await self._load(delivery_id)
+        if isinstance(found, Reply) or found.status != DeliveryStatus.AWAITING:
             return None
-        return delivery
+        return found
 
-    async def decide(self, user_id: int | None, delivery_id: int, action: str) -> Reply:
+    async def decide(self, who: Who, delivery_id: int, action: str) -> Reply:
         """An editor's answer to an approval preview: post, skip, or delay1h."""
-        if not self.allowed(user_id):
-            log.warning("refused approval action from user %s", escape_log(user_id))
-            return Reply("You are not allowed to approve posts.", ok=False)
-        assert user_id is not None
-        note = {"post": "approved", "skip": "skipped", "delay1h": "delayed 1h"}.get(action)
-        if note is None:
-            return Reply(f"Unknown action {action!r}", ok=False)
-        note = f"{note} by {user_id}"
-        try:
-            if action == "post":
-                await self.store.approve(delivery_id, note, priority=1)
-                self.wake()
-            elif action == "skip":
-                await self.store.decline(delivery_id, note)
-            else:
-                await self.store.approve(delivery_id, note, not_before=time.time() + 3600)
-        except IllegalTransition as exc:
-            reply = refusal(exc)
-        else:
-            reply = Reply(
-                {"post": "Posting now.", "skip": "Skipped.", "delay1h": "Delayed by one hour."}[
-                    action
-                ]
-            )
-        await self._record(user_id, f"{action} #{delivery_id}", delivery_id)
-        return reply
+        operation = {"post": self.post_now, "skip": self.skip, "delay1h": self.delay}.get(action)
+        if operation is None:
+            return Reply(f"Unknown action {escape_log(action, 40)!r}", ok=False)
+        return await operation(who, delivery_id)
 
-    async def edit_text(self, user_id: int | None, delivery_id: int, text: str) -> Reply:
-        """Replace an awaiting post's text; it must still carry the article link."""
-        if not self.allowed(user_id):
+    async def edit_text(self, who: Who, delivery_id: int, text: str) -> Reply:
+        """Replace an awaiting post's text; it must still carry the article link and fit
+        the platform's limit as the platform counts it."""
+        if not self.allowed(who):
             return Reply("You are not allowed to edit posts.", ok=False)
-        delivery = await self.store.delivery(delivery_id)
-        if delivery is None or delivery.status != DeliveryStatus.AWAITING:
+        delivery = await self.awaiting_delivery(delivery_id)
+        if delivery is None:
             return Reply(f"#{delivery_id} is not waiting for approval.", ok=False)
         hyperlinks = self.hyperlinks.get(delivery.target, True)
         # Every renderer ends a post with its link block; an edit without the link keeps it.
@@ -265,6 +490,80 @@ class Desk:
             return Reply(
                 f"Not saved: the post must keep the link {delivery.post.article_url}", ok=False
             )
+        measure = self.measure.get(delivery.target)
+        if measure is not None:
+            length = measure(edited)
+            if not length.fits:
+                return Reply(
+                    f"Not saved: too long for {delivery.target}: {length}. Shorten it and send"
+                    " it again.",
+                    ok=False,
+                )
         await self.store.update_payload(delivery_id, edited)
-        await self._record(user_id or 0, f"edited #{delivery_id}", delivery_id)
+        await self._record(self.editor(who), f"edited text of #{delivery_id}", delivery)
         return Reply("Text updated. Press Post now to publish it.")
+
+    # The preview as the record -------------------------------------------------------------
+
+    def record_line(self, delivery: Delivery, decision: dict[str, object] | None) -> str:
+        """What happened to a previewed post, who decided and when, and where it went
+        (plain text; a console formats it)."""
+        status = delivery.status
+        if status == DeliveryStatus.SENT:
+            state = f"POSTED {self.when(delivery.sent_at)}" + (
+                f": {delivery.remote_url}" if delivery.remote_url else ""
+            )
+        elif status == DeliveryStatus.PENDING:
+            state = f"QUEUED, posts at {self.when(delivery.next_attempt_at)} or soon after"
+        elif status == DeliveryStatus.SENDING:
+            state = "BEING POSTED"
+        elif status == DeliveryStatus.UNCERTAIN:
+            state = (
+                f"UNCERTAIN: check {delivery.target}, then /sent {delivery.id} [link] or"
+                f" /retry {delivery.id}"
+            )
+        else:
+            state = str(status).upper() + (
+                f": {delivery.last_error}"
+                if status == DeliveryStatus.FAILED and delivery.last_error
+                else ""
+            )
+        if decision is None:
+            return state
+        at = decision["at"]
+        who = (
+            f"no editor answered: {decision['message']}"
+            if decision["kind"] != "decision"
+            else str(decision["message"])
+        )
+        return f"{state}\n{who} at {self.when(at if isinstance(at, float) else None)}"
+
+    async def preview_records(self, since: float) -> list[tuple[Delivery, str, str, bool]]:
+        """Previews shown since `since` whose message no longer says what happened:
+        (delivery, where the preview is, the record line, whether nobody decided in time).
+        A console replaces the preview's buttons with the line, then calls
+        `record_shown` so each change is shown once (across restarts and leaders)."""
+        shown: dict[int, str] = {}
+        for event in await self.store.preview_events(PREVIEW_SHOWN, since):
+            shown[int(event["delivery_id"])] = str(event["message"])
+        due = []
+        for event in await self.store.preview_events(PREVIEWED, since):
+            delivery = await self.store.delivery(int(event["delivery_id"]))
+            if delivery is None or delivery.status == DeliveryStatus.AWAITING:
+                continue
+            key = f"{delivery.status}|{delivery.remote_url or ''}|{delivery.next_attempt_at}"
+            if shown.get(delivery.id) == key:
+                continue
+            decisions = await self.store.decisions(1, delivery.id)
+            decision = decisions[0] if decisions else None
+            timed_out = (
+                decision is not None and decision["kind"] != "decision" and delivery.id not in shown
+            )
+            line = self.record_line(delivery, decision)
+            due.append((delivery, str(event["message"]), line, timed_out))
+            shown[delivery.id] = key
+        return due
+
+    async def record_shown(self, delivery: Delivery) -> None:
+        key = f"{delivery.status}|{delivery.remote_url or ''}|{delivery.next_attempt_at}"
+        await self.store.record_event("info", PREVIEW_SHOWN, key, delivery.target, delivery.id)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from adapters import adapter_class
 from bot.config import Config, SourceConfig
-from bot.desk import Desk
+from bot.desk import Desk, Reply
 from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
 from bot.followups import FollowUps
@@ -24,7 +26,7 @@ from bot.httpserver import LoopbackServer
 from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
-from bot.store import Store
+from bot.store import DeliveryStatus, IllegalTransition, Store
 from bot.web import create_app
 from consoles import console_class
 from consoles.base import Console
@@ -32,6 +34,9 @@ from consoles.base import Console
 if TYPE_CHECKING:
     from adapters import Adapter  # the registry's name for adapters.base.Adapter
     from bot.targets import ImageFetcher
+
+# What /retry takes back (a skipped post comes back only through /post URL).
+RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN)
 
 log = logging.getLogger("newsbot")
 
@@ -93,6 +98,8 @@ class Service:
             self.post_url_now,
             self.preview_url,
             self.wake,
+            tz=config.timezone,
+            measure={name: a.measure for name, a in self.adapters.items()},
         )
         self.console: Console | None = None
         if config.editors is not None:
@@ -165,25 +172,75 @@ class Service:
         log.info("push: %s", escape_log(url))
         self._spawn(self.pipeline.ingest_url(url, source))
 
-    async def post_url_now(self, url: str) -> str:
-        """An editor's /post URL: ingest now, breaking the usual delays."""
+    async def post_url_now(self, url: str) -> Reply:
+        """An editor's /post URL: ingest now, breaking the usual delays. A known article's
+        skipped or first-run (backlog) posts come back, through approval where the rule asks
+        for it; a target it never had a row for gets one."""
         result = await self.pipeline.ingest_url(url)
         if result.kind == "new":
-            return f"Queued for {len(result.deliveries)} target(s)."
-        if result.kind == "failed":
-            return f"Could not post: {result.error}"
-        return "Already known: it was posted (or recorded) before. Use /retry ID to resend."
+            return Reply(f"Queued for {len(result.deliveries)} target(s).")
+        if result.kind == "failed" or result.article_id is None:
+            return Reply(f"Could not post: {result.error}", ok=False)
+        return await self._bring_back(result.article_id)
 
-    async def preview_url(self, url: str) -> str:
+    async def _bring_back(self, article_id: int) -> Reply:
+        stored = await self.store.article_by_id(article_id)
+        if stored is None:
+            return Reply(f"Could not post: article {article_id} is gone.", ok=False)
+        existing = {d.target: d for d in await self.store.deliveries_for_article(article_id)}
+        lines, queued = [], False
+        for planned in self.pipeline.plan_deliveries(stored.article):
+            target = planned.post.target
+            awaiting = planned.status == DeliveryStatus.AWAITING
+            row = existing.get(target)
+            if planned.status == DeliveryStatus.FAILED:
+                lines.append(f"{target}: cannot be posted: {planned.error}")
+            elif row is None:
+                (delivery_id,) = await self.store.add_deliveries(
+                    article_id, [replace(planned, priority=1)]
+                )
+                lines.append(f"#{delivery_id} {target}: " + self._back_state(awaiting))
+                queued = True
+            elif row.status in (DeliveryStatus.SKIPPED, DeliveryStatus.BACKLOG):
+                try:
+                    await self.store.revive(row.id, "posted by an editor", awaiting=awaiting)
+                except IllegalTransition as exc:
+                    lines.append(f"#{row.id} {target}: {exc.current}, not changed")
+                    continue
+                lines.append(f"#{row.id} {target}: " + self._back_state(awaiting))
+                queued = True
+            else:
+                hint = " (/retry it)" if row.status in RETRYABLE else ""
+                lines.append(f"#{row.id} {target}: already {row.status}{hint}")
+        if queued:
+            self.wake()
+        if not lines:
+            return Reply("No target takes this article (no rule routes it).", ok=False)
+        return Reply("\n".join(lines), ok=queued)
+
+    @staticmethod
+    def _back_state(awaiting: bool) -> str:
+        return "waits for approval" if awaiting else "queued to post now"
+
+    async def preview_url(self, url: str) -> Reply:
+        """Each target's post as its platform would show it: Telegram's HTML as formatting,
+        plain-text platforms as plain text, with the platform's own length count."""
         try:
             article, _ = await self.pipeline.load_article(url)
         except Exception as exc:
-            return f"Could not load {url}: {exc}"
-        blocks = [f"{article.title}\n{article.url}"]
+            return Reply(html.escape(f"Could not load {url}: {exc}"), ok=False, html=True)
+        blocks = [f"<b>{html.escape(article.title)}</b>\n{html.escape(article.url)}"]
         for name, post, problem in self.pipeline.render_all(article):
-            text = post.text if post is not None else ""
-            blocks.append(f"— {name}:\n{text}" + (f"\n({problem})" if problem else ""))
-        return "\n\n".join(blocks)
+            head = f"— <b>{html.escape(name)}</b>"
+            if post is not None:
+                adapter = self.adapters[name]
+                head += f" ({html.escape(str(adapter.measure(post)))})"
+                body = post.text if post.markup == "html" else html.escape(post.text)
+            else:
+                body = ""
+            note = f"\n<i>({html.escape(problem)})</i>" if problem else ""
+            blocks.append(f"{head}:\n{body}{note}")
+        return Reply("\n\n".join(blocks), html=True)
 
     async def readiness(self) -> dict[str, bool]:
         return {

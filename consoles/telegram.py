@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import html
 import logging
+import re
+import time
 import warnings
 from typing import Any
 
@@ -16,13 +18,18 @@ from telegram.error import InvalidToken, RetryAfter, TelegramError
 
 from adapters.telegram import verify_chat
 from bot.config_types import telegram_chat_id
-from bot.desk import Desk
+from bot.desk import Desk, Editor, Reply, parse_id
+from bot.logs import escape_log
 from bot.outcomes import SetupCheck, SetupStatus
 from bot.secrets import Secret, SecretRef
 from bot.store import Delivery
 from consoles.base import Console
 
 log = logging.getLogger("newsbot.console")
+
+# Button data as this console writes it; anything else is answered "Unknown button".
+BUTTON_DATA = re.compile(r"d:(\d{1,10}):(post|skip|edit|delay1h)")
+RECORD_WINDOW = 7 * 86400  # previews whose record is kept up to date (seconds)
 
 BUTTONS = (("Post now", "post"), ("Skip", "skip"), ("Edit text", "edit"), ("Delay 1h", "delay1h"))
 
@@ -112,12 +119,12 @@ class TelegramConsole(Console):
         finally:
             await self.bot.shutdown()
 
-    async def say(self, text: str, **options: Any) -> bool:
-        """Send to the editors' chat, waiting out flood control rather than losing the line."""
+    async def say(self, text: str, **options: Any) -> Any:
+        """Send to the editors' chat, waiting out flood control rather than losing the line.
+        Returns the sent message, or None."""
         for _ in range(5):
             try:
-                await self.bot.send_message(self.settings.chat_id, text[:4000], **options)
-                return True
+                return await self.bot.send_message(self.settings.chat_id, text[:4000], **options)
             except RetryAfter as exc:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -126,22 +133,70 @@ class TelegramConsole(Console):
                     wait.total_seconds() if hasattr(wait, "total_seconds") else wait
                 )
         log.error("editors' console: gave up sending a message after repeated flood control")
-        return False
+        return None
+
+    async def reply(self, reply: Reply) -> None:
+        """A desk answer: HTML (previews) in blocks that fit a message, else plain text."""
+        if not reply.html:
+            await self.say(reply.text, disable_web_page_preview=True)
+            return
+        chunk = ""
+        for block in reply.text.split("\n\n"):
+            if chunk and len(chunk) + len(block) + 2 > 4000:
+                await self.say(chunk, parse_mode="HTML", disable_web_page_preview=True)
+                chunk = ""
+            chunk = f"{chunk}\n\n{block}" if chunk else block
+        if chunk:
+            await self.say(chunk[:4000], parse_mode="HTML", disable_web_page_preview=True)
 
     async def send_previews(self) -> None:
-        # The desk remembers which previews were shown (across restarts and leaders).
+        # The desk remembers which previews were shown (across restarts and leaders), and
+        # where: the record of the decision replaces that message's buttons later.
         for delivery in await self.desk.previews_due():
             sent = await self.say(
                 preview_text(delivery), parse_mode="HTML", reply_markup=keyboard(delivery.id)
             )
             if sent:
-                await self.desk.mark_previewed(delivery.id, delivery.target, "the editors' chat")
+                await self.desk.mark_previewed(
+                    delivery.id, delivery.target, f"telegram:{sent.chat.id}:{sent.message_id}"
+                )
+        await self.update_records()
+
+    async def update_records(self) -> None:
+        """Each decided preview shows what happened, who decided, and the published link."""
+        since = time.time() - RECORD_WINDOW
+        for delivery, where, line, timed_out in await self.desk.preview_records(since):
+            place = re.search(r"telegram:(-?\d+):(\d+)$", where)
+            if place is not None:
+                text = f"<b>{html.escape(line)}</b>\n\n{preview_text(delivery)}"
+                try:
+                    await self.bot.edit_message_text(
+                        text[:4000],
+                        chat_id=int(place.group(1)),
+                        message_id=int(place.group(2)),
+                        parse_mode="HTML",  # no reply_markup: the buttons go
+                        disable_web_page_preview=True,
+                    )
+                except TelegramError as exc:
+                    log.warning(
+                        "editors' console: preview of #%s not updated: %s", delivery.id, exc
+                    )
+            if timed_out:
+                await self.say(f"#{delivery.id} {delivery.target}: {line}")
+            await self.desk.record_shown(delivery)
 
     async def alert(self, text: str) -> None:
         await self.say(f"⚠️ {text}")
 
     def _in_editors_chat(self, chat: Any) -> bool:
         return chat is not None and str(chat.id) in self.chat_ids
+
+    @staticmethod
+    def editor(user: Any) -> Editor | None:
+        if user is None:
+            return None
+        name = user.username or " ".join(p for p in (user.first_name, user.last_name) if p)
+        return Editor(user.id, escape_log(name or f"user {user.id}", 60))
 
     async def handle(self, update: Update) -> None:
         query = update.callback_query
@@ -151,10 +206,11 @@ class TelegramConsole(Console):
         message = update.message
         if message is None or not message.text or not self._in_editors_chat(message.chat):
             return
-        user_id = message.from_user.id if message.from_user else None
+        editor = self.editor(message.from_user)
+        user_id = editor.id if editor else None
         if user_id in self.editing and not message.text.startswith("/"):
             delivery_id = self.editing.pop(user_id)
-            reply = await self.desk.edit_text(user_id, delivery_id, message.text_html)
+            reply = await self.desk.edit_text(editor, delivery_id, message.text_html)
             await self.say(reply.text)
             if reply.ok:
                 delivery = await self.desk.awaiting_delivery(delivery_id)
@@ -165,22 +221,30 @@ class TelegramConsole(Console):
                         reply_markup=keyboard(delivery_id),
                     )
             return
-        reply = await self.desk.command(user_id, message.text)
+        reply = await self.desk.command(editor if editor else None, message.text)
         if reply is not None:
-            await self.say(reply.text, disable_web_page_preview=True)
+            await self.reply(reply)
 
     async def _button(self, query: Any) -> None:
-        user_id = query.from_user.id if query.from_user else None
-        try:
-            _, raw_id, action = (query.data or "").split(":")
-            delivery_id = int(raw_id)
-        except ValueError:
-            await query.answer("Unknown button")
+        editor = self.editor(query.from_user)
+        user_id = editor.id if editor else None
+        parsed = BUTTON_DATA.fullmatch(query.data or "")
+        delivery_id = parse_id(parsed.group(1)) if parsed else None
+        if parsed is None or delivery_id is None:
+            log.warning(
+                "ignored a button press from user %s: unknown data %s",
+                escape_log(user_id, 40),
+                escape_log(query.data, 80),
+            )
+            with contextlib.suppress(TelegramError):
+                await query.answer("Unknown button")
+            return
+        action = parsed.group(2)
+        if not self.desk.allowed(editor):
+            log.warning("refused button %s from user %s", action, escape_log(user_id, 40))
+            await query.answer("You are not allowed to decide on posts.", show_alert=True)
             return
         if action == "edit":
-            if not self.desk.allowed(user_id):
-                await query.answer("You are not allowed to edit posts.", show_alert=True)
-                return
             self.editing[user_id] = delivery_id
             await query.answer()
             await self.say(
@@ -188,12 +252,10 @@ class TelegramConsole(Console):
                 reply_markup=ForceReply(selective=True),
             )
             return
-        reply = await self.desk.decide(user_id, delivery_id, action)
-        await query.answer(reply.text, show_alert=not self.desk.allowed(user_id))
-        if self.desk.allowed(user_id) and query.message is not None:
-            with contextlib.suppress(TelegramError):
-                await query.message.edit_reply_markup(reply_markup=None)
-            await self.say(f"#{delivery_id}: {reply.text}")
+        reply = await self.desk.decide(editor, delivery_id, action)
+        await query.answer(reply.text[:200])
+        await self.say(reply.text)
+        await self.update_records()
 
     @staticmethod
     async def verify_settings(

@@ -503,6 +503,8 @@ class _Methods:
                 "markup are exactly the same as a current content and reply markup of the message",
             )
         message.update(text=text, entities=entities, edited=True, edit_date=int(time.time()))
+        # As Telegram does: an edit that does not repeat the inline keyboard removes it.
+        message["reply_markup"] = params.get("reply_markup")
         return _api_view(message)
 
     async def editMessageCaption(self, params: dict[str, Any]) -> dict[str, Any]:

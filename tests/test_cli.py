@@ -136,3 +136,33 @@ def test_python_dash_m_bot_works() -> None:
     assert result.returncode == 0
     for command in ("run", "check-config", "preview", "status", "demo"):
         assert command in result.stdout
+
+
+def test_desk_commands_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`newsbot retry|skip|sent|schedule|history` are the desk's operations, recorded."""
+    from bot.store import DeliveryStatus, Store
+    from tests.test_outbox_states import delivery_in
+
+    path = write_config(tmp_path / "desk.yaml", "http://127.0.0.1:9", "http://127.0.0.1:9")
+
+    async def prepare() -> tuple[int, int]:
+        store = Store(f"sqlite:///{tmp_path}/cli.db")
+        await store.init()
+        try:
+            return (
+                await delivery_in(store, DeliveryStatus.UNCERTAIN, 1),
+                await delivery_in(store, DeliveryStatus.SKIPPED, 2),
+            )
+        finally:
+            await store.close()
+
+    uncertain, skipped = asyncio.run(prepare())
+    args = ["-c", str(path)]
+    assert main([*args, "retry", str(skipped)]) != 0
+    assert "only with /post URL" in capsys.readouterr().out
+    assert main([*args, "sent", str(uncertain), "https://t.me/cli_chan/5"]) == 0
+    assert "marked sent" in capsys.readouterr().out
+    assert main([*args, "history"]) == 0
+    assert f"#{uncertain} " in capsys.readouterr().out

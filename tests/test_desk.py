@@ -3,7 +3,15 @@ the previews a console must show (its only way to the outbox)."""
 
 from __future__ import annotations
 
-from bot.desk import Desk
+import logging
+import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.desk import Desk, Editor, parse_id, parse_when
+from bot.models import PostLength
 from bot.store import DeliveryStatus, Store
 from tests.test_outbox_states import delivery_in
 
@@ -32,11 +40,17 @@ async def test_a_second_decision_is_refused_naming_the_state_once(store: Store) 
     delivery_id = await delivery_in(store, DeliveryStatus.AWAITING, 1)
     desk, woken = desk_for(store, "t1")
     first = await desk.decide(EDITOR, delivery_id, "post")
-    assert first.ok and first.text == "Posting now." and woken
+    assert first.ok and woken
+    assert first.text == f"#{delivery_id} t1: posting now, decided by user 5 (id 5)."
     again = await desk.decide(EDITOR, delivery_id, "skip")
-    assert not again.ok and again.text == f"#{delivery_id} is pending: not changed."
+    # Pending (not yet sent) a post can still be skipped; once sent, nothing changes it.
+    assert again.ok and "skipped" in again.text
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == DeliveryStatus.PENDING and row.priority == 1
+    assert row is not None and row.status == DeliveryStatus.SKIPPED and row.priority == 1
+    third = await desk.decide(EDITOR, delivery_id, "post")
+    assert not third.ok
+    assert third.text.startswith(f"#{delivery_id} is skipped: not changed. Last decision: ")
+    assert "user 5 (id 5): skip" in third.text
     stranger = await desk.decide(EDITOR + 1, delivery_id, "skip")
     assert not stranger.ok
 
@@ -49,7 +63,8 @@ async def test_commands_say_whether_they_worked(store: Store) -> None:
     assert refused is not None and not refused.ok
     assert refused.text == f"#{sent} is sent: not changed."
     retried = await desk.command(EDITOR, f"/retry {failed}")
-    assert retried is not None and retried.ok and retried.text == f"#{failed} queued again."
+    assert retried is not None and retried.ok
+    assert retried.text == f"#{failed} t2: queued again, decided by user 5 (id 5)."
     missing = await desk.command(EDITOR, "/skip 999")
     assert missing is not None and not missing.ok
     unknown = await desk.command(EDITOR, "/pause nowhere")
@@ -66,3 +81,93 @@ async def test_previews_due_until_marked_previewed(store: Store) -> None:
     assert (await desk.awaiting_delivery(awaiting)) is not None
     await desk.decide(EDITOR, awaiting, "skip")
     assert await desk.awaiting_delivery(awaiting) is None
+
+
+async def test_a_delayed_post_never_holds_up_the_due_ones_and_can_be_brought_forward(
+    store: Store,
+) -> None:
+    from bot.models import Article, RenderedPost
+    from bot.store import NewDelivery
+
+    ids = []
+    for n in range(3):
+        article = Article(url=f"https://s.example/hol{n}", title=f"H{n}")
+        post = RenderedPost(target="t", platform="scripted", article_url=article.url, text="x")
+        stored = await store.add_article_with_deliveries(
+            article, [f"url:{article.url}"], [NewDelivery(post, sort_key=float(n))]
+        )
+        assert stored is not None
+        ids.extend(stored[1])
+    desk, _ = desk_for(store, "t")
+    delayed = await desk.decide(EDITOR, ids[0], "delay1h")
+    assert delayed.ok and "delayed 1h" in delayed.text
+    now = time.time()
+    first = await store.claim_next("t", now, 60, "test")
+    assert first is not None and first.id == ids[1]  # the next due one, in publication order
+    back = await desk.command(EDITOR, f"/postnow {ids[0]}")
+    assert back is not None and back.ok
+    second = await store.claim_next("t", time.time(), 60, "test")
+    assert second is not None and second.id == ids[0]  # brought forward, ahead of #3
+
+
+async def test_retry_sent_schedule_and_history(store: Store) -> None:
+    skipped = await delivery_in(store, DeliveryStatus.SKIPPED, 1)
+    uncertain = await delivery_in(store, DeliveryStatus.UNCERTAIN, 2)
+    pending = await delivery_in(store, DeliveryStatus.PENDING, 3)
+    desk, _ = desk_for(store, "t1", "t2", "t3")
+    alice = Editor("web:alice", "alice")
+    refused = await desk.retry(alice, skipped)
+    assert not refused.ok and "only with /post URL" in refused.text
+    marked = await desk.command(EDITOR, f"/sent {uncertain} https://t.me/chan/7")
+    assert marked is not None and marked.ok
+    row = await store.delivery(uncertain)
+    assert row is not None and row.status == DeliveryStatus.SENT
+    assert row.remote_url == "https://t.me/chan/7"
+    again = await desk.mark_sent(alice, pending)
+    assert not again.ok and again.text == f"#{pending} is pending: not changed."
+    bad = await desk.command(EDITOR, f"/schedule {pending} 25:99")
+    assert bad is not None and not bad.ok
+    when = await desk.command(EDITOR, f"/schedule {pending} 2030-01-02 09:30")
+    assert when is not None and when.ok
+    row = await store.delivery(pending)
+    assert row is not None and row.next_attempt_at == parse_when(
+        "2030-01-02 09:30", UTC, time.time()
+    )
+    history = await desk.command(EDITOR, "/history 5")
+    assert history is not None
+    assert f"#{pending} user 5 (id 5): scheduled for 2030-01-02 09:30 UTC" in history.text
+    assert f"#{uncertain} user 5 (id 5): mark sent" in history.text
+    found = await desk.command(EDITOR, "/find s.example/3")
+    assert found is not None and f"#{pending} " in found.text
+
+
+def test_schedule_times_are_the_newsrooms() -> None:
+    baku = ZoneInfo("Asia/Baku")
+    now = datetime(2026, 1, 5, 10, 0, tzinfo=baku).timestamp()
+    assert parse_when("18:30", baku, now) == datetime(2026, 1, 5, 18, 30, tzinfo=baku).timestamp()
+    assert parse_when("09:00", baku, now) == datetime(2026, 1, 6, 9, 0, tzinfo=baku).timestamp()
+    assert isinstance(parse_when("tomorrow", baku, now), str)
+
+
+async def test_hostile_input_gets_one_line(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    desk, _ = desk_for(store, "t1")
+    huge = await desk.command(EDITOR, "/skip 99999999999999999999999999")
+    assert huge is not None and not huge.ok and huge.text.startswith("Give a delivery number")
+    assert parse_id("9" * 40) is None and parse_id("#12") == 12
+    not_found = await desk.decide(EDITOR, 2**62, "post")
+    assert not not_found.ok
+    caplog.set_level(logging.WARNING)
+    stranger = await desk.command(EDITOR + 1, "/pause\nINFO forged line")
+    assert stranger is not None and not stranger.ok
+    lines = [r.getMessage() for r in caplog.records if r.name == "newsbot.desk"]
+    assert lines and all("\n" not in line for line in lines)
+
+
+async def test_an_edit_over_the_platform_limit_is_refused_naming_its_length(
+    store: Store,
+) -> None:
+    awaiting = await delivery_in(store, DeliveryStatus.AWAITING, 1)
+    desk, _ = desk_for(store, "t1")
+    desk.measure = {"t1": lambda post: PostLength(len(post.text), 40)}
+    long = await desk.edit_text(EDITOR, awaiting, "x" * 50)
+    assert not long.ok and "too long for t1" in long.text and "/40 characters" in long.text

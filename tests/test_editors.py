@@ -130,7 +130,24 @@ async def test_approval_preview_stranger_refused_editor_posts(daemon) -> None:
     await wait_for(lambda: len(world.posts()) == 1, 10)
     assert world.posts()[0]["caption"].startswith("For review: budget draft")
     events = await service.store.recent_events(20)
-    assert any(e["kind"] == "editor" and f"post #{delivery_id}" in e["message"] for e in events)
+    assert any(
+        e["kind"] == "decision"
+        and e["message"] == f"U{EDITOR} (id {EDITOR}): post now #{delivery_id}"
+        for e in events
+    )
+
+    # The preview is the record: buttons gone, what happened, who, and the published link.
+    def record() -> str:
+        message = next(
+            m for m in editor_messages(world) if m["message_id"] == preview["message_id"]
+        )
+        return "" if message.get("reply_markup") else message["text"]
+
+    await wait_for(lambda: "\nU1001" in record() and record().startswith("POSTED"), 10, record)
+    (sent,) = await service.store.recent_deliveries(1, ["sent"])
+    assert sent.remote_url and sent.remote_url in record()
+    assert f"U{EDITOR} (id {EDITOR}): post now #{delivery_id} at " in record()
+    assert "For review: budget draft" in record()
 
 
 async def test_edit_text_then_skip(daemon) -> None:
@@ -158,7 +175,8 @@ async def test_edit_text_then_skip(daemon) -> None:
     press(world, EDITOR, preview, data.replace(":edit", ":skip"))
     await wait_for(
         lambda: any(
-            f"#{delivery_id}: Skipped" in m.get("text", "") for m in editor_messages(world)
+            f"#{delivery_id} tg-en: skipped, decided by U{EDITOR}" in m.get("text", "")
+            for m in editor_messages(world)
         ),
         5,
     )
@@ -203,7 +221,14 @@ async def test_commands_for_editors_only(daemon) -> None:
     article = await world.site.publish(make_sample("by-url", "Posted by URL", lang="ru"))
     world.site.on_publish.clear()
     command(world, EDITOR, f"/preview {world.site_url}{article.path}")
-    await wait_for(lambda: any("— tg-ru:" in m.get("text", "") for m in editor_messages(world)), 10)
+    await wait_for(
+        lambda: any("— tg-ru (" in m.get("text", "") for m in editor_messages(world)), 10
+    )
+    shown = next(m for m in editor_messages(world) if "— tg-ru (" in m.get("text", ""))
+    # Formatted as Telegram shows it (no raw tags), with the measured length and limit.
+    assert "<b>" not in shown["text"] and "<a href" not in shown["text"]
+    assert "/4096" in shown["text"] or "/1024" in shown["text"]
+    assert any(e["type"] == "bold" for e in shown.get("entities", []))
     command(world, EDITOR, f"/post {world.site_url}{article.path}")
     await wait_for(
         lambda: len(world.posts("@chan_ru")) == 1,

@@ -37,6 +37,8 @@ OPERATIONS: dict[Move, Callable[[Store, int], Awaitable[Any]]] = {
     Move.SKIP: lambda store, i: store.skip(i, "skipped by an editor"),
     Move.REQUEUE: lambda store, i: store.requeue(i, "retried by an editor"),
     Move.RESCHEDULE: lambda store, i: store.reschedule(i, time.time()),
+    Move.REVIVE: lambda store, i: store.revive(i, "posted by an editor", awaiting=False),
+    Move.RESUBMIT: lambda store, i: store.revive(i, "posted by an editor", awaiting=True),
 }
 
 
@@ -46,7 +48,10 @@ def test_the_table_names_every_status_and_each_move_has_one_outcome() -> None:
         assert move_sources(move), f"{move} starts from no status"
         move_target(move)  # raises if a move led to different statuses
     # The promises the rest of the code relies on:
-    assert allowed_next(S.SENT) == set() and allowed_next(S.BACKLOG) == set()
+    assert allowed_next(S.SENT) == set()
+    # Skipped and backlog posts come back only through /post URL (revive/resubmit).
+    assert allowed_next(S.BACKLOG) == allowed_next(S.SKIPPED) == {S.PENDING, S.AWAITING}
+    assert move_sources(Move.REQUEUE) == [S.UNCERTAIN, S.FAILED]  # /retry
     assert S.SENDING not in move_sources(Move.SKIP)  # nobody skips a post in flight
     assert move_sources(Move.DECLINE) == [S.AWAITING]  # an approval answer never hits a
     assert move_sources(Move.APPROVE) == [S.AWAITING]  # post another editor already decided

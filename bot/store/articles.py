@@ -126,3 +126,8 @@ class ArticlesMixin(StoreBase):
     async def count_articles(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(articles))).scalar())
+
+    async def article_by_id(self, article_id: int) -> StoredArticle | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(articles).where(articles.c.id == article_id))).first()
+        return StoredArticle.from_row(row) if row is not None else None

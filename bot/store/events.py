@@ -12,6 +12,10 @@ from bot.store.base import StoreBase
 from bot.store.schema import events, target_state
 
 PREVIEWED = "previewed"  # the event kind that remembers a preview reached the editors
+PREVIEW_SHOWN = "preview-record"  # what a preview message last showed (its decision/link)
+DECISION = "decision"  # an editor's decision on a delivery
+APPROVAL_TIMEOUT = "approval-timeout"  # nobody answered: the rule's default decided
+DECISION_KINDS = (DECISION, APPROVAL_TIMEOUT)
 
 
 def event_row(
@@ -62,3 +66,32 @@ class EventsMixin(StoreBase):
         """Remember that a delivery's preview reached the editors (survives restarts and
         leadership changes, so a preview is shown once)."""
         await self.record_event("info", PREVIEWED, f"preview sent to {where}", target, delivery_id)
+
+    async def record_decision(
+        self, delivery_id: int | None, target: str | None, who: str, what: str
+    ) -> None:
+        """An editor's decision (`who` names the editor and their id), for /history and the
+        preview's record."""
+        await self.record_event("info", DECISION, f"{who}: {what}", target, delivery_id)
+
+    async def decisions(
+        self, limit: int = 10, delivery_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest decisions (editors' and approval timeouts), newest first."""
+        query = select(events).where(events.c.kind.in_(DECISION_KINDS))
+        if delivery_id is not None:
+            query = query.where(events.c.delivery_id == delivery_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(events.c.id.desc()).limit(limit))).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def preview_events(self, kind: str, since: float) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(events)
+                    .where(events.c.kind == kind, events.c.at >= since)
+                    .order_by(events.c.id)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]

@@ -209,8 +209,9 @@ class OutboxMixin(StoreBase):
     async def claim_next(
         self, target: str, now: float, lease: float, claimer: str
     ) -> Delivery | None:
-        """claim (pending -> sending): atomically take the target's next due delivery, in
-        priority then publication order. None if nothing is due.
+        """claim (pending -> sending): atomically take the target's next DUE delivery
+        (next_attempt_at <= now), in priority then publication order among the due ones.
+        None if nothing is due.
 
         The status flip is committed before anything is sent, so a crash mid-send leaves
         evidence (status sending) instead of a silent resend.
@@ -221,6 +222,9 @@ class OutboxMixin(StoreBase):
                 .where(
                     deliveries.c.target == target,
                     deliveries.c.status.in_(move_sources(Move.CLAIM)),
+                    # Only DUE rows compete: a post an editor delayed, one backing off or
+                    # held by timing never holds up the due posts behind it.
+                    deliveries.c.next_attempt_at <= now,
                 )
                 .order_by(*QUEUE_ORDER)
                 .limit(1)
@@ -228,8 +232,7 @@ class OutboxMixin(StoreBase):
             if not self.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
             head = (await conn.execute(query)).first()
-            # Publication order: the head of the queue blocks the ones behind it.
-            if head is None or head.next_attempt_at > now:
+            if head is None:
                 return None
             claimed = await self._try_move(
                 conn,
@@ -349,3 +352,80 @@ class OutboxMixin(StoreBase):
     async def reschedule(self, delivery_id: int, at: float) -> None:
         """reschedule (pending -> pending, due at `at`)."""
         await self._apply(delivery_id, Move.RESCHEDULE, next_attempt_at=at)
+
+    # The editors' desk ----------------------------------------------------------------------
+
+    async def post_now(self, delivery_id: int) -> None:
+        """post now (pending -> pending, due now, breaking priority): an editor brings a
+        delayed or scheduled post forward."""
+        await self._apply(delivery_id, Move.RESCHEDULE, next_attempt_at=time.time(), priority=1)
+
+    async def revive(self, delivery_id: int, note: str, *, awaiting: bool) -> None:
+        """revive (skipped or backlog -> pending, due now) or resubmit (... -> awaiting, when
+        the rule asks for approval): `/post URL` for a post that was not sent."""
+        move = Move.RESUBMIT if awaiting else Move.REVIVE
+        now = time.time()
+        async with self._begin() as conn:
+            await self._move(
+                conn,
+                delivery_id,
+                move,
+                now,
+                next_attempt_at=now,
+                priority=1,
+                last_error=note,
+                # A fresh approval: its timeout counts from now, and its preview is shown again.
+                created_at=now,
+            )
+            if awaiting:
+                await conn.execute(
+                    events.delete().where(
+                        events.c.kind == PREVIEWED, events.c.delivery_id == delivery_id
+                    )
+                )
+
+    async def confirm_sent(self, delivery_id: int, remote_url: str | None, note: str) -> None:
+        """mark sent by an editor (uncertain -> sent only: a post in flight is its sender's
+        to settle). Raises IllegalTransition from any other status."""
+        now = time.time()
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.status == DeliveryStatus.UNCERTAIN,
+                )
+                .values(
+                    status=move_target(Move.MARK_SENT),
+                    remote_url=remote_url,
+                    sent_at=now,
+                    updated_at=now,
+                    last_error=note,
+                    lease_until=None,
+                )
+            )
+            if result.rowcount == 1:
+                return
+            current = (
+                await conn.execute(
+                    select(deliveries.c.status).where(deliveries.c.id == delivery_id)
+                )
+            ).scalar()
+        raise IllegalTransition(
+            delivery_id, DeliveryStatus(current) if current is not None else None, Move.MARK_SENT
+        )
+
+    async def add_deliveries(self, article_id: int, planned: Sequence[NewDelivery]) -> list[int]:
+        """Outbox rows for an article stored without them (recorded on a first run)."""
+        async with self._begin() as conn:
+            return await insert_deliveries(conn, article_id, planned, time.time())
+
+    async def find_deliveries(self, words: Sequence[str], limit: int = 10) -> list[Delivery]:
+        """The latest deliveries whose post (text, link) contains every word (any case)."""
+        conditions = [
+            func.lower(deliveries.c.payload).contains(word.lower(), autoescape=True)
+            for word in words
+        ]
+        return await self._select_deliveries(
+            *conditions, order_by=(deliveries.c.id.desc(),), limit=limit
+        )

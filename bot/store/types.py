@@ -35,8 +35,10 @@ class Move(StrEnum):
     APPROVE = "approve"  # an editor (or the rule's default) lets an awaiting post go
     DECLINE = "decline"  # an editor (or the rule's default) answers an approval with no
     SKIP = "skip"  # an editor or a takedown stops a post that has not gone out
-    REQUEUE = "requeue"  # an editor sends a failed, uncertain or skipped post again
+    REQUEUE = "requeue"  # an editor sends a failed or uncertain post again (/retry)
     RESCHEDULE = "reschedule"  # a pending post gets a new not-before time
+    REVIVE = "revive"  # /post URL: a skipped or backlog post goes to the queue
+    RESUBMIT = "resubmit"  # /post URL: ... or back to approval when its rule asks for it
 
     @property
     def phrase(self) -> str:
@@ -63,9 +65,10 @@ TRANSITIONS: dict[DeliveryStatus, dict[Move, DeliveryStatus]] = {
     # A sender whose lease ran out may still learn that the post went out: that settles it.
     _S.UNCERTAIN: {Move.REQUEUE: _S.PENDING, Move.SKIP: _S.SKIPPED, Move.MARK_SENT: _S.SENT},
     _S.FAILED: {Move.REQUEUE: _S.PENDING, Move.SKIP: _S.SKIPPED},
-    _S.SKIPPED: {Move.REQUEUE: _S.PENDING},
+    # A skipped or backlog post comes back only through /post URL (never /retry).
+    _S.SKIPPED: {Move.REVIVE: _S.PENDING, Move.RESUBMIT: _S.AWAITING},
     _S.SENT: {},
-    _S.BACKLOG: {},
+    _S.BACKLOG: {Move.REVIVE: _S.PENDING, Move.RESUBMIT: _S.AWAITING},
 }
 
 
