@@ -120,7 +120,9 @@ def _split_http(url: str) -> tuple[str, str, str, str, int | None, str]:
     """(scheme, ASCII host, path, query, port, fragment) of an http(s) URL; else ValueError."""
     if not isinstance(url, str):
         raise ValueError(f"not a URL: {url!r}")
-    parts = urlsplit(url.strip())
+    # White space before the fragment ends the URL as surely as at its end ("/a #top").
+    head, hash_mark, fragment = url.strip().partition("#")
+    parts = urlsplit(head.rstrip() + hash_mark + fragment)
     scheme = parts.scheme.lower()
     host = parts.hostname  # lower-cased, without user info and port
     if scheme not in ("http", "https") or not host:
