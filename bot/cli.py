@@ -154,6 +154,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(every=args.every, forever=args.forever, db=args.db))
 
 
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """`newsbot user add NAME --role editor|admin`: a web desk account (bot/webdesk)."""
+    from bot.webdesk.accounts import add_user, read_password
+
+    config = _load(args, resolve_secrets=False)
+    try:
+        password = read_password(args.password_file)
+        new = asyncio.run(add_user(config.file.database, args.name, args.role, password))
+    except (ValueError, OSError) as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'added' if new else 'updated'} {args.role} {args.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbot",
@@ -185,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--forever", action="store_true", help="keep running after the samples")
     demo.add_argument("--db", help="state database file (default: a temporary one)")
     demo.set_defaults(func=cmd_demo)
+
+    user = sub.add_parser("user", help="web desk accounts").add_subparsers(required=True)
+    user_add = user.add_parser("add", help="add an account, or set its role and password")
+    user_add.add_argument("name")
+    user_add.add_argument("--role", choices=["editor", "admin"], required=True)
+    user_add.add_argument("--password-file", help="read the password from this file's first line")
+    user_add.set_defaults(func=cmd_user_add)
     return parser
 
 

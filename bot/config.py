@@ -20,6 +20,7 @@ from bot.models import Article
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
 from bot.templates import TemplateProblem
+from bot.webdesk.settings import DeskConfig
 from consoles import console_class
 
 
@@ -160,6 +161,7 @@ class ConfigFile(_Strict):
     http: HttpConfig = HttpConfig()
     followups: FollowUpsConfig = FollowUpsConfig()
     logging: LoggingConfig = LoggingConfig()
+    desk: DeskConfig = DeskConfig()
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class Config:
     metrics_token: Secret | None = None
     editors: Any = None  # the console's validated Settings
     editor_secrets: dict[str, Secret] = field(default_factory=dict)
+    desk_secret: Secret | None = None  # signs the web desk's session cookies
 
     @property
     def outlet(self) -> Outlet:
@@ -305,6 +308,14 @@ def validate(
                 tokens[name] = ref.resolve(environ)
             except LookupError as exc:
                 problems.append(Problem(f"http.{name}", str(exc)))
+        if file is not None and file.desk.enabled:
+            try:
+                ref = file.desk.secret_key
+                tokens["desk"] = ref.resolve(environ) if ref else _no_desk_key()
+                if len(tokens["desk"].get()) < 32:
+                    problems.append(Problem("desk.secret_key", "use at least 32 characters"))
+            except LookupError as exc:
+                problems.append(Problem("desk.secret_key", str(exc)))
     editors, editor_secrets = _validate_editors(
         data.get("editors"), problems, environ, resolve_secrets
     )
@@ -318,7 +329,12 @@ def validate(
         metrics_token=tokens.get("metrics_token"),
         editors=editors,
         editor_secrets=editor_secrets,
+        desk_secret=tokens.get("desk"),
     )
+
+
+def _no_desk_key() -> Secret:
+    raise LookupError("required when desk.enabled: {env: NAME} or {file: /path}")
 
 
 def _validate_editors(
