@@ -1,4 +1,4 @@
-"""The shared base every platform adapter builds on.
+"""The shared base every platform adapter builds on (adapters/__init__.py says how to write one).
 
 An adapter knows one platform and nothing of feeds: it turns an Article into a RenderedPost
 (pure), sends a RenderedPost (I/O), and reports failures with bot.outcomes exceptions.
@@ -7,58 +7,24 @@ An adapter knows one platform and nothing of feeds: it turns an Article into a R
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from bot.hashtags import article_hashtags
+from bot.models import Article, PostLength, RenderedPost, SentPost
+from bot.outcomes import SetupCheck, SetupStatus
+from bot.secrets import Secret
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, render_template
 
-from bot.models import Article, RenderedPost, SentPost
-from bot.secrets import Secret, SecretRef
-from bot.timing import Timing
-
-
-class Outlet(BaseModel):
-    """The newsroom the posts speak for; used in attribution lines and image cards."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = "Newsroom"
-    url: str = ""
-
-
-class TargetSettings(BaseModel):
-    """Options common to every target. Each adapter extends this with its own fields."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    platform: str
-    enabled: bool = True
-    api_base: str = Field(description="API base URL; a stand-in server's URL in tests")
-    timeout: float = Field(default=20.0, gt=0, le=300)
-    # Which articles this target takes (the full routing rules live in the core's rules).
-    sources: list[str] | None = None
-    languages: list[str] | None = None
-    max_hashtags: int = Field(default=3, ge=0, le=30)
-    timing: Timing = Timing()
-    #: Jinja2 template of the post text (sandboxed); None: the platform's default layout.
-    template: str | None = None
-    #: Query parameters added to the article link in this target's posts (UTM tags).
-    utm: dict[str, str] = Field(default_factory=dict)
-    #: Emoji by category, offered to templates as {{ emoji }}.
-    category_emoji: dict[str, str] = Field(default_factory=dict)
-
-    def secret_fields(self) -> dict[str, SecretRef]:
-        """Every SecretRef field of these settings, by field name."""
-        return {
-            name: value
-            for name in type(self).model_fields
-            if isinstance(value := getattr(self, name), SecretRef)
-        }
-
-
-#: (image URL, article URL, byte cap) -> the image's bytes; raises when it cannot be had.
-ImageFetcher = Callable[[str, str, int], Awaitable[bytes]]
+# Re-exported for code written against the old home of these names; import from bot.targets.
+__all__ = [
+    "Adapter",
+    "ImageFetcher",
+    "Outlet",
+    "SetupCheck",
+    "SetupStatus",
+    "TargetSettings",
+]
 
 
 class Adapter(ABC):
@@ -67,17 +33,25 @@ class Adapter(ABC):
     platform: ClassVar[str]
     #: Whether a post can carry a clickable hyperlink (else the URL is attribution text).
     hyperlinks: ClassVar[bool] = True
+    #: Whether the platform honours a client-chosen idempotency key on send (then a resend
+    #: with the same key cannot make a second post).
+    idempotent: ClassVar[bool] = False
     Settings: ClassVar[type[TargetSettings]] = TargetSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
         self.outlet = outlet
-        #: Set by the core: image downloads through its capped client and SSRF guard (the
+        #: Given by the core: image downloads through its capped client and SSRF guard (the
         #: policy of the article's source). None when an adapter runs alone: its own client.
-        self.fetch_image: ImageFetcher | None = None
+        self.fetch_image = fetch_image
 
     @property
     def name(self) -> str:
@@ -88,8 +62,46 @@ class Adapter(ABC):
         """The post for `article`, within the platform's limits. Pure: no I/O."""
 
     @abstractmethod
-    async def send(self, post: RenderedPost) -> SentPost:
-        """Publish `post`. Raises a bot.outcomes.DeliveryError subclass on failure."""
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
+        """Publish `post`. Raises a bot.outcomes.DeliveryError subclass on failure.
+
+        `idempotency_key` is stable for one delivery; platforms that are `idempotent` pass it
+        on so a repeated send cannot post twice, the others ignore it.
+        """
+
+    @abstractmethod
+    def measure(self, post: RenderedPost) -> PostLength:
+        """How long `post` is as the platform counts it, against its limit. Pure: the desk
+        re-checks an editor's edited text with it, previews show it, the contract test holds
+        every rendered post to it."""
+
+    # Helpers for render() ---------------------------------------------------------------------
+
+    @staticmethod
+    def measure_in(dialect: Dialect, post: RenderedPost) -> PostLength:
+        """The usual measure: what a reader sees of the text, counted the dialect's way."""
+        return PostLength(dialect.measure(dialect.visible(post.text)), dialect.limit, dialect.unit)
+
+    def hashtags_for(self, article: Article) -> list[str]:
+        """The hashtags this target's posts of `article` carry (at most max_hashtags)."""
+        s = self.settings
+        return article_hashtags(article, s.max_hashtags, self.outlet, s.hashtags)
+
+    def render_template(self, article: Article, dialect: Dialect) -> str:
+        """The target's template (settings.template, which must be set) rendered for `article`
+        in the platform's `dialect`, with the target's UTM tags, hashtags and emoji."""
+        s = self.settings
+        if s.template is None:
+            raise ValueError(f"target {s.name}: render_template needs settings.template")
+        return render_template(
+            s.template,
+            article,
+            dialect,
+            outlet=self.outlet.name,
+            utm=s.utm,
+            tags=self.hashtags_for(article),
+            category_emoji=s.category_emoji,
+        )
 
     async def check(self) -> bool:
         """A cheap read-only call: is the platform answering and the login accepted?
@@ -114,3 +126,8 @@ class Adapter(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "platform": self.platform, "api_base": self.settings.api_base}
+
+    async def verify(self) -> list[SetupCheck]:
+        """Ask the platform whether this target's setup really works (login, page or chat,
+        rights to post), without posting. One line per target; by default: not checked."""
+        return [SetupCheck(self.name, SetupStatus.SKIPPED, f"no online check for {self.platform}")]

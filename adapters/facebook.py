@@ -3,132 +3,18 @@ or photo posts with the URL in the caption. Edits and deletes are supported."""
 
 from __future__ import annotations
 
-import json
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import httpx
 from pydantic import Field
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from bot.models import Article, RenderedPost, SentPost
-from bot.outcomes import (
-    AuthFailure,
-    PermanentFailure,
-    RetryLater,
-    TemporaryFailure,
-    UncertainDelivery,
-)
-from bot.secrets import Secret, SecretRef, redact
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
-
-RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80014}
-AUTH_CODES = {102, 190, 10, 200, 299}
-DUPLICATE_CODES = {506}
-BLOCKED_CODES = {368}
-TRANSIENT_CODES = {1, 2}
-
-
-class GraphError(Exception):
-    def __init__(self, status: int, body: dict[str, Any], headers: httpx.Headers) -> None:
-        error = body.get("error") or {}
-        self.status = status
-        self.code = int(error.get("code") or 0)
-        self.subcode = error.get("error_subcode")
-        self.message = str(error.get("message") or f"HTTP {status}")
-        self.headers = headers
-        super().__init__(self.message)
-
-
-def usage_delay(headers: httpx.Headers) -> float:
-    """Seconds to wait, from X-Business-Use-Case-Usage / X-App-Usage (at least 60)."""
-    wait = 0.0
-    raw = headers.get("x-business-use-case-usage")
-    if raw:
-        try:
-            for entries in json.loads(raw).values():
-                for entry in entries:
-                    wait = max(wait, float(entry.get("estimated_time_to_regain_access", 0)) * 60)
-        except (ValueError, AttributeError, TypeError):
-            pass
-    raw = headers.get("x-app-usage")
-    if raw and not wait:
-        try:
-            usage = json.loads(raw)
-            peak = max(
-                float(usage.get(k, 0)) for k in ("call_count", "total_cputime", "total_time")
-            )
-            wait = 300.0 if peak >= 100 else 60.0
-        except (ValueError, AttributeError, TypeError):
-            pass
-    return max(wait, 60.0)
-
-
-def map_graph_error(exc: GraphError, platform: str) -> Exception:
-    text = redact(f"{platform}: {exc.message} (code {exc.code})")
-    if exc.code in RATE_LIMIT_CODES or exc.status == 429:
-        return RetryLater(f"{platform} rate limit: {exc.message}", usage_delay(exc.headers))
-    if exc.code in AUTH_CODES or exc.status == 401:
-        return AuthFailure(text)
-    if exc.code in DUPLICATE_CODES:
-        return PermanentFailure(f"duplicate post: {text}")
-    if exc.code in BLOCKED_CODES:
-        return PermanentFailure(f"blocked: {text}")
-    if exc.status >= 500 or exc.code in TRANSIENT_CODES:
-        return TemporaryFailure(text)
-    return PermanentFailure(text)
-
-
-class GraphClient:
-    """The few Graph API calls both Meta adapters make; the token goes in a header, never
-    in a URL that httpx might log."""
-
-    def __init__(self, base: str, version: str, token: Secret, timeout: float) -> None:
-        self.base = f"{base.rstrip('/')}/{version}"
-        self.token = token
-        self.client = httpx.AsyncClient(timeout=timeout)
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        data: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
-        may_have_posted: bool = False,
-    ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token.get()}"}
-        try:
-            response = await self.client.request(
-                method, f"{self.base}/{path.lstrip('/')}", data=data, params=params, headers=headers
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise TemporaryFailure(f"Graph API unreachable: {type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
-            if may_have_posted:
-                raise UncertainDelivery(
-                    f"no clear answer from the Graph API ({type(exc).__name__}); it may have posted"
-                ) from None
-            raise TemporaryFailure(f"Graph API: {type(exc).__name__}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 400 or "error" in body:
-            raise GraphError(response.status_code, body, response.headers)
-        return body
-
-    async def check_node(self, node: str, platform: str) -> bool:
-        """The adapters' health check: the page or account answers a plain GET."""
-        try:
-            await self.call("GET", node, params={"fields": "id"})
-        except GraphError as exc:
-            raise map_graph_error(exc, platform) from None
-        return True
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
+from adapters._graph import POSTING_SCOPES, GraphClient, GraphError, graph_refusal, map_graph_error
+from adapters.base import Adapter
+from bot.models import Article, PostLength, RenderedPost, SentPost
+from bot.outcomes import DeliveryError, SetupCheck, SetupStatus
+from bot.secrets import Secret, SecretRef
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 PLAIN = Dialect("facebook", lambda s: s, lambda url, _l: url, lambda s: s, len, 63206)
 
@@ -149,27 +35,24 @@ class FacebookAdapter(Adapter):
     settings: FacebookSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._graph: GraphClient | None = None
 
     def render(self, article: Article) -> RenderedPost:
         s = self.settings
         url = article_url(article, s.utm)
         if s.template:
-            text = render_template(
-                s.template,
-                article,
-                PLAIN,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(article, PLAIN)
         else:
             lead = trim_text(squash_spaces(article.lead), s.lead_max_chars)
-            tags = " ".join(hashtags([*article.categories, *article.tags], s.max_hashtags))
+            tags = " ".join(self.hashtags_for(article))
             blocks = [squash_spaces(article.title), lead, tags, url]
             text = "\n\n".join(b for b in blocks if b)
         photo = s.post_as == "photo" and bool(article.image_url)
@@ -191,7 +74,10 @@ class FacebookAdapter(Adapter):
             )
         return self._graph
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(PLAIN, post)
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         page = self.settings.page_id
         try:
             if post.image_url:
@@ -235,6 +121,37 @@ class FacebookAdapter(Adapter):
         if self._graph is not None:
             await self._graph.aclose()
             self._graph = None
+
+    async def verify(self) -> list[SetupCheck]:
+        """The page token is valid, is this page's, and may post (pages_manage_posts)."""
+        page = self.settings.page_id
+        graph = self._client()
+        try:
+            me = await graph.call("GET", "me", params={"fields": "id,name"})
+            node = await graph.call("GET", page, params={"fields": "id,name"})
+            # The token goes in a query here (Graph asks so); logs redact resolved secrets.
+            token = self.secrets["page_access_token"].get()
+            debug = await graph.call("GET", "debug_token", params={"input_token": token})
+        except GraphError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, graph_refusal(exc, "page", page))]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, exc.message)]
+        name = node.get("name") or page
+        if str(me.get("id")) != page:
+            detail = (
+                f"the token speaks for {me.get('name') or me.get('id')}, not page {page}:"
+                " use that page's Page access token"
+            )
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        scopes = set((debug.get("data") or {}).get("scopes") or [])
+        missing = sorted(POSTING_SCOPES - scopes)
+        if missing:
+            detail = (
+                f"the page token lacks {', '.join(missing)} (it has: "
+                f"{', '.join(sorted(scopes)) or 'none'}): grant it and make a new token"
+            )
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        return [SetupCheck(self.name, SetupStatus.OK, f"page {name} ({page}) token may post")]
 
 
 ADAPTER = FacebookAdapter

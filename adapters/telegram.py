@@ -18,7 +18,7 @@ from html.parser import HTMLParser
 from typing import ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, LinkPreviewOptions, Message
 from telegram.error import (
     BadRequest,
@@ -32,18 +32,23 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from bot.models import Article, RenderedPost, SentPost
+from adapters.base import Adapter
+from bot.config_types import telegram_chat_id
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
+    DeliveryError,
     PermanentFailure,
     RetryLater,
+    SetupCheck,
+    SetupStatus,
     TemporaryFailure,
     UncertainDelivery,
 )
 from bot.secrets import Secret, SecretRef, redact
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text, utf16_len
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text, utf16_len
 
 log = logging.getLogger("newsbot.telegram")
 
@@ -91,6 +96,8 @@ class TelegramSettings(TargetSettings):
     api_base: str = "https://api.telegram.org"
     token: SecretRef
     chat_id: int | str = Field(description="numeric id or @channelusername")
+
+    _chat_id = field_validator("chat_id", mode="before")(telegram_chat_id)
     message_thread_id: int | None = Field(default=None, description="forum topic id")
     photo_posts: bool = True
     link_preview: LinkPreview = LinkPreview()
@@ -171,9 +178,14 @@ class TelegramAdapter(Adapter):
     settings: TelegramSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._bot: Bot | None = None
         self._next_slot = 0.0
         self._pace_lock = asyncio.Lock()
@@ -187,17 +199,9 @@ class TelegramAdapter(Adapter):
         lead = trim_text(squash_spaces(article.lead), s.lead_max_chars)
         article = replace(article, lead=lead)
         if s.template:
-            text = render_template(
-                s.template,
-                article,
-                HTML_CAPTION if with_photo else HTML_TEXT,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(article, HTML_CAPTION if with_photo else HTML_TEXT)
         else:
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+            tags = self.hashtags_for(article)
             label = link_label(s, article.language, self.outlet.name)
             url = article_url(article, s.utm)
             text = compose(squash_spaces(article.title), lead, tags, url, label, limit)
@@ -261,7 +265,11 @@ class TelegramAdapter(Adapter):
             show_above_text=p.show_above_text or None,
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    def measure(self, post: RenderedPost) -> PostLength:
+        # A photo post's text is its caption (1,024); a text post has 4,096.
+        return self.measure_in(HTML_CAPTION if post.image_url else HTML_TEXT, post)
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         bot = await self._client()
         await self._pace()
         s = self.settings
@@ -342,6 +350,18 @@ class TelegramAdapter(Adapter):
             await self._bot.shutdown()
             self._bot = None
 
+    async def verify(self) -> list[SetupCheck]:
+        s = self.settings
+        try:
+            bot = await self._client()  # its getMe refuses a wrong token
+        except AuthFailure:
+            detail = "Telegram refused the bot token (401 Unauthorized): check the token"
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, redact(exc.message))]
+        ok, detail = await verify_chat(bot, s.chat_id, s.message_thread_id, s.photo_posts)
+        return [SetupCheck(self.name, SetupStatus.OK if ok else SetupStatus.FAILED, detail)]
+
 
 def _split_remote_id(remote_id: str) -> tuple[int | str, int]:
     chat, _, message = remote_id.rpartition("/")
@@ -390,6 +410,79 @@ def _map_error(exc: TelegramError) -> Exception:
             return TemporaryFailure(f"Telegram server error: {text}")
         return UncertainDelivery(f"no clear answer from Telegram ({text}); it may have posted")
     return UncertainDelivery(f"unexpected Telegram error: {text}")
+
+
+# What getChatMember says about the bot, by chat type: can it post there?
+_ADMIN = ("administrator", "creator")
+
+
+async def verify_chat(
+    bot: Bot, chat_id: int | str, thread_id: int | None = None, photos: bool = False
+) -> tuple[bool, str]:
+    """(works, why) for posting to `chat_id` as this bot: getMe, getChat, getChatMember of
+    the bot itself, and for a forum topic a harmless sendChatAction into it. Posts nothing.
+    The answer never carries the token (python-telegram-bot's InvalidToken text does)."""
+    try:
+        me = await bot.get_me()
+    except InvalidToken:
+        return False, "Telegram refused the bot token (401 Unauthorized): check the token"
+    except TelegramError as exc:
+        return False, _unreachable(exc)
+    try:
+        chat = await bot.get_chat(chat_id)
+    except BadRequest as exc:
+        if "chat not found" in exc.message.lower():
+            return False, (
+                f"chat {chat_id} not found: check chat_id and that @{me.username} was added"
+            )
+        return False, f"getChat {chat_id}: {redact(exc.message)}"
+    except Forbidden as exc:
+        return False, f"no access to chat {chat_id}: {redact(exc.message)}"
+    except TelegramError as exc:
+        return False, _unreachable(exc)
+    where = f"{chat.type} {chat_id}" + (f" ({chat.title})" if chat.title else "")
+    try:
+        member = await bot.get_chat_member(chat.id, me.id)
+    except Forbidden as exc:
+        return False, f"@{me.username} cannot see its rights in {where}: {redact(exc.message)}"
+    except TelegramError as exc:
+        return False, f"getChatMember in {where}: {redact(str(exc))}"
+    status = member.status
+    if status in ("left", "kicked"):
+        return False, f"@{me.username} is not a member of {where} ({status}): add it"
+    if chat.type == "channel":
+        if status != "creator" and not (
+            status == "administrator" and getattr(member, "can_post_messages", False)
+        ):
+            return False, (
+                f"@{me.username} cannot post in {where}: make it an administrator with the"
+                " 'Post messages' right"
+            )
+    elif status == "restricted":
+        if not getattr(member, "can_send_messages", False):
+            return False, f"@{me.username} is restricted in {where}: it may not send messages"
+        if photos and not getattr(member, "can_send_photos", True):
+            return False, f"@{me.username} may not send photos in {where} (photo_posts: true)"
+    if thread_id is not None:
+        if not chat.is_forum:
+            return False, f"message_thread_id {thread_id} is set but {where} is not a forum"
+        # The Bot API has no call that reads a topic; a chat action into it is refused with
+        # "message thread not found" for an id that is not a topic (a recently deleted topic
+        # may still pass: tdlib/telegram-bot-api#732).
+        try:
+            await bot.send_chat_action(chat.id, "typing", message_thread_id=thread_id)
+        except BadRequest as exc:
+            if "thread not found" in exc.message.lower():
+                return False, f"topic {thread_id} not found in {where}: check message_thread_id"
+            return False, f"topic {thread_id} in {where}: {redact(exc.message)}"
+        except TelegramError as exc:
+            return False, _unreachable(exc)
+        where += f", topic {thread_id}"
+    return True, f"@{me.username} can post in {where} ({status})"
+
+
+def _unreachable(exc: TelegramError) -> str:
+    return f"no clear answer from Telegram: {redact(str(exc))}"
 
 
 ADAPTER = TelegramAdapter

@@ -31,19 +31,22 @@ from pydantic import Field, field_validator
 from twitter_text import extract_urls, parse_tweet
 from twitter_text.regexp.invalid_chars import invalid_chars
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from bot.models import Article, RenderedPost, SentPost
+from adapters.base import Adapter
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
     DeliveryError,
     PermanentFailure,
     RetryLater,
+    SetupCheck,
+    SetupStatus,
     TemporaryFailure,
     UncertainDelivery,
 )
 from bot.secrets import Secret, SecretRef, redact
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 log = logging.getLogger("newsbot.x")
 
@@ -75,7 +78,9 @@ def weighted_length(text: str) -> int:
     return parse_tweet(text).weightedLength
 
 
-PLAIN = Dialect("x", lambda s: s, lambda url, _label: url, lambda s: s, weighted_length, LIMIT)
+PLAIN = Dialect(
+    "x", lambda s: s, lambda url, _label: url, lambda s: s, weighted_length, LIMIT, "weighted units"
+)
 
 
 class XSettings(TargetSettings):
@@ -222,9 +227,14 @@ class XAdapter(Adapter):
     settings: XSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._client: _XClient | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -236,19 +246,11 @@ class XAdapter(Adapter):
         tidy = dataclasses.replace(article, title=clean(article.title), lead=clean(article.lead))
         text = ""
         if s.template:
-            text = render_template(
-                s.template,
-                tidy,
-                PLAIN,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(tidy, PLAIN)
         if not s.template or tweet_problem(text) or url not in text:
             # No template, or its output does not make a valid tweet with the link: the
             # default layout always does (unless the URL alone is over 280).
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
+            tags = self.hashtags_for(article)
             text = compose(tidy.title, tidy.lead, tags, url)
         return RenderedPost(
             target=s.name,
@@ -288,7 +290,10 @@ class XAdapter(Adapter):
             self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=True)
         return self._http
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(PLAIN, post)
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         problem = tweet_problem(post.text)
         if problem:
             raise PermanentFailure(problem)
@@ -378,7 +383,7 @@ class XAdapter(Adapter):
                 raise MediaError(f"image {image_url}: {exc}") from None
         else:
             data = await self._download(image_url)
-        media_type = sniff_image(data)
+        media_type = await asyncio.to_thread(sniff_image, data)  # Pillow: off the loop
         if len(data) <= self.settings.simple_upload_max and media_type in SIMPLE_TYPES:
             return await self._upload_simple(data, media_type)
         return await self._upload_chunked(data, media_type)
@@ -441,6 +446,23 @@ class XAdapter(Adapter):
                     raise MediaError(f"image {url} is over {limit} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
+
+    async def verify(self) -> list[SetupCheck]:
+        """GET /2/users/me, only when the target opts in: X bills every read."""
+        if not self.settings.health_check:
+            detail = (
+                "not asked: X bills each read; set health_check: true to check the login"
+                " with GET /2/users/me"
+            )
+            return [SetupCheck(self.name, SetupStatus.SKIPPED, detail)]
+        try:
+            me = await asyncio.to_thread(self._tweepy().get_me, user_auth=True)
+        except Exception as exc:
+            mapped = map_error(exc)
+            detail = redact(getattr(mapped, "message", None) or str(mapped))
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        username = getattr(getattr(me, "data", None), "username", None)
+        return [SetupCheck(self.name, SetupStatus.OK, f"logged in as @{username} (a billed read)")]
 
 
 def sniff_image(data: bytes) -> str:

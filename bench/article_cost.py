@@ -15,12 +15,12 @@ from typing import Any
 
 import trafilatura
 
-from adapters.base import Outlet
 from adapters.facebook import FacebookAdapter
 from adapters.instagram import InstagramAdapter
 from adapters.telegram import TelegramAdapter
 from adapters.x import XAdapter
 from bot.enrich import extract_article
+from bot.targets import Outlet
 
 FIXTURES = Path(
     os.environ.get("NEWSBOT_FIXTURES")
@@ -32,7 +32,7 @@ def adapters() -> list[Any]:
     outlet = Outlet(name="Bench Times")
     common = {"api_base": "http://127.0.0.1:9"}
     specs = [
-        (TelegramAdapter, {"token": {"env": "T"}, "chat_id": "@c"}),
+        (TelegramAdapter, {"token": {"env": "T"}, "chat_id": "@chan_c"}),
         (
             XAdapter,
             {

@@ -58,7 +58,7 @@ async def _newsbot_cycle(url: str, feeds: int) -> dict[str, float]:
                 "platform": "telegram",
                 "api_base": "http://127.0.0.1:9",
                 "token": {"env": "T"},
-                "chat_id": "@x",
+                "chat_id": "@chan_x",
                 "languages": ["zz"],
             }
         ],

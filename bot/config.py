@@ -5,21 +5,24 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from adapters import adapter_class, available_platforms
-from adapters.base import Outlet, TargetSettings
-from bot.attribution import AttributionMissing, check_attribution
 from bot.config_types import parse_duration
 from bot.models import Article
+from bot.render import ProblemKind, RenderProblem, render_for
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
-from bot.templates import TemplateProblem
+from bot.targets import Outlet, TargetSettings
 from bot.webdesk.settings import DeskConfig
 from consoles import console_class
 
@@ -38,6 +41,12 @@ class SourceConfig(_Strict):
     #: Hosts (exact, or `*.suffix`) whose private or loopback addresses this source's
     #: article and image links may reach (SSRF guard; a public source may not otherwise).
     allow_hosts: list[str] = Field(default_factory=list)
+    #: New articles taken from one poll; the rest are recorded without posting and the
+    #: editors told (a source dumping 1,000 entries must not hold back the others).
+    max_new_per_poll: int = Field(default=20, ge=1, le=10_000)
+    #: When an article page cannot be read: "post" from the feed entry alone (marked as
+    #: such), or "wait" for the page (the entry is tried again at the next poll).
+    entry_only: Literal["post", "wait"] = "post"
 
     _interval = field_validator("interval", mode="before")(parse_duration)
 
@@ -164,13 +173,22 @@ class ConfigFile(_Strict):
     desk: DeskConfig = DeskConfig()
 
 
+#: A place in the parsed YAML: keys and list indexes, e.g. ("targets", 2, "chat_id").
+Path = tuple[str | int, ...]
+
+
 @dataclass(frozen=True)
 class Problem:
+    #: Where, by name: targets[telegram-en].chat_id (a list position only for unnamed items).
     location: str
     message: str
+    #: file:line of that place in the YAML, when the config was read from a file.
+    where: str = ""
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.message}" if self.location else self.message
+        place = f"{self.location} ({self.where})" if self.location and self.where else ""
+        place = place or self.location or self.where
+        return f"{place}: {self.message}" if place else self.message
 
 
 class ConfigError(Exception):
@@ -219,14 +237,66 @@ class Config:
         raise KeyError(name)
 
 
-def _location(prefix: str, loc: tuple[Any, ...]) -> str:
-    text = prefix
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+#: Top-level lists whose items have a `name`: a location names the item, not its position.
+_NAMED_LISTS = ("sources", "targets", "rules")
+
+
+def _display(path: Path, data: Any) -> str:
+    """`targets[telegram-en].chat_id` for ("targets", 2, "chat_id")."""
+    text = ""
+    for depth, part in enumerate(path):
+        if isinstance(part, int):
+            label: str | int = part
+            if depth == 1 and path[0] in _NAMED_LISTS:
+                item = _item(data, path[0], part)
+                name = item.get("name") if isinstance(item, dict) else None
+                if isinstance(name, str) and name:
+                    label = name
+            text += f"[{label}]"
+        else:
+            text += f".{part}" if text else str(part)
     return text
 
 
-def _pydantic_problems(error: ValidationError, prefix: str = "") -> list[Problem]:
+def _item(data: Any, key: str | int, index: int) -> Any:
+    items = data.get(key) if isinstance(data, dict) else None
+    if isinstance(items, list) and 0 <= index < len(items):
+        return items[index]
+    return None
+
+
+def _line_of(path: Path, lines: dict[Path, int]) -> int | None:
+    """The YAML line of `path`, or of the closest enclosing node that has one."""
+    for end in range(len(path), 0, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def line_marks(text: str) -> dict[Path, int]:
+    """Each key's and list item's line (1-based) in a YAML document, by its path."""
+    lines: dict[Path, int] = {}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def walk(node: yaml.Node, path: Path) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines.setdefault(child, key.start_mark.line + 1)
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, value in enumerate(node.value):
+                child = (*path, index)
+                lines.setdefault(child, value.start_mark.line + 1)
+                walk(value, child)
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _pydantic_problems(error: ValidationError, prefix: Path = ()) -> list[tuple[Path, str]]:
     problems = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
@@ -234,26 +304,25 @@ def _pydantic_problems(error: ValidationError, prefix: str = "") -> list[Problem
             message = "unknown field (check the spelling against config/newsbot.example.yaml)"
         elif item["type"] == "missing":
             message = "required field is missing"
-        problems.append(Problem(_location(prefix, item["loc"]), message))
+        # Union members and validators add their own names to a location; keep the data's.
+        loc = tuple(p for p in item["loc"] if isinstance(p, int) or "[" not in str(p))
+        problems.append(((*prefix, *loc), message))
     return problems
 
 
 def _validate_target(
     index: int, raw: dict[str, Any]
-) -> tuple[TargetSettings | None, list[Problem]]:
-    where = f"targets[{index}]"
+) -> tuple[TargetSettings | None, list[tuple[Path, str]]]:
+    where: Path = ("targets", index)
     platform = raw.get("platform")
     if not isinstance(platform, str):
         return None, [
-            Problem(
-                f"{where}.platform",
-                f"required; one of: {', '.join(available_platforms())}",
-            )
+            ((*where, "platform"), f"required; one of: {', '.join(available_platforms())}")
         ]
     try:
         settings_model = adapter_class(platform).Settings
     except ValueError as exc:
-        return None, [Problem(f"{where}.platform", str(exc))]
+        return None, [((*where, "platform"), str(exc))]
     try:
         return settings_model.model_validate(raw), []
     except ValidationError as exc:
@@ -265,41 +334,45 @@ def validate(
     origin: str = "config",
     environ: dict[str, str] | None = None,
     resolve_secrets: bool = True,
+    lines: dict[Path, int] | None = None,
 ) -> Config:
-    """Validate parsed YAML. Raises ConfigError listing every problem found."""
+    """Validate parsed YAML. Raises ConfigError listing every problem found, each named by
+    the item it is in and, given `lines` (see line_marks), its line in `origin`."""
     if not isinstance(data, dict):
         raise ConfigError([Problem("", "the file must be a YAML mapping")], origin)
-    problems: list[Problem] = []
+    found: list[tuple[Path, str]] = []
     try:
         file = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc))
+        found.extend(_pydantic_problems(exc))
         file = None
     raw_targets = data.get("targets") if isinstance(data.get("targets"), list) else []
-    targets: list[TargetSettings] = []
+    #: Valid targets with their position in the YAML list (names may repeat).
+    valid: list[tuple[int, TargetSettings]] = []
     for index, raw in enumerate(raw_targets):
         if not isinstance(raw, dict):
-            problems.append(Problem(f"targets[{index}]", "must be a mapping"))
+            found.append((("targets", index), "must be a mapping"))
             continue
-        settings, found = _validate_target(index, raw)
-        problems.extend(found)
+        settings, target_problems = _validate_target(index, raw)
+        found.extend(target_problems)
         if settings is not None:
-            targets.append(settings)
+            valid.append((index, settings))
         elif resolve_secrets:
-            problems.extend(_unresolvable_secrets(index, raw, environ))
-    problems.extend(_cross_checks(data, targets))
+            found.extend(_unresolvable_secrets(index, raw, environ))
+    found.extend(_cross_checks(data, lines or {}, origin))
+    found.extend(_check_database(data.get("database", "sqlite:///newsbot.db")))
     outlet = file.outlet if file is not None else Outlet()
-    problems.extend(_check_templates(data, targets, outlet))
+    found.extend(_check_templates(raw_targets, valid, outlet))
     secrets: dict[str, dict[str, Secret]] = {}
     tokens: dict[str, Secret] = {}
     if resolve_secrets:
-        for index, target in enumerate(targets):
+        for index, target in valid:
             secrets[target.name] = {}
-            for field, ref in target.secret_fields().items():
+            for name, ref in target.secret_fields().items():
                 try:
-                    secrets[target.name][field] = ref.resolve(environ)
+                    secrets[target.name][name] = ref.resolve(environ)
                 except LookupError as exc:
-                    problems.append(Problem(f"targets[{index}].{field}", str(exc)))
+                    found.append((("targets", index, name), str(exc)))
         for name in ("push_token", "metrics_token"):
             ref = getattr(file.http, name) if file is not None else None
             if ref is None:
@@ -307,23 +380,23 @@ def validate(
             try:
                 tokens[name] = ref.resolve(environ)
             except LookupError as exc:
-                problems.append(Problem(f"http.{name}", str(exc)))
+                found.append((("http", name), str(exc)))
         if file is not None and file.desk.enabled:
             try:
                 ref = file.desk.secret_key
                 tokens["desk"] = ref.resolve(environ) if ref else _no_desk_key()
                 if len(tokens["desk"].get()) < 32:
-                    problems.append(Problem("desk.secret_key", "use at least 32 characters"))
+                    found.append((("desk", "secret_key"), "use at least 32 characters"))
             except LookupError as exc:
-                problems.append(Problem("desk.secret_key", str(exc)))
+                found.append((("desk", "secret_key"), str(exc)))
     editors, editor_secrets = _validate_editors(
-        data.get("editors"), problems, environ, resolve_secrets
+        data.get("editors"), found, environ, resolve_secrets
     )
-    if problems or file is None:
-        raise ConfigError(problems, origin)
+    if found or file is None:
+        raise ConfigError(_problems(found, data, lines, origin), origin)
     return Config(
         file=file,
-        targets=targets,
+        targets=[target for _, target in valid],
         secrets=secrets,
         push_token=tokens.get("push_token"),
         metrics_token=tokens.get("metrics_token"),
@@ -337,8 +410,27 @@ def _no_desk_key() -> Secret:
     raise LookupError("required when desk.enabled: {env: NAME} or {file: /path}")
 
 
+def _problems(
+    found: list[tuple[Path, str]], data: Any, lines: dict[Path, int] | None, origin: str
+) -> list[Problem]:
+    """Named, line-marked problems in the order of the file (one per place and message)."""
+    problems: list[Problem] = []
+    seen: set[tuple[Path, str]] = set()
+    ordered = sorted(
+        enumerate(found), key=lambda item: (_line_of(item[1][0], lines or {}) or 0, item[0])
+    )
+    for _, (path, message) in ordered:
+        if (path, message) in seen:
+            continue
+        seen.add((path, message))
+        line = _line_of(path, lines) if lines else None
+        where = f"{origin}:{line}" if line else ""
+        problems.append(Problem(_display(path, data), message, where))
+    return problems
+
+
 def _validate_editors(
-    raw: Any, problems: list[Problem], environ: dict[str, str] | None, resolve: bool
+    raw: Any, found: list[tuple[Path, str]], environ: dict[str, str] | None, resolve: bool
 ) -> tuple[Any, dict[str, Secret]]:
     if not isinstance(raw, dict):
         return None, {}
@@ -347,9 +439,9 @@ def _validate_editors(
         settings = settings_model.model_validate(raw)
     except ValueError as exc:
         if isinstance(exc, ValidationError):
-            problems.extend(_pydantic_problems(exc, "editors"))
+            found.extend(_pydantic_problems(exc, ("editors",)))
         else:
-            problems.append(Problem("editors.platform", str(exc)))
+            found.append((("editors", "platform"), str(exc)))
         return None, {}
     secrets: dict[str, Secret] = {}
     if resolve:
@@ -359,7 +451,7 @@ def _validate_editors(
                 try:
                     secrets[name] = ref.resolve(environ)
                 except LookupError as exc:
-                    problems.append(Problem(f"editors.{name}", str(exc)))
+                    found.append((("editors", name), str(exc)))
     return settings, secrets
 
 
@@ -377,105 +469,208 @@ SAMPLE_ARTICLE = Article(
 
 
 def _check_templates(
-    data: dict[str, Any], targets: list[TargetSettings], outlet: Outlet
-) -> list[Problem]:
+    raw_targets: list[Any], valid: list[tuple[int, TargetSettings]], outlet: Outlet
+) -> list[tuple[Path, str]]:
     """Render each custom template once: one that drops the article link is refused now,
-    not when the first post would leave."""
-    problems = []
-    raw_targets = data.get("targets") or []
-    indexes = {raw.get("name"): i for i, raw in enumerate(raw_targets) if isinstance(raw, dict)}
-    for target in targets:
+    not when the first post would leave. A target whose other fields are wrong still has its
+    template's syntax checked, so that mistake shows in the same run."""
+    found: list[tuple[Path, str]] = []
+    checked = set()
+    for index, target in valid:
+        checked.add(index)
         if not target.template:
             continue
-        where = f"targets[{indexes.get(target.name, '?')}].template"
+        where: Path = ("targets", index, "template")
         adapter = adapter_class(target.platform)(target, {}, outlet)
         for sample in (SAMPLE_ARTICLE, replace(SAMPLE_ARTICLE, image_url=None)):
-            try:
-                check_attribution(adapter.render(sample), adapter.hyperlinks)
-            except TemplateProblem as exc:
-                problems.append(Problem(where, str(exc)))
-                break
-            except AttributionMissing:
+            rendered = render_for(adapter, sample)
+            if not isinstance(rendered, RenderProblem):
+                continue
+            if rendered.kind is ProblemKind.NO_LINK:
                 how = "{{ link() }}" if adapter.hyperlinks else "{{ url }}"
-                problems.append(Problem(where, f"the post must carry the article link: add {how}"))
-                break
-    return problems
+                found.append((where, f"the post must carry the article link: add {how}"))
+            else:
+                found.append((where, rendered.message))
+            break
+    for index, raw in enumerate(raw_targets):
+        if index in checked or not isinstance(raw, dict):
+            continue
+        template = raw.get("template")
+        if isinstance(template, str):
+            try:
+                SandboxedEnvironment().parse(template)
+            except TemplateSyntaxError as exc:
+                found.append(
+                    (
+                        ("targets", index, "template"),
+                        f"template does not compile (line {exc.lineno}): {exc.message}",
+                    )
+                )
+    return found
 
 
 def _unresolvable_secrets(
     index: int, raw: dict[str, Any], environ: dict[str, str] | None
-) -> list[Problem]:
+) -> list[tuple[Path, str]]:
     """Secret references of a target that failed validation: still report missing ones."""
-    problems = []
+    found: list[tuple[Path, str]] = []
     for name, value in raw.items():
         if isinstance(value, dict) and value and set(value) <= {"env", "file"}:
             try:
                 SecretRef.model_validate(value).resolve(environ)
             except (LookupError, ValidationError) as exc:
-                problems.append(Problem(f"targets[{index}].{name}", str(exc)))
-    return problems
+                found.append((("targets", index, name), str(exc)))
+    return found
 
 
-def _cross_checks(data: dict[str, Any], targets: list[TargetSettings]) -> list[Problem]:
-    problems: list[Problem] = []
-    source_names: list[str] = [
-        s.get("name") for s in data.get("sources") or [] if isinstance(s, dict)
+def _names(data: dict[str, Any], key: str) -> list[tuple[int, str]]:
+    """(position, name) of every item of a top-level list that has a string name, valid or
+    not: a mistake elsewhere in an item must not make other parts report it as unknown."""
+    items = data.get(key)
+    if not isinstance(items, list):
+        return []
+    return [
+        (index, item["name"])
+        for index, item in enumerate(items)
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
     ]
-    for name in {n for n in source_names if source_names.count(n) > 1}:
-        problems.append(Problem("sources", f"source name {name!r} is used more than once"))
-    target_names = [t.name for t in targets]
-    for name in {n for n in target_names if target_names.count(n) > 1}:
-        problems.append(Problem("targets", f"target name {name!r} is used more than once"))
-    for index, target in enumerate(targets):
-        for source in target.sources or []:
+
+
+def _duplicates(
+    data: dict[str, Any], key: str, lines: dict[Path, int], origin: str
+) -> list[tuple[Path, str]]:
+    found: list[tuple[Path, str]] = []
+    first: dict[str, int] = {}
+    for index, name in _names(data, key):
+        if name not in first:
+            first[name] = index
+            continue
+        line = lines.get((key, first[name]))
+        earlier = f"{origin}:{line}" if line else f"item {first[name] + 1} of {key}"
+        found.append(
+            (
+                (key, index, "name"),
+                f"{key[:-1]} name {name!r} is used more than once (first at {earlier})",
+            )
+        )
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _cross_checks(
+    data: dict[str, Any], lines: dict[Path, int], origin: str
+) -> list[tuple[Path, str]]:
+    found: list[tuple[Path, str]] = []
+    for key in _NAMED_LISTS:
+        found.extend(_duplicates(data, key, lines, origin))
+    source_names = [name for _, name in _names(data, "sources")]
+    target_names = [name for _, name in _names(data, "targets")]
+    for index, raw in enumerate(_as_list(data.get("targets"))):
+        if not isinstance(raw, dict):
+            continue
+        for source in _as_list(raw.get("sources")):
             if source not in source_names:
-                problems.append(
-                    Problem(
-                        f"targets[{index}].sources",
-                        f"no source named {source!r}; sources are: "
-                        + ", ".join(map(str, source_names)),
+                found.append(
+                    (
+                        ("targets", index, "sources"),
+                        f"no source named {source!r}; sources are: " + ", ".join(source_names),
                     )
                 )
-    for index, rule in enumerate(data.get("rules") or []):
+    has_editors = isinstance(data.get("editors"), dict)
+    for index, rule in enumerate(_as_list(data.get("rules"))):
         if not isinstance(rule, dict):
             continue
-        for name in rule.get("targets") or []:
+        for name in _as_list(rule.get("targets")):
             if name not in target_names:
-                problems.append(
-                    Problem(
-                        f"rules[{index}].targets",
+                found.append(
+                    (
+                        ("rules", index, "targets"),
                         f"no target named {name!r}; targets are: " + ", ".join(target_names),
                     )
                 )
+        match = rule.get("match")
+        for name in _as_list(match.get("sources") if isinstance(match, dict) else None):
+            if name not in source_names:
+                found.append(
+                    (
+                        ("rules", index, "match", "sources"),
+                        f"no source named {name!r}; sources are: " + ", ".join(source_names),
+                    )
+                )
+        if rule.get("approval") is True and not has_editors:
+            found.append(
+                (
+                    ("rules", index, "approval"),
+                    "approval needs an editors' chat to ask in: add an `editors:` section"
+                    " (see config/newsbot.example.yaml) or remove `approval: true`",
+                )
+            )
     timezone = data.get("timezone", "UTC")
     try:
-        from zoneinfo import ZoneInfo
-
         ZoneInfo(str(timezone))
-    except Exception:
-        problems.append(Problem("timezone", f"unknown time zone {timezone!r} (e.g. Asia/Baku)"))
-    return problems
+    except (ValueError, ZoneInfoNotFoundError):
+        found.append((("timezone",), f"unknown time zone {timezone!r} (e.g. Asia/Baku)"))
+    return found
+
+
+def _check_database(url: Any) -> list[tuple[Path, str]]:
+    """The database URL parses, names a supported database, and for SQLite the file's folder
+    exists and is writable. Nothing is created."""
+    where: Path = ("database",)
+    hint = "write e.g. sqlite:///newsbot.db or postgresql://user@host/db"
+    if not isinstance(url, str):
+        return [(where, f"must be a database URL; {hint}")]
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return [(where, f"{url!r} is not a database URL; {hint}")]
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        return [(where, f"unsupported database {backend!r}; {hint}")]
+    if backend != "sqlite":
+        return []
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return []
+    file = FilePath(database)
+    folder = file.parent
+    if not folder.is_dir():
+        return [(where, f"folder {str(folder)!r} does not exist: create it or fix the path")]
+    if file.exists():
+        if not os.access(file, os.R_OK | os.W_OK):
+            return [(where, f"{database!r} exists but is not readable and writable")]
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        return [(where, f"folder {str(folder)!r} is not writable: the database cannot be made")]
+    return []
 
 
 def load(
-    path: str | Path, environ: dict[str, str] | None = None, resolve_secrets: bool = True
+    path: str | FilePath, environ: dict[str, str] | None = None, resolve_secrets: bool = True
 ) -> Config:
-    """Read and validate a YAML config file."""
-    path = Path(path)
+    """Read and validate a YAML config file; problems name their line in it."""
+    path = FilePath(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError([Problem("", f"{path} is not UTF-8 text")], str(path)) from None
     try:
         data = yaml.safe_load(text)
+        lines = line_marks(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f"{path}:{mark.line + 1}" if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem(where, f"invalid YAML: {problem}")], str(path)) from None
+        raise ConfigError([Problem("", f"invalid YAML{at}: {problem}", where)], str(path)) from None
     if isinstance(data, dict):
         env = os.environ if environ is None else environ
         # The container sets the database location; the YAML stays the same everywhere.
         if env.get("NEWSBOT_DATABASE"):
             data["database"] = env["NEWSBOT_DATABASE"]
-    return validate(data, str(path), environ, resolve_secrets)
+            lines.pop(("database",), None)
+    return validate(data, str(path), environ, resolve_secrets, lines)

@@ -12,16 +12,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
-from bot.attribution import AttributionMissing, check_attribution
-from bot.store import (
-    AWAITING,
-    FAILED,
-    PENDING,
-    SKIPPED,
-    UNCERTAIN,
-    Delivery,
-    Store,
-)
+from bot.logs import escape_log
+from bot.render import RenderProblem, guard
+from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store
 
 log = logging.getLogger("newsbot.desk")
 
@@ -39,7 +32,18 @@ HELP = (
 
 @dataclass(frozen=True)
 class Reply:
+    """The desk's answer. `ok` says whether the action was done; a console never reads that
+    from the wording."""
+
     text: str
+    ok: bool = True
+
+
+def refusal(exc: IllegalTransition) -> Reply:
+    """One clear line for a move the delivery's state does not allow."""
+    if exc.current is None:
+        return Reply(f"No delivery #{exc.delivery_id}.", ok=False)
+    return Reply(f"#{exc.delivery_id} is {exc.current}: not changed.", ok=False)
 
 
 class Desk:
@@ -79,8 +83,12 @@ class Desk:
         name = word[1:].split("@")[0].lower()
         arg = rest.strip()
         if not self.allowed(user_id):
-            log.warning("refused /%s from user %s: not an allowed editor", name, user_id)
-            return Reply("You are not allowed to control this bot.")
+            log.warning(
+                "refused /%s from user %s: not an allowed editor",
+                escape_log(name, 100),
+                escape_log(user_id),
+            )
+            return Reply("You are not allowed to control this bot.", ok=False)
         assert user_id is not None
         handlers = {
             "status": self._status,
@@ -96,7 +104,7 @@ class Desk:
         }
         handler = handlers.get(name)
         if handler is None:
-            return Reply(f"Unknown command /{name}.\n\n{HELP}")
+            return Reply(f"Unknown command /{name}.\n\n{HELP}", ok=False)
         reply = await handler(arg)
         await self._record(user_id, f"/{name} {arg}".strip())
         return reply
@@ -113,7 +121,9 @@ class Desk:
             summary = ", ".join(f"{k} {v}" for k, v in sorted(row.items())) or "nothing yet"
             flag = f" (PAUSED: {paused[target]})" if target in paused else ""
             lines.append(f"{target}: {summary}{flag}")
-        attention = await self.store.recent_deliveries(5, [FAILED, UNCERTAIN])
+        attention = await self.store.recent_deliveries(
+            5, [DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN]
+        )
         for d in attention:
             lines.append(f"#{d.id} {d.target} {d.status}: {d.post.article_url}")
         return Reply("\n".join(lines))
@@ -140,7 +150,7 @@ class Desk:
     async def _pause(self, arg: str) -> Reply:
         names = self._targets_from(arg)
         if isinstance(names, str):
-            return Reply(names)
+            return Reply(names, ok=False)
         for name in names:
             await self.store.set_paused(name, True, "paused by an editor")
         return Reply(f"Paused: {', '.join(names)}")
@@ -148,7 +158,7 @@ class Desk:
     async def _resume(self, arg: str) -> Reply:
         names = self._targets_from(arg)
         if isinstance(names, str):
-            return Reply(names)
+            return Reply(names, ok=False)
         for name in names:
             await self.store.set_paused(name, False, "")
         self.wake()
@@ -163,94 +173,98 @@ class Desk:
     async def _skip(self, arg: str) -> Reply:
         found = await self._delivery(arg)
         if isinstance(found, str):
-            return Reply(found)
-        done = await self.store.set_status(
-            found.id,
-            SKIPPED,
-            "skipped by an editor",
-            only_from=[PENDING, AWAITING, FAILED, UNCERTAIN],
-        )
-        return Reply(
-            f"#{found.id} skipped." if done else f"#{found.id} is {found.status}: not changed."
-        )
+            return Reply(found, ok=False)
+        try:
+            await self.store.skip(found.id, "skipped by an editor")
+        except IllegalTransition as exc:
+            return refusal(exc)
+        return Reply(f"#{found.id} skipped.")
 
     async def _retry(self, arg: str) -> Reply:
         found = await self._delivery(arg)
         if isinstance(found, str):
-            return Reply(found)
-        done = await self.store.set_status(
-            found.id, PENDING, "retried by an editor", only_from=[FAILED, UNCERTAIN, SKIPPED]
-        )
-        if done:
-            self.wake()
-        return Reply(
-            f"#{found.id} queued again." if done else f"#{found.id} is {found.status}: not changed."
-        )
+            return Reply(found, ok=False)
+        try:
+            await self.store.requeue(found.id, "retried by an editor")
+        except IllegalTransition as exc:
+            return refusal(exc)
+        self.wake()
+        return Reply(f"#{found.id} queued again.")
 
     async def _post(self, arg: str) -> Reply:
         if not arg.startswith(("http://", "https://")):
-            return Reply("Give the article URL, e.g. /post https://site/news/1")
+            return Reply("Give the article URL, e.g. /post https://site/news/1", ok=False)
         return Reply(await self.post_url(arg))
 
     async def _preview(self, arg: str) -> Reply:
         if not arg.startswith(("http://", "https://")):
-            return Reply("Give the article URL, e.g. /preview https://site/news/1")
+            return Reply("Give the article URL, e.g. /preview https://site/news/1", ok=False)
         return Reply(await self.preview_url(arg))
 
     # Approval ------------------------------------------------------------------------------
 
+    async def previews_due(self) -> list[Delivery]:
+        """Posts awaiting approval whose preview the editors have not been shown yet."""
+        return await self.store.previews_due()
+
+    async def mark_previewed(self, delivery_id: int, target: str, where: str) -> None:
+        """Remember that the preview of `delivery_id` reached the editors (at `where`)."""
+        await self.store.mark_previewed(delivery_id, target, where)
+
+    async def awaiting_delivery(self, delivery_id: int) -> Delivery | None:
+        """The delivery if it still waits for approval (to show its preview again)."""
+        delivery = await self.store.delivery(delivery_id)
+        if delivery is None or delivery.status != DeliveryStatus.AWAITING:
+            return None
+        return delivery
+
     async def decide(self, user_id: int | None, delivery_id: int, action: str) -> Reply:
         """An editor's answer to an approval preview: post, skip, or delay1h."""
         if not self.allowed(user_id):
-            log.warning("refused approval action from user %s", user_id)
-            return Reply("You are not allowed to approve posts.")
+            log.warning("refused approval action from user %s", escape_log(user_id))
+            return Reply("You are not allowed to approve posts.", ok=False)
         assert user_id is not None
-        if action == "post":
-            done = await self.store.set_status(
-                delivery_id, PENDING, f"approved by {user_id}", priority=1, only_from=[AWAITING]
-            )
-            if done:
+        note = {"post": "approved", "skip": "skipped", "delay1h": "delayed 1h"}.get(action)
+        if note is None:
+            return Reply(f"Unknown action {action!r}", ok=False)
+        note = f"{note} by {user_id}"
+        try:
+            if action == "post":
+                await self.store.approve(delivery_id, note, priority=1)
                 self.wake()
-        elif action == "skip":
-            done = await self.store.set_status(
-                delivery_id, SKIPPED, f"skipped by {user_id}", only_from=[AWAITING]
-            )
-        elif action == "delay1h":
-            done = await self.store.set_status(
-                delivery_id,
-                PENDING,
-                f"delayed 1h by {user_id}",
-                not_before=time.time() + 3600,
-                only_from=[AWAITING],
-            )
+            elif action == "skip":
+                await self.store.decline(delivery_id, note)
+            else:
+                await self.store.approve(delivery_id, note, not_before=time.time() + 3600)
+        except IllegalTransition as exc:
+            reply = refusal(exc)
         else:
-            return Reply(f"Unknown action {action!r}")
+            reply = Reply(
+                {"post": "Posting now.", "skip": "Skipped.", "delay1h": "Delayed by one hour."}[
+                    action
+                ]
+            )
         await self._record(user_id, f"{action} #{delivery_id}", delivery_id)
-        if not done:
-            return Reply(f"#{delivery_id} was already decided.")
-        return Reply(
-            {"post": "Posting now.", "skip": "Skipped.", "delay1h": "Delayed by one hour."}[action]
-        )
+        return reply
 
     async def edit_text(self, user_id: int | None, delivery_id: int, text: str) -> Reply:
         """Replace an awaiting post's text; it must still carry the article link."""
         if not self.allowed(user_id):
-            return Reply("You are not allowed to edit posts.")
+            return Reply("You are not allowed to edit posts.", ok=False)
         delivery = await self.store.delivery(delivery_id)
-        if delivery is None or delivery.status != AWAITING:
-            return Reply(f"#{delivery_id} is not waiting for approval.")
+        if delivery is None or delivery.status != DeliveryStatus.AWAITING:
+            return Reply(f"#{delivery_id} is not waiting for approval.", ok=False)
         hyperlinks = self.hyperlinks.get(delivery.target, True)
         # Every renderer ends a post with its link block; an edit without the link keeps it.
         link_block = delivery.post.text.rsplit("\n\n", 1)[-1]
         for candidate in (text, f"{text.rstrip()}\n\n{link_block}"):
             edited = replace(delivery.post, text=candidate)
-            try:
-                check_attribution(edited, hyperlinks)
+            if not isinstance(guard(edited, hyperlinks), RenderProblem):
                 break
-            except AttributionMissing:
-                continue
         else:
-            return Reply(f"Not saved: the post must keep the link {delivery.post.article_url}")
+            return Reply(
+                f"Not saved: the post must keep the link {delivery.post.article_url}", ok=False
+            )
         await self.store.update_payload(delivery_id, edited)
         await self._record(user_id or 0, f"edited #{delivery_id}", delivery_id)
         return Reply("Text updated. Press Post now to publish it.")

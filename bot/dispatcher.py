@@ -17,9 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from adapters.base import Adapter
 from bot.attribution import AttributionMissing, check_attribution
 from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
@@ -35,8 +35,11 @@ from bot.outcomes import (
 )
 from bot.rules import Rule
 from bot.secrets import redact
-from bot.store import AWAITING, PENDING, SKIPPED, Delivery, Store, abandoned_report
+from bot.store import Delivery, IllegalTransition, Store, abandoned_report
 from bot.timing import SEND, Decision, Timing, decide, local_midnight
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.dispatch")
 
@@ -208,13 +211,18 @@ class Dispatcher:
                 continue
             default = rule.approval_default if rule else "skip"
             note = f"no editor answered within {timeout:g}s: {default} by rule"
-            status = PENDING if default == "post" else SKIPPED
-            if await self.store.set_status(delivery.id, status, note, only_from=[AWAITING]):
-                if status == SKIPPED:
-                    self.metrics.delivery(delivery.target, "skipped")
-                await self.store.record_event(
-                    "info", "approval-timeout", note, delivery.target, delivery.id
-                )
+            try:
+                if default == "post":
+                    await self.store.approve(delivery.id, note)
+                else:
+                    await self.store.decline(delivery.id, note)
+            except IllegalTransition:  # an editor answered meanwhile
+                continue
+            if default != "post":
+                self.metrics.delivery(delivery.target, "skipped")
+            await self.store.record_event(
+                "info", "approval-timeout", note, delivery.target, delivery.id
+            )
 
     async def _drain(self, target: str, report: DispatchReport) -> None:
         adapter = self.adapters[target]
@@ -228,7 +236,7 @@ class Dispatcher:
                 return
             decision = await self._timing(adapter, delivery)
             if decision.action == "wait" and decision.at is not None:
-                await self.store.mark_retry(
+                await self.store.retry_later(
                     delivery.id,
                     decision.at.timestamp(),
                     f"waiting: {decision.reason}",
@@ -236,13 +244,18 @@ class Dispatcher:
                 )
                 return
             if decision.action == "drop":
-                await self.store.mark_skipped(delivery.id, f"dropped: {decision.reason}")
+                await self.store.drop(delivery.id, f"dropped: {decision.reason}")
                 self.metrics.delivery(delivery.target, "skipped")
                 await self.store.record_event(
                     "info", "dropped", decision.reason, delivery.target, delivery.id
                 )
                 continue
-            keep_going = await self._deliver(adapter, delivery, report)
+            try:
+                keep_going = await self._deliver(adapter, delivery, report)
+            except IllegalTransition as exc:
+                # Its lease ran out mid-send and it was flagged uncertain: that flag stands.
+                log.warning("target %s: outcome not recorded: %s", target, exc)
+                return
             if not keep_going or not self.circuits[target].allows(time.time()):
                 return
 
@@ -286,7 +299,7 @@ class Dispatcher:
         except RetryLater as exc:
             await self._tripped(delivery.target, exc.message, at_least=exc.retry_after)
             at = max(time.time() + exc.retry_after, self.circuits[delivery.target].open_until)
-            await self.store.mark_retry(delivery.id, at, exc.message, count_attempt=False)
+            await self.store.retry_later(delivery.id, at, exc.message, count_attempt=False)
             log.info(
                 "target %s: %s; waiting %.0fs",
                 delivery.target,
@@ -351,7 +364,7 @@ class Dispatcher:
         if held:
             # The target is down, not this post: it waits for the target, never given up.
             at = self.circuits[delivery.target].open_until
-            await self.store.mark_retry(delivery.id, at, error, count_attempt=counted)
+            await self.store.retry_later(delivery.id, at, error, count_attempt=counted)
             self.metrics.retry(delivery.target)
             report.retried += 1
             return
@@ -360,7 +373,7 @@ class Dispatcher:
             await self._fail(delivery, error, report)
             return
         delay = backoff_delay(delivery.attempts, self.config.backoff_base, self.config.backoff_max)
-        await self.store.mark_retry(delivery.id, time.time() + delay, error)
+        await self.store.retry_later(delivery.id, time.time() + delay, error)
         log.warning(
             "target %s: attempt %d failed (%s); retrying in %.0fs",
             delivery.target,
@@ -373,7 +386,7 @@ class Dispatcher:
         report.retried += 1
 
     async def _fail(self, delivery: Delivery, error: str, report: DispatchReport) -> None:
-        await self.store.mark_failed(delivery.id, error)
+        await self.store.fail(delivery.id, error)
         self.metrics.delivery(delivery.target, "failed")
         log.error(
             "target %s: delivery %d failed: %s",
@@ -390,7 +403,7 @@ class Dispatcher:
             f"delivery {delivery.id} of {delivery.post.article_url} may or may not have been "
             f"posted ({error}); not resent"
         )
-        await self.store.mark_uncertain(delivery.id, error, message)
+        await self.store.flag_uncertain(delivery.id, error, message)
         self.metrics.delivery(delivery.target, "uncertain")
         log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
         await self._alert(delivery.target, message)
@@ -400,9 +413,11 @@ class Dispatcher:
 
     async def _pause(self, delivery: Delivery, error: str, report: DispatchReport) -> None:
         # The post goes back to the queue untouched: it is sent once the target is resumed.
-        await self.store.mark_retry(delivery.id, time.time(), error, count_attempt=False)
+        await self.store.retry_later(delivery.id, time.time(), error, count_attempt=False)
         await self.store.set_paused(delivery.target, True, error)
-        message = f"target paused: {error}. Fix the credentials, then resume the target."
+        # The platform's error often ends with its own full stop.
+        reason = error.rstrip(". ")
+        message = f"target paused: {reason}. Fix the credentials, then resume the target."
         self.metrics.delivery(delivery.target, "paused")
         log.error("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
         await self.store.record_event("error", "paused", message, delivery.target, delivery.id)

@@ -10,6 +10,7 @@ The page is parsed once with lxml; every reader below works on that one tree.
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import html as htmllib
 import json
@@ -21,12 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import htmldate
 import lxml.html
 import trafilatura
 from lxml import etree
 
 from bot.models import Article, FeedEntry
-from bot.text import squash_spaces
+from bot.text import first_sentences, looks_cut, squash_spaces, strip_invisible
 from bot.urls import absolute_url, is_http_url, normalize_url, strip_tracking
 
 log = logging.getLogger("newsbot.enrich")
@@ -79,7 +81,7 @@ _PARSER.set_element_class_lookup(
     )
 )
 _CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
-_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u200f\u2060\ufeff]")
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def decode_html(content: bytes | str) -> str:
@@ -137,13 +139,28 @@ def _clean(text: Any) -> str:
         if "&" not in text or not _ENTITY.search(text):
             break
         text = htmllib.unescape(text)
-    return squash_spaces(_INVISIBLE.sub("", text))
+    return squash_spaces(strip_invisible(_INVISIBLE.sub("", text)))
+
+
+_PAIRED_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)\b[^<>]*>(.*?)</\1\s*>", re.DOTALL)
+_VOID_TAG = re.compile(r"<(?:br|hr|img|wbr)\b[^<>]*/?>", re.IGNORECASE)
 
 
 def _clean_markup(text: Any) -> str:
-    """_clean for descriptions and feed summaries, which often carry <p>, <br>, <a> tags."""
+    """_clean for headlines, descriptions and feed summaries, which often carry <p>, <br>,
+    <em> tags: a tag that is markup (opened and closed, or a void <br>) goes, its text stays;
+    a lone "<script>" or "5 < 6" written as text stays text. The same for every field."""
     cleaned = _clean(text)
-    return squash_spaces(_TAG.sub(" ", cleaned)) if "<" in cleaned else cleaned
+    if "<" not in cleaned:
+        return cleaned
+    for _ in range(4):  # nested markup: <p><em>..</em></p>
+        stripped = _PAIRED_TAG.sub(lambda m: f" {m.group(2)} ", cleaned)
+        if stripped == cleaned:
+            break
+        cleaned = stripped
+    cleaned = _VOID_TAG.sub(" ", cleaned)
+    # Spaces the removal left inside quotes and before punctuation.
+    return re.sub(r"\s+(?=[,.;:!?])", "", squash_spaces(cleaned))
 
 
 def _dedupe(values: Iterable[str], max_len: int = 80) -> tuple[str, ...]:
@@ -174,9 +191,12 @@ def parse_time(value: Any) -> datetime | None:
                 parsed = email.utils.parsedate_to_datetime(text)
             except (TypeError, ValueError, IndexError):
                 return None
-    if parsed is None:
-        return None
+    if parsed is None or not _MIN_YEAR <= parsed.year <= datetime.now(UTC).year + 1:
+        return None  # "0001-01-01" and other CMS placeholders are no publication date
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_MIN_YEAR = 1990
 
 
 # ISO 639-2 codes pages use in place of the 2-letter ISO 639-1 ones.
@@ -244,6 +264,49 @@ def language_code(value: Any) -> str | None:
     if re.fullmatch(r"[a-z]{2}", code):
         return code
     return _LANG3.get(code)
+
+
+# Language identification (py3langid: its model ships in the wheel, nothing is downloaded).
+# Loaded on first use (~0.6 s, once per process); a classification takes ~0.1 ms.
+_identifier: Any = None
+#: Text shorter than this says too little about its language.
+_MIN_DETECT_CHARS = 200
+#: Below this probability the detector's answer is not used.
+_MIN_DETECT_CONFIDENCE = 0.9
+#: A page's declared language is overruled only by a body this long detected this surely
+#: (templates keep lang="en" on every edition of a multilingual site).
+_OVERRULE_CHARS = 600
+_OVERRULE_CONFIDENCE = 0.98
+
+
+def detect_language(text: str) -> tuple[str | None, float]:
+    """The language of `text` (ISO 639-1) and the detector's probability; None if unsure."""
+    global _identifier
+    sample = squash_spaces(text[:3000])
+    if len(sample) < _MIN_DETECT_CHARS:
+        return None, 0.0
+    if _identifier is None:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    code, probability = _identifier.classify(sample)
+    if probability < _MIN_DETECT_CONFIDENCE:
+        return None, float(probability)
+    return language_code(code), float(probability)
+
+
+def choose_language(declared: str | None, text: str, default: str | None) -> str | None:
+    """The page's declared language, unless a long body clearly says otherwise; else the
+    language detected from `text`; else the source's `default`."""
+    detected, probability = detect_language(text)
+    if declared and (
+        detected is None
+        or detected == declared
+        or len(text) < _OVERRULE_CHARS
+        or probability < _OVERRULE_CONFIDENCE
+    ):
+        return declared
+    return detected or declared or default
 
 
 # -- JSON-LD -------------------------------------------------------------------------------
@@ -423,9 +486,9 @@ def page_meta(tree: lxml.html.HtmlElement) -> dict[str, list[str]]:
         if content is None or not content.strip():
             continue
         for attr in ("property", "name", "itemprop", "http-equiv"):
-            key = element.get(attr)
-            if key:
-                meta.setdefault(key.strip().lower(), []).append(content.strip())
+            # itemprop="datePublished dateCreated": each space-separated name counts.
+            for key in (element.get(attr) or "").lower().split():
+                meta.setdefault(key, []).append(content.strip())
     return meta
 
 
@@ -448,14 +511,15 @@ def _time_attrs(tree: lxml.html.HtmlElement) -> dict[str, str]:
     """Dates from <time> (and itemprop'd) elements: "published", "modified", "first"."""
     found: dict[str, str] = {}
     for element in tree.xpath(
-        "//*[@itemprop='datePublished' or @itemprop='dateModified'][@datetime or @content]"
+        "//*[contains(@itemprop, 'datePublished') or contains(@itemprop, 'dateModified')]"
+        "[@datetime or @content]"
         "|//article//time[@datetime]|//time[@pubdate][@datetime]"
     ):
         value = element.get("datetime") or element.get("content") or ""
-        prop = element.get("itemprop")
-        if prop == "datePublished" or element.get("pubdate") is not None:
+        props = (element.get("itemprop") or "").split()
+        if "datePublished" in props or element.get("pubdate") is not None:
             found.setdefault("published", value)
-        elif prop == "dateModified":
+        elif "dateModified" in props:
             found.setdefault("modified", value)
         else:
             found.setdefault("first", value)
@@ -524,11 +588,50 @@ def _byline_name(name: str) -> str | None:
     return name.strip(" .,-–—|") or None
 
 
-def _author_name(value: str) -> str:
-    """An author value that names a person: no profile URLs, no "By " prefix."""
+# Account and desk names CMSs put where a person's name belongs.
+_NOT_PERSONS = frozenset(
+    {
+        "admin",
+        "administrator",
+        "editor",
+        "editors",
+        "staff",
+        "newsroom",
+        "webmaster",
+        "user",
+        "guest",
+        "redação",
+        "redacao",
+        "redaktion",
+        "redacción",
+        "редакция",
+        "redaksiya",
+        "anonymous",
+        "unknown",
+    }
+)
+# "Analysis by ...", "Opinion by ...": the kind of piece, not part of the name.
+_BY_PREFIX = re.compile(r"^(?:[\w-]+\s+){0,2}?(?:by|von|por|автор)\s*:?\s+", re.IGNORECASE)
+# ", Editor-at-large", ", Senior Correspondent": a role after the name.
+_ROLE_SUFFIX = re.compile(
+    r",\s*(?:[\w-]+\s+){0,2}(?:editor|correspondent|reporter|writer|columnist|contributor"
+    r"|analyst|staff|redakteur|korrespondent|correspondente|корреспондент)[\w-]*$",
+    re.IGNORECASE,
+)
+
+
+def _author_name(value: str, site_names: Iterable[str] = ()) -> str:
+    """An author value that names a person: no profile URLs, no "By " prefix, no role, not
+    an account ("admin") or the site's own name."""
     value = _clean(value)
-    value = re.sub(r"^(?:by|автор)\s*:?\s+", "", value, flags=re.IGNORECASE)
+    value = _ROLE_SUFFIX.sub("", _BY_PREFIX.sub("", value)).strip(" ,")
     if not value or len(value) > 120 or is_http_url(value) or value.startswith(("/", "@")):
+        return ""
+    if value.casefold() in _NOT_PERSONS or any(c.isdigit() for c in value):
+        return ""
+    if _name_key(value) in {_name_key(n) for n in site_names if n}:
+        return ""
+    if not _name_like(value) and not value[:1].isupper():
         return ""
     return value
 
@@ -616,45 +719,178 @@ def main_text(tree: lxml.html.HtmlElement, url: str) -> str:
     return text or ""
 
 
-def _first_paragraphs(body: str, title: str = "", limit: int = 300) -> str:
-    """A lead made of the body's first real paragraphs (not bylines, dates or the title)."""
+# A lead is the story's opening, so these never belong in one: share and subscribe widgets,
+# contact lines, copyright and e-mail lines, "continue reading" links, bylines and datelines
+# run into the text (en, ru, az, tr, pt, de, es, fr, ja).
+_LEAD_BOILERPLATE = re.compile(
+    r"\bshare (?:this|on|via)\b|\b(?:compartilhe|compartilhar|teilen auf|поделиться)\b"
+    r"|\b(?:whatsapp|telegram|facebook|twitter|linkedin|pinterest)\s*(?:\||,|$)"
+    r"|\bsubscribe (?:to|now|for)\b|\bsign up (?:for|to)\b|\bnewsletter\b"
+    r"|\b(?:assine|inscreva-se|abonnieren sie|подпишитесь|abunə olun|abone ol)\b"
+    r"|\b(?:continue reading|read more|read the full|continue lendo|leia mais|leia também"
+    r"|weiterlesen|mehr lesen|читать далее|подробнее|davamını oxu|devamını oku|seguir leyendo"
+    r"|lire la suite)\b|続きを読む|\[\+?\d+ chars\]"
+    r"|©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|todos os direitos|alle rechte"
+    r"|все права защищены|bütün hüquqlar"
+    r"|[\w.+-]+@[\w-]+\.[\w.-]+"
+    r"|(?:\btel\.?|\bphone|\bтел\.?|\btelefone?)\s*:?\s*\+?\d"
+    r"|\+\d{1,3}[\s(.-]*\d{2,4}[\s).-]*\d{3}[\s.-]*\d{2,4}"
+    r"|^(?:by|por|von|автор:?)\s+[\w.'’-]+(?:\s+[\w.'’-]+){0,3}\s*(?:[|,•·]|\s-\s|\s+\d)"
+    r"|^[^.!?]{0,60}\b(?:updated|published|atualizado|publicado|aktualisiert|обновлено)\b"
+    r"[^.!?]{0,30}\d{1,2}[:.]\d{2}",
+    re.IGNORECASE,
+)
+#: A description longer than this is a page's whole text, not a summary.
+_MAX_DESCRIPTION = 1000
+#: The lead made from the body: whole sentences up to this many characters.
+LEAD_CHARS = 400
+
+
+def has_boilerplate(text: str) -> bool:
+    """Whether a lead candidate carries page furniture (see _LEAD_BOILERPLATE)."""
+    return bool(_LEAD_BOILERPLATE.search(text))
+
+
+def repeats_headline(lead: str, title: str) -> bool:
+    """Whether `lead` only says the headline again (same words, give or take a few)."""
+    lead_words = re.findall(r"\w+", lead.casefold())
+    title_words = re.findall(r"\w+", title.casefold())
+    if not lead_words or not title_words:
+        return False
+    if lead_words == title_words or (
+        lead_words[: len(title_words)] == title_words and len(lead_words) - len(title_words) <= 3
+    ):
+        return True
+    shared = len(set(lead_words) & set(title_words))
+    return len(lead_words) <= len(title_words) + 3 and shared >= 0.8 * len(set(lead_words))
+
+
+def _first_paragraphs(body: str, title: str = "", limit: int = LEAD_CHARS) -> str:
+    """A lead made of the body's first sentences (not bylines, widgets or the title)."""
     lead = ""
     for paragraph in body.split("\n"):
         paragraph = squash_spaces(paragraph)
-        if len(paragraph) < 40 or paragraph.casefold() == title.casefold():
+        if (
+            len(paragraph) < 40
+            or repeats_headline(paragraph, title)
+            or has_boilerplate(paragraph)
+            or _is_byline(paragraph)
+        ):
             continue
         lead = f"{lead} {paragraph}".strip()
         if len(lead) >= limit // 2:
             break
-    return lead
+    return first_sentences(lead, limit)
+
+
+def _about_article(description: str, title: str, body: str, site_names: Iterable[str]) -> bool:
+    """False for the site's own blurb used as every page's description ("Online portal that
+    provides breaking news"): it names the site, or shares almost no word with the story."""
+    flat = squash_spaces(body)
+    if description in flat:
+        return True
+    for name in site_names:
+        if name and len(name) >= 4 and name.casefold() in description.casefold():
+            return False
+    words = {w for w in re.findall(r"\w{4,}", description.casefold())}
+    story = set(re.findall(r"\w{4,}", f"{title} {flat}".casefold()))
+    if len(story) < 40 or len(words) < 4:
+        return True  # too little text to judge by
+    return len(words & story) >= 0.25 * len(words)
+
+
+def choose_lead(
+    descriptions: Iterable[str],
+    title: str,
+    body: str,
+    fallback: str = "",
+    site_names: Iterable[str] = (),
+) -> str:
+    """The post's lead: the first description that reads as the article's opening, else the
+    body's first sentences, else `fallback` (the feed summary) without its furniture.
+
+    A description is passed over when it is cut ("...", mid-word), repeats the headline,
+    carries boilerplate, or is the whole page.
+    """
+    for description in descriptions:
+        if (
+            not description
+            or len(description) > _MAX_DESCRIPTION
+            or repeats_headline(description, title)
+            or has_boilerplate(description)
+            or looks_cut(description, body)
+            or not _about_article(description, title, body, site_names)
+        ):
+            continue
+        return description
+    lead = _first_paragraphs(body, title)
+    if lead:
+        return lead
+    # Nothing better: the best description or summary, its furniture sentences removed.
+    for text in (*descriptions, fallback):
+        text = squash_spaces(text)
+        if not text or repeats_headline(text, title):
+            continue
+        sentences = re.split(r"(?<=[.!?…。！？])\s+", text)
+        kept = " ".join(s for s in sentences if not has_boilerplate(s))
+        kept = re.sub(r"\s*(?:\.\.\.|…|\[…\])$", "", kept)
+        if kept:
+            return first_sentences(kept, LEAD_CHARS) if len(kept) > LEAD_CHARS else kept
+    return ""
 
 
 # -- title ---------------------------------------------------------------------------------
 
 _SEPARATORS = (" - ", " | ", " — ", " – ", " :: ", " · ", " / ", " « ", " » ")
+_SPLIT_SEPARATORS = re.compile(r"\s(?:[-|—–·/«»]|::)\s")
 
 
-def strip_site_name(title: str, names: Iterable[str]) -> str:
-    """The headline without a "<sep> Site" suffix (or "Site <sep>" prefix) naming the site."""
-    for name in names:
-        if not name:
-            continue
-        for sep in _SEPARATORS:
-            suffix, prefix = (sep + name).casefold(), (name + sep).casefold()
-            # Compare same-length slices: casefold() may change a string's length (İ, ß).
-            if len(title) > len(sep + name):
-                if title[-len(sep + name) :].casefold() == suffix:
-                    return title[: -len(sep + name)].strip()
-                if title[: len(name + sep)].casefold() == prefix:
-                    return title[len(name + sep) :].strip()
+def _name_key(text: str) -> str:
+    """A site name compared loosely: "The Space Review", "thespacereview.com" -> same key."""
+    text = text.strip().casefold().removeprefix("www.")
+    if "." in text and " " not in text:  # a host name: its registered name without suffixes
+        labels = text.split(".")
+        while len(labels) > 1 and (len(labels[-1]) <= 3 or labels[-1] in _HOST_SUFFIXES):
+            labels.pop()
+        text = labels[-1]
+    return re.sub(r"\W+", "", text)
+
+
+_HOST_SUFFIXES = frozenset({"info", "news", "media", "online", "site"})
+
+
+def strip_site_name(title: str, names: Iterable[str], h1: str = "") -> str:
+    """The headline without site furniture: a "<sep> Site" suffix or "Site <sep>" / "Site: "
+    prefix naming the site (exactly or loosely: "thespacereview.com" names "The Space
+    Review"), or any such part the page's visible `h1` does not carry."""
+    keys = {_name_key(n) for n in names if n} - {""}
+    for _ in range(2):  # "Site | Section | Headline": a second pass for a second layer
+        parts = _SPLIT_SEPARATORS.split(title)
+        if len(parts) > 1 and _name_key(parts[-1]) in keys:
+            title = title[: title.rfind(parts[-1])].rstrip()
+            title = title[:-1].rstrip() if title[-1:] in "-|—–·/«»:" else title
+            title = title.rstrip(" -|—–·/«»:").strip()
+        elif len(parts) > 1 and _name_key(parts[0]) in keys:
+            title = title[len(parts[0]) :].lstrip(" -|—–·/«»:").strip()
+        else:
+            head, colon, rest = title.partition(": ")
+            if not (colon and rest and _name_key(head) in keys):
+                break
+            title = rest.strip()
+    # The visible h1 is the headline itself: "<h1> | Anything" or "Anything: <h1>" is furniture.
+    h1 = squash_spaces(h1)
+    if h1 and len(h1) >= 8 and h1 != title:
+        for sep in (*_SEPARATORS, ": "):
+            if title.startswith(h1 + sep) or title.endswith(sep + h1):
+                return h1
     return title
 
 
-def _choose_title(candidates: Iterable[str], site_names: list[str]) -> str:
+def _choose_title(candidates: Iterable[str], site_names: list[str], h1: str = "") -> str:
     for candidate in candidates:
-        title = strip_site_name(_clean(candidate), site_names)
+        title = strip_site_name(_clean_markup(candidate), site_names, h1)
         # A title that is only the site's name is a template default, not a headline.
-        if title and title.casefold() not in {n.casefold() for n in site_names if n}:
+        if title and _name_key(title) not in {_name_key(n) for n in site_names if n}:
             return title
     return ""
 
@@ -722,6 +958,19 @@ def _image_url(
     return None
 
 
+def _htmldate(tree: lxml.html.HtmlElement, url: str) -> datetime | None:
+    """Last resort for the publication date: htmldate (ships with trafilatura) reading the
+    URL, less common markup and the page's visible dates. On a copy: it edits the tree."""
+    try:
+        found = htmldate.find_date(
+            copy.deepcopy(tree), extensive_search=False, original_date=True, url=url or None
+        )
+    except Exception:  # a date library failing on hostile markup is no date, not a crash
+        log.debug("htmldate failed on %s", url, exc_info=True)
+        return None
+    return parse_time(found) if found else None
+
+
 def _entry_time(value: datetime | None) -> datetime | None:
     return parse_time(value) if value is not None else None
 
@@ -770,6 +1019,7 @@ def extract_article(
             entry.title if entry else "",
         ),
         site_names,
+        _clean_markup(h1_text),
     )
     if not title:
         raise EnrichmentError(
@@ -796,7 +1046,9 @@ def extract_article(
             _first(
                 meta,
                 "article:published_time",
+                "article:published",
                 "datepublished",
+                "datecreated",
                 "og:published_time",
                 "pubdate",
                 "publishdate",
@@ -811,27 +1063,39 @@ def extract_article(
         or page_time("published")
         or page_time("first")
         or _entry_time(entry.published if entry else None)
+        or _htmldate(tree, url)
     )
     updated = (
         parse_time(ld.get("dateModified"))
         or parse_time(
-            _first(meta, "article:modified_time", "datemodified", "og:updated_time", "lastmod")
+            _first(
+                meta,
+                "article:modified_time",
+                "article:modified",
+                "datemodified",
+                "og:updated_time",
+                "lastmod",
+            )
         )
         or page_time("modified")
         or _entry_time(entry.updated if entry else None)
     )
-    language = (
+    declared_language = (
         language_code(ld.get("inLanguage"))
         or language_code(tree.get("lang") or tree.get("xml:lang"))
         or language_code(_first(meta, "og:locale", "content-language", "language", "dc.language"))
-        or language_code(entry.language if entry else None)
     )
-    author = _author_name(_ld_text(ld.get("author"))) or _author_name(
-        _first(meta, "author", "article:author", "dc.creator", "parsely-author", "byl")
+    author = _author_name(_ld_text(ld.get("author")), site_names) or _author_name(
+        _first(meta, "author", "article:author", "dc.creator", "parsely-author", "byl"),
+        site_names,
     )
     # Many sites name themselves as the author in JSON-LD; a "By <name>" line is better then.
     if not author or author.casefold() in {n.casefold() for n in site_names if n}:
-        author = find_byline(tree) or author or _author_name(entry.author or "" if entry else "")
+        author = (
+            find_byline(tree)
+            or author
+            or _author_name(entry.author or "" if entry else "", site_names)
+        )
     categories = _dedupe(
         [
             *_ld_list(ld.get("articleSection")),
@@ -860,20 +1124,21 @@ def extract_article(
     first_line, _, rest = body.partition("\n")
     if squash_spaces(first_line).casefold() in headings:
         body = rest.strip()
-    lead = ""
-    for candidate in (
-        _first(meta, "og:description"),
-        _ld_text(ld.get("description")),
-        _first(meta, "description", "twitter:description"),
-    ):
-        candidate = _strip_boilerplate(_clean_markup(candidate), furniture)
-        if candidate and candidate.casefold() not in {title.casefold(), site_name.casefold()}:
-            lead = candidate
-            break
-    if not lead:
-        lead = _first_paragraphs(body, title) or _strip_boilerplate(
-            _clean_markup(entry.summary if entry else "")
+    descriptions = [
+        _strip_boilerplate(_clean_markup(candidate), furniture)
+        for candidate in (
+            _first(meta, "og:description"),
+            _ld_text(ld.get("description")),
+            _first(meta, "description", "twitter:description"),
         )
+    ]
+    descriptions = [d for d in descriptions if d and d.casefold() != site_name.casefold()]
+    summary = _strip_boilerplate(_clean_markup(entry.summary if entry else ""))
+    lead = choose_lead(descriptions, title, body, summary, site_names)
+
+    language = choose_language(
+        declared_language, body or lead, language_code(entry.language if entry else None)
+    )
 
     return Article(
         url=canonical,

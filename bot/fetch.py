@@ -102,6 +102,8 @@ async def fetch(
         raise FetchError(f"{url}: timed out: no complete answer within {deadline:g}s") from None
     except httpx.TimeoutException as exc:
         raise FetchError(f"{url}: timed out: {_timeout_kind(exc)}") from None
+    except httpx.ConnectError as exc:
+        raise FetchError(f"{url}: cannot connect ({exc or 'connection refused'})") from None
     except httpx.HTTPError as exc:
         raise FetchError(f"{url}: {type(exc).__name__}: {exc}") from None
 
@@ -269,7 +271,8 @@ async def fetch_image(
         accept="image/webp,image/jpeg,image/png,image/gif;q=0.9,*/*;q=0.1",
         check=check,
     )
-    problem = image_problem(result.content)
+    # Pillow decodes off the event loop: a crafted image must not stall other work.
+    problem = await asyncio.to_thread(image_problem, result.content)
     if problem is not None:
         raise FetchError(f"{url}: {problem}")
     return result

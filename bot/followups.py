@@ -3,19 +3,24 @@ flag them when the article is taken down, and never post a retracted article."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
-from adapters.base import Adapter
 from bot.config import Config
 from bot.fetch import FetchError, fetch
 from bot.models import Article
 from bot.netguard import PUBLIC, Guard
 from bot.outcomes import DeliveryError
-from bot.store import AWAITING, PENDING, SENT, SKIPPED, Store
+from bot.render import RenderProblem, render_for
+from bot.store import DeliveryStatus, IllegalTransition, Store
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.followups")
 
@@ -50,13 +55,29 @@ class FollowUps:
             adapter = self.adapters.get(delivery.target)
             if adapter is None:
                 continue
-            if delivery.status in (PENDING, AWAITING):
+            if delivery.status not in (
+                DeliveryStatus.PENDING,
+                DeliveryStatus.AWAITING,
+                DeliveryStatus.SENT,
+            ):
+                continue
+            if delivery.status == DeliveryStatus.SENT and not delivery.remote_id:
+                continue
+            post = render_for(adapter, new)
+            if isinstance(post, RenderProblem):
+                # The stored post keeps its link; a corrected one without it never replaces it.
+                await self.store.record_event(
+                    "warning",
+                    "edit-refused",
+                    f"post not updated: {post.message}",
+                    delivery.target,
+                    delivery.id,
+                )
+                continue
+            if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.AWAITING):
                 # Not sent yet: it simply goes out with the corrected text.
-                await self.store.update_payload(delivery.id, adapter.render(new))
+                await self.store.update_payload(delivery.id, post)
                 continue
-            if delivery.status != SENT or not delivery.remote_id:
-                continue
-            post = adapter.render(new)
             try:
                 await adapter.edit(delivery.remote_id, post)
             except NotImplementedError:
@@ -77,15 +98,12 @@ class FollowUps:
         """The article was taken down: stop its pending posts, delete or flag the sent ones."""
         await self.store.set_retracted(article_id)
         for delivery in await self.store.deliveries_for_article(article_id):
-            if delivery.status in (PENDING, AWAITING):
-                await self.store.set_status(
-                    delivery.id,
-                    SKIPPED,
-                    f"article taken down: {reason}",
-                    only_from=[PENDING, AWAITING],
-                )
+            if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.AWAITING):
+                # Refused if a sender claimed it meanwhile: its sender records the outcome.
+                with contextlib.suppress(IllegalTransition):
+                    await self.store.skip(delivery.id, f"article taken down: {reason}")
                 continue
-            if delivery.status != SENT or not delivery.remote_id:
+            if delivery.status != DeliveryStatus.SENT or not delivery.remote_id:
                 continue
             rule = self.rules.get(delivery.rule or "")
             action = (rule.on_takedown if rule else None) or self.config.file.followups.on_takedown

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,30 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "asctime",
     "taskName",
 }
+
+
+# Characters that could forge or hide a log line: C0/C1 controls (newline, carriage return,
+# escape sequences), Unicode line/paragraph separators and bidi overrides.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+LOGGED_TEXT_LIMIT = 2_000
+
+
+def escape_log(text: object, limit: int | None = LOGGED_TEXT_LIMIT) -> str:
+    """Outside text (a chat command, a feed's title, a URL) made safe for one log line:
+    control characters and line breaks escaped (a newline becomes \\n), at most `limit`
+    characters. Every log of text that came from outside goes through this."""
+    value = str(text)
+    if limit is not None and len(value) > limit:
+        value = value[:limit] + f"…(+{len(value) - limit} chars)"
+    return _UNSAFE.sub(_escape_char, value)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return named.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
 
 
 def delivery_fields(delivery: Delivery) -> dict[str, Any]:
@@ -73,6 +98,12 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # One record, one line: a newline in outside text cannot forge another line (the
+        # traceback, added after this, keeps its own lines).
+        record.message = escape_log(record.message, limit=None)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.store.types import DeliveryStatus
+
 if TYPE_CHECKING:
     from bot.store import Store
 
@@ -32,7 +34,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 # Outbox statuses always reported (0 when empty), so a rate or an alert has a series.
-STATUSES = ("pending", "sending", "sent", "failed", "uncertain", "backlog", "skipped", "awaiting")
+STATUSES = tuple(DeliveryStatus)
 
 # Sources a push may name are not all configured; beyond this many, label them "other" so a
 # stray client cannot blow up the number of series.
@@ -44,9 +46,14 @@ DB_TIMEOUT = 5.0  # seconds a scrape waits for the database before reporting new
 class Metrics:
     """The metrics of one Service. Without a store it only counts (no database gauges)."""
 
-    def __init__(self, store: Store | None = None, targets: Iterable[str] = ()) -> None:
+    def __init__(
+        self, store: Store | None = None, targets: Iterable[str] = (), sources: Iterable[str] = ()
+    ) -> None:
         self.store = store
         self.targets = list(targets)
+        #: Label values come only from configured names (a pushed URL no source covers is
+        #: "push"; anything else "other"): outside input never grows /metrics.
+        self.known_sources = frozenset(sources) | {"push"} if sources else frozenset()
         self.registry = CollectorRegistry()
         self.articles_seen = Counter(
             "newsbot_articles_seen",
@@ -82,6 +89,8 @@ class Metrics:
     # Counting (one call at each place something happens) -------------------------------
 
     def article_seen(self, source: str, outcome: str) -> None:
+        if self.known_sources and source not in self.known_sources:
+            source = "other"
         if source not in self._sources:
             if len(self._sources) >= MAX_SOURCE_LABELS:
                 source = "other"
@@ -188,6 +197,8 @@ class Metrics:
             labels=["source"],
         )
         for source, (count, last) in sorted(snap["sources"].items()):
+            if self.known_sources and source not in self.known_sources:
+                continue  # a source removed from the configuration
             failures.add_metric([source], count)
             if last is not None:
                 polled.add_metric([source], last)

@@ -6,6 +6,27 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+# Caps on outside text, applied when an entry or article is built, before anything measures,
+# parses or renders it: a post shows a few hundred characters, and a 5 MB headline must cost
+# no more than a long one (issue 15).
+MAX_TITLE_CHARS = 1_000
+MAX_SUMMARY_CHARS = 20_000
+MAX_LEAD_CHARS = 5_000
+MAX_BODY_CHARS = 200_000
+MAX_LABEL_CHARS = 200
+MAX_LABELS = 50
+
+
+def cap_text(value: str | None, limit: int) -> str | None:
+    """`value` cut to at most `limit` characters (None stays None)."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit]
+
+
+def _cap_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(label[:MAX_LABEL_CHARS] for label in labels[:MAX_LABELS])
+
 
 @dataclass(frozen=True, slots=True)
 class FeedEntry:
@@ -25,6 +46,12 @@ class FeedEntry:
     # Set by feeds that mark a withdrawn article (issue 5 follow-ups use it).
     retracted: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", cap_text(self.title, MAX_TITLE_CHARS))
+        object.__setattr__(self, "summary", cap_text(self.summary, MAX_SUMMARY_CHARS))
+        object.__setattr__(self, "author", cap_text(self.author, MAX_LABEL_CHARS))
+        object.__setattr__(self, "categories", _cap_labels(tuple(self.categories)))
+
 
 @dataclass(frozen=True, slots=True)
 class Article:
@@ -43,6 +70,15 @@ class Article:
     categories: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     site_name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", cap_text(self.title, MAX_TITLE_CHARS) or "")
+        object.__setattr__(self, "lead", cap_text(self.lead, MAX_LEAD_CHARS) or "")
+        object.__setattr__(self, "body", cap_text(self.body, MAX_BODY_CHARS) or "")
+        object.__setattr__(self, "author", cap_text(self.author, MAX_LABEL_CHARS))
+        object.__setattr__(self, "site_name", cap_text(self.site_name, MAX_LABEL_CHARS))
+        object.__setattr__(self, "categories", _cap_labels(tuple(self.categories)))
+        object.__setattr__(self, "tags", _cap_labels(tuple(self.tags)))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,3 +136,20 @@ class SentPost:
 
     remote_id: str
     remote_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostLength:
+    """How long a post is as its platform counts it (weighted units, UTF-16 units, graphemes,
+    characters...), against the platform's limit for that kind of post."""
+
+    used: int
+    limit: int
+    unit: str = "characters"
+
+    @property
+    def fits(self) -> bool:
+        return self.used <= self.limit
+
+    def __str__(self) -> str:
+        return f"{self.used}/{self.limit} {self.unit}"

@@ -4,8 +4,9 @@ Only http and https. When a source is public (its feed host resolves to public a
 its article pages, images and every redirect hop must resolve to public addresses too:
 loopback, private, link-local (cloud metadata), CGNAT, multicast, unspecified and reserved
 addresses are refused unless the host is in the source's `allow_hosts`. A source that is
-itself on a private network (an intranet CMS, the demo on 127.0.0.1) is trusted for that
-network, but never for link-local, multicast or reserved addresses.
+itself on a private network (an intranet CMS, the demo on 127.0.0.1) is trusted for its
+own feed host and port only (never for the rest of the private range, another port such as
+PostgreSQL's, link-local, multicast or reserved addresses); more hosts go in `allow_hosts`.
 
 The verdicts are pure functions; only `Guard` resolves names (the event loop's getaddrinfo,
 or an injected resolver in tests). `GuardedBackend` makes the check stick: the socket is
@@ -166,6 +167,16 @@ class Policy:
     source: str  # its name, for messages ("" for a URL that matches no source)
     trusted_network: bool  # the source is itself on a private network
     allow_hosts: tuple[str, ...] = ()
+    #: The hosts the trust in a private network covers: the feed's own host, never the
+    #: whole private range (an intranet source on 127.0.0.1 does not open 10.255.0.1 or
+    #: 127.0.0.1:5432 under another name).
+    own_hosts: tuple[str, ...] = ()  # "host" (any port) or "host:port"
+
+    def trusts(self, host: str, port: int | None = None) -> bool:
+        if not self.trusted_network:
+            return False
+        host = host.lower().rstrip(".").strip("[]")
+        return host in self.own_hosts or (port is not None and f"{host}:{port}" in self.own_hosts)
 
 
 PUBLIC = Policy("", trusted_network=False)  # a URL that matches no source
@@ -186,13 +197,15 @@ def url_host(url: str) -> tuple[str, str]:
     return scheme, host
 
 
-def judge(host: str, addresses: Sequence[IPAddress], policy: Policy) -> str | None:
+def judge(
+    host: str, addresses: Sequence[IPAddress], policy: Policy, port: int | None = None
+) -> str | None:
     """Why `host` (resolving to `addresses`) is refused under `policy`, or None. Pure."""
     if host_allowed(host, policy.allow_hosts):
         return None
     for address in addresses:
         verdict = classify(address)
-        if verdict is None or (verdict.network_local and policy.trusted_network):
+        if verdict is None or (verdict.network_local and policy.trusts(host, port)):
             continue
         if host.strip("[]") == str(address) or (":" in host and literal_address(host) == address):
             what = f"{host} is a {verdict.reason} address"
@@ -267,24 +280,27 @@ class Guard:
     ) -> Policy:
         """The policy of a source: trusted for its own network when its feed host is on one.
         An unresolvable or invalid feed host counts as public (the strict choice)."""
-        trusted = False
+        trusted, own = False, ()
         if source_url:
             try:
                 _, host = url_host(source_url)
                 found = await self.addresses(host)
                 verdicts = [classify(a) for a in found]
                 trusted = all(v is not None and v.network_local for v in verdicts)
+                port = httpx.URL(source_url).port or (443 if source_url.startswith("https") else 80)
+                own = (f"{host.lower().rstrip('.').strip('[]')}:{port}",)
             except (BlockedURL, Unresolvable):
                 trusted = False
-        return Policy(name, trusted, tuple(allow_hosts))
+        return Policy(name, trusted, tuple(allow_hosts), own if trusted else ())
 
     async def check(self, url: str, policy: Policy) -> None:
         """BlockedURL when `url` may not be fetched under `policy`; Unresolvable when its
         host does not resolve."""
-        _, host = url_host(url)
+        scheme, host = url_host(url)
         if host_allowed(host, policy.allow_hosts):
             return
-        problem = judge(host, await self.addresses(host), policy)
+        port = httpx.URL(url).port or (443 if scheme == "https" else 80)
+        problem = judge(host, await self.addresses(host), policy, port)
         if problem is not None:
             raise BlockedURL(problem)
 
@@ -344,7 +360,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except Unresolvable as exc:
             raise httpcore.ConnectError(str(exc)) from None
         if not host_allowed(host, checker.policy.allow_hosts):
-            problem = judge(host, addresses, checker.policy)
+            problem = judge(host, addresses, checker.policy, port)
             if problem is not None:
                 raise httpcore.ConnectError(f"refused at connect: {problem}")
         failure: Exception | None = None

@@ -5,6 +5,9 @@ Adapters raise these; the core never looks at platform error codes itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+
 
 class DeliveryError(Exception):
     """Base: the post was not (known to be) delivered."""
@@ -39,3 +42,26 @@ class UncertainDelivery(DeliveryError):
 
     Never resent automatically: an editor decides.
     """
+
+
+class SetupStatus(Enum):
+    OK = "OK"
+    FAILED = "FAILED"
+    #: Not asked: the platform has no such call, or asking costs money and was not opted in.
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class SetupCheck:
+    """The platform's answer about one target or editors' chat: does the setup work?"""
+
+    name: str
+    status: SetupStatus
+    detail: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status is SetupStatus.FAILED
+
+    def __str__(self) -> str:
+        return f"{self.status.value:<7} {self.name}: {self.detail}"

@@ -11,23 +11,26 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import Adapter
-from bot.attribution import AttributionMissing, check_attribution
 from bot.config import Config, SourceConfig
 from bot.enrich import EnrichmentError, extract_article
 from bot.fetch import FetchError, RefusedURL, fetch, fetch_image
+from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.models import Article, FeedEntry, RenderedPost
 from bot.netguard import PUBLIC, Guard, Policy, URLCheck
+from bot.render import RenderProblem, render_for
 from bot.rules import route
 from bot.sources import SourceFormatError, parse_feed, parse_sitemap
-from bot.store import AWAITING, FAILED, PENDING, NewDelivery, SourceState, Store
-from bot.urls import normalize_url
+from bot.store import DeliveryStatus, NewDelivery, SourceState, Store
+from bot.urls import host_listed, host_of, is_http_url, normalize_url, on_site
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
 
 log = logging.getLogger("newsbot.pipeline")
 
@@ -37,6 +40,27 @@ ChangedHook = Callable[[int, Article, Article], Awaitable[object]]
 RetractedHook = Callable[[int, str], Awaitable[object]]
 
 _TAGS = re.compile(r"<[^>]+>")
+#: Seconds before the page of an article posted from its feed entry alone is read again
+#: (doubling each time; given up after about a day).
+ENTRY_ONLY_RETRY = 60.0
+ENTRY_ONLY_GIVE_UP = 86_400.0
+#: Publication dates earlier than this before first sight are clamped for ordering.
+BACKDATE_WINDOW = 3_600.0
+#: Seconds between one source's articles in delivery order (fair interleaving).
+SOURCE_SPACING = 1.0
+
+
+class PageUnavailable(Exception):
+    """The article page cannot be read and the source waits for pages (entry_only: wait)."""
+
+
+def entry_only_key(link: str) -> str:
+    """The identity an article posted from its feed entry alone is stored under instead of
+    its URL: it marks the post as such and claims no URL ("" for a link that is no URL)."""
+    try:
+        return f"entry-only:{normalize_url(link)}"
+    except ValueError:
+        return ""
 
 
 @dataclass
@@ -56,6 +80,9 @@ class IngestResult:
     article_id: int | None = None
     deliveries: list[int] = field(default_factory=list)
     error: str | None = None
+    #: The article's page is still awaited (entry_only: wait, or posted from the feed entry
+    #: alone and not yet seen): the feed is read again in full at the next poll, not 304'd.
+    awaiting_page: bool = False
 
 
 def entry_keys(entry: FeedEntry) -> list[str]:
@@ -66,6 +93,11 @@ def entry_keys(entry: FeedEntry) -> list[str]:
     if entry.guid and entry.guid.strip():
         keys.append(f"guid:{entry.source}:{entry.guid.strip()}")
     return keys
+
+
+def _same_headline(a: str, b: str) -> bool:
+    """Headlines equal but for case and spacing (a feed and its page rarely differ more)."""
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
 
 
 def article_from_entry(entry: FeedEntry) -> Article:
@@ -94,17 +126,11 @@ def _shared_segments(a: str, b: str) -> int:
     return count
 
 
-def _site_of(host: str) -> str:
-    parts = host.lower().removeprefix("www.").split(".")
-    return ".".join(parts[-2:])
-
-
-def trusted_canonical(article: Article, page_url: str) -> Article:
-    """Keep the page's claimed canonical URL only when it is on the same site as the page."""
-    claimed, fetched = urlsplit(article.url), urlsplit(page_url)
-    if claimed.scheme in ("http", "https") and _site_of(claimed.hostname or "") == _site_of(
-        fetched.hostname or ""
-    ):
+def trusted_canonical(article: Article, page_url: str, allow_hosts: Sequence[str] = ()) -> Article:
+    """Keep the page's claimed canonical URL (link rel=canonical, og:url, JSON-LD url) only
+    when it is on the page's own site by the Public Suffix List (news.co.uk's page cannot
+    claim attacker.co.uk, nor alice.github.io bob.github.io), or on a host its source lists."""
+    if on_site(article.url, page_url, allow_hosts):
         return article
     return replace(article, url=page_url)
 
@@ -138,6 +164,13 @@ class Pipeline:
         # The SSRF guard for every download; tests swap in a resolver that makes a loopback
         # name look public.
         self.guard = Guard()
+        # Articles posted from the feed entry alone: (monotonic time of the next look at
+        # the page, the pause after it).
+        self._entry_only_retry: dict[int, tuple[float, float]] = {}
+        self._pushes_in_flight: dict[str, asyncio.Future[IngestResult]] = {}
+        self._push_slots = asyncio.Semaphore(config.file.fetch.concurrency)
+        # Per source, the sort key given to its latest article (see _fair_sort_key).
+        self._source_clock: dict[str, float] = {}
 
     # Polling ---------------------------------------------------------------------------
 
@@ -199,22 +232,38 @@ class Pipeline:
             return PollReport(source.name, "not-modified")
         try:
             parse = parse_sitemap if source.type == "sitemap" else parse_feed
-            entries = parse(result.content, source.name, source.language, result.content_type)
+            # Off the event loop: a big feed takes a parser seconds (issue 15).
+            entries = await asyncio.to_thread(
+                parse, result.content, source.name, source.language, result.content_type
+            )
         except SourceFormatError as exc:
             # Keep the old validators: the next poll must fetch and parse again.
             return await self._poll_failed(source, state, f"{source.url}: {exc}")
         report = PollReport(source.name, "ok", entries=len(entries))
+        entries = await self._own_site_entries(source, entries)
         first_run = not state.initialized
         post_now = self._first_run_selection(entries) if first_run else None
+        capped = 0
+        awaiting_pages = False
         for entry in entries:
             record_only = post_now is not None and entry not in post_now
-            outcome = await self.ingest_entry(entry, record_only=record_only)
+            over_cap = not record_only and report.new >= source.max_new_per_poll
+            outcome = await self.ingest_entry(entry, record_only=record_only or over_cap)
+            awaiting_pages = awaiting_pages or outcome.awaiting_page
             if outcome.kind == "new":
                 report.new += 1
             elif outcome.kind == "updated":
                 report.updated += 1
             elif outcome.kind == "recorded":
                 report.recorded += 1
+                capped += over_cap
+        if capped:
+            message = (
+                f"source {source.name}: {capped} new article(s) beyond max_new_per_poll "
+                f"({source.max_new_per_poll}) recorded without posting"
+            )
+            log.warning(message, extra={"source": source.name})
+            await self.store.record_event("warning", "poll-cap", message)
         if first_run and report.recorded:
             message = (
                 f"first run of source {source.name}: recorded {report.recorded} existing "
@@ -222,15 +271,34 @@ class Pipeline:
             )
             log.info(message, extra={"source": source.name})
             await self.store.record_event("info", "first-run", message)
+        # While a page is awaited, forget the validators: an unchanged feed must still be
+        # read so the entry is tried again (a 304 would leave it waiting for ever).
         await self._save_state(
             source.name,
-            etag=result.etag,
-            last_modified=result.last_modified,
+            etag=None if awaiting_pages else result.etag,
+            last_modified=None if awaiting_pages else result.last_modified,
             initialized=True,
             status=result.status,
             error=None,
         )
         return report
+
+    async def _own_site_entries(
+        self, source: SourceConfig, entries: Sequence[FeedEntry]
+    ) -> list[FeedEntry]:
+        """The entries on the source's own site (its feed's registrable domain, or a host it
+        lists): a source never introduces, nor claims the identity of, another site's
+        article. The others are logged and skipped."""
+        own = [e for e in entries if on_site(e.link, source.url, source.allow_hosts)]
+        if len(own) < len(entries):
+            stray = next(e.link for e in entries if e not in own)
+            message = (
+                f"source {source.name}: skipped {len(entries) - len(own)} entr(ies) linking "
+                f"off its site (e.g. {stray!r}); list the host in allow_hosts if it is theirs"
+            )
+            log.warning(escape_log(message), extra={"source": source.name})
+            await self.store.record_event("warning", "off-site-entry", message)
+        return own
 
     def _first_run_selection(self, entries: Sequence[FeedEntry]) -> list[FeedEntry]:
         newest = self.config.file.first_run.post_newest
@@ -270,7 +338,19 @@ class Pipeline:
 
     async def _ingest_entry(self, entry: FeedEntry, record_only: bool) -> IngestResult:
         keys = entry_keys(entry)
-        known = await self.store.find_article(keys)
+        url_keys = [k for k in keys if k.startswith("url:")]
+        by_url = await self.store.find_article(url_keys) if url_keys else None
+        marker = entry_only_key(entry.link)
+        if by_url is None and marker:
+            # Posted before from the feed entry alone: that post never claimed the URL's
+            # identity (not even through its GUID), so when the page appears with other
+            # content it is posted properly.
+            entry_only = await self.store.find_article([marker])
+            if entry_only is not None:
+                if record_only:
+                    return IngestResult("known", entry_only.id)
+                return await self._retry_entry_only(entry_only.id, entry_only.article, entry)
+        known = by_url or await self.store.find_article(keys)
         if known is not None:
             await self.store.add_keys(known.id, keys)
             if entry.retracted and not known.retracted and self.on_retracted is not None:
@@ -286,41 +366,128 @@ class Pipeline:
         except RefusedURL as exc:  # SSRF guard: not posted, not even from the feed entry
             log.error("source %s: %s", entry.source, exc, extra={"source": entry.source})
             return IngestResult("failed", error=str(exc))
-        keys += [f"url:{normalize_url(page_url)}", f"url:{normalize_url(article.url)}"]
+        except PageUnavailable as exc:  # the source waits for its pages: try at next poll
+            log.warning("source %s: %s", entry.source, exc, extra={"source": entry.source})
+            return IngestResult("failed", error=str(exc), awaiting_page=True)
+        if page_url is None:
+            # From the feed entry alone: marked, and claiming no URL identity (a feed can
+            # name a page that does not exist yet; the real article must still be posted).
+            keys = [k for k in keys if not k.startswith("url:")] + [entry_only_key(entry.link)]
+            stored = await self._store_new(article, keys)
+            return replace(stored, awaiting_page=True)
+        keys += self._own_keys(entry, [page_url, article.url])
         return await self._store_new(article, keys)
 
+    def _own_keys(self, entry: FeedEntry, urls: Sequence[str]) -> list[str]:
+        """URL identity keys for the page an entry led to, only on the entry's own site: a
+        redirect or a canonical to another site never claims that site's article."""
+        return [
+            f"url:{normalize_url(url)}"
+            for url in urls
+            if is_http_url(url) and on_site(url, entry.link, self._allow_hosts(entry.source))
+        ]
+
+    def _allow_hosts(self, source: str) -> list[str]:
+        found = next((s for s in self.config.sources if s.name == source), None)
+        return found.allow_hosts if found else []
+
+    async def _retry_entry_only(
+        self, article_id: int, stored: Article, entry: FeedEntry
+    ) -> IngestResult:
+        """Read the page of an article posted from its feed entry alone again (with a
+        growing pause per article); if it now exists with other content, post it properly."""
+        now = time.monotonic()
+        due, pause = self._entry_only_retry.get(article_id, (0.0, ENTRY_ONLY_RETRY))
+        if pause > ENTRY_ONLY_GIVE_UP:
+            return IngestResult("known", article_id)
+        if now < due:
+            return IngestResult("known", article_id, awaiting_page=True)
+        self._entry_only_retry[article_id] = (now + pause, pause * 2)
+        try:
+            article, page_url = await self.load_article(entry.link, None, entry.source)
+        except Exception as exc:  # still no page: stays as posted from the entry
+            log.info(escape_log(f"article {entry.link}: page still unavailable: {exc}"))
+            return IngestResult("known", article_id, awaiting_page=True)
+        own = self._own_keys(entry, [entry.link, page_url or entry.link, article.url])
+        if _same_headline(article.title, stored.title):
+            # The entry told the truth: the post stands, and now claims its URL.
+            self._entry_only_retry.pop(article_id, None)
+            await self.store.add_keys(article_id, own)
+            return IngestResult("known", article_id)
+        message = (
+            f"article {entry.link} was posted from its feed entry alone ({stored.title!r}); "
+            f"its page now says {article.title!r}: posting it properly"
+        )
+        log.warning(escape_log(message), extra={"source": entry.source})
+        await self.store.record_event("warning", "entry-only-replaced", message)
+        self._entry_only_retry.pop(article_id, None)
+        await self.store.release_url(article_id, f"{entry_only_key(entry.link)}#{article_id}")
+        return await self._store_new(article, own)
+
     async def ingest_url(self, url: str, source: str | None = None) -> IngestResult:
-        """A URL pushed by the CMS (or given by an editor): same path as a feed entry."""
+        """A URL pushed by the CMS (or given by an editor): same path as a feed entry.
+
+        Pushes of a URL already being ingested wait for that one (1,000 pushes of one URL
+        fetch its page once), and at most fetch.concurrency pushed URLs load at a time."""
+        try:
+            identity = normalize_url(url)
+        except ValueError:
+            identity = url
+        running = self._pushes_in_flight.get(identity)
+        if running is not None:
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(self._ingest_pushed(url, source))
+        self._pushes_in_flight[identity] = task
+        task.add_done_callback(lambda _: self._pushes_in_flight.pop(identity, None))
+        return await asyncio.shield(task)
+
+    async def _ingest_pushed(self, url: str, source: str | None) -> IngestResult:
+        async with self._push_slots:
+            return await self._ingest_url(url, source)
+
+    async def _ingest_url(self, url: str, source: str | None) -> IngestResult:
         source_cfg = self._source_for(url, source)
         entry = FeedEntry(
-            source=source_cfg.name if source_cfg else (source or "push"),
+            # A URL no source covers is judged as public, whatever the push body claims.
+            source=source_cfg.name if source_cfg else "push",
             link=url,
             language=source_cfg.language if source_cfg else None,
         )
         return await self.ingest_entry(entry)
 
     def _source_for(self, url: str, name: str | None) -> SourceConfig | None:
-        for source in self.config.sources:
-            if source.name == name:
-                return source
-        # The same-site source whose URL shares the longest path prefix (/ru/rss.xml for
-        # /ru/news/...), so a pushed article lands in the right language edition.
-        article = urlsplit(url)
+        """The configured source a URL belongs to: one whose feed host is EXACTLY the URL's
+        host, or which lists the host in allow_hosts; never a suffix match (an intranet
+        source on 127.0.0.1 does not vouch for 10.255.0.1). `name` (the push body's
+        `source`) only chooses among those sources: it can never widen the policy."""
+        host = host_of(url)
+        if not host:
+            return None
+        matching = [
+            s
+            for s in self.config.sources
+            if host_of(s.url) == host or host_listed(host, s.allow_hosts)
+        ]
+        named = [s for s in matching if s.name == name]
+        if named:
+            return named[0]
+        # The longest shared path prefix (/ru/rss.xml for /ru/news/...), so a pushed article
+        # lands in the right language edition.
+        article_path = urlsplit(url).path
         best, best_len = None, -1
-        for source in self.config.sources:
-            feed = urlsplit(source.url)
-            if _site_of(feed.hostname or "") != _site_of(article.hostname or ""):
-                continue
-            shared = _shared_segments(feed.path, article.path)
+        for source in matching:
+            shared = _shared_segments(urlsplit(source.url).path, article_path)
             if shared > best_len:
                 best, best_len = source, shared
         return best
 
     async def load_article(
         self, url: str, entry: FeedEntry | None = None, source: str = ""
-    ) -> tuple[Article, str]:
-        """Fetch and enrich one article page. Falls back to the feed entry's own data, except
-        when the SSRF guard refuses the URL (RefusedURL). A bad image is dropped, not fatal."""
+    ) -> tuple[Article, str | None]:
+        """Fetch and enrich one article page. Falls back to the feed entry's own data (page
+        URL None: from the feed entry alone), except when the SSRF guard refuses the URL
+        (RefusedURL) or the source waits for pages (PageUnavailable). A bad image is dropped,
+        not fatal."""
         fetch_cfg = self.config.file.fetch
         check = self.guard.checker(await self._policy_for(url, source))
         try:
@@ -332,18 +499,30 @@ class Pipeline:
                 accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
                 check=check,
             )
-            article = extract_article(page.content, page.url, entry, source)
-            article = trusted_canonical(article, page.url)
+            # trafilatura and lxml are CPU-bound: off the event loop, so nothing stalls.
+            article = await asyncio.to_thread(
+                extract_article, page.content, page.url, entry, source
+            )
+            article = trusted_canonical(article, page.url, self._allow_hosts(source))
             page_url = page.url
         except RefusedURL:
             raise
         except (FetchError, EnrichmentError) as exc:
             if entry is None or not entry.title:
                 raise
-            log.warning("article %s: %s; posting from the feed entry alone", url, exc)
-            article, page_url = article_from_entry(entry), url
-        if not article.language and entry is not None and entry.language:
-            article = replace(article, language=entry.language)
+            found = next((s for s in self.config.sources if s.name == source), None)
+            if found is not None and found.entry_only == "wait":
+                raise PageUnavailable(f"article {url}: {exc}; waiting for the page") from None
+            log.warning(escape_log(f"article {url}: {exc}; posting from the feed entry alone"))
+            article, page_url = article_from_entry(entry), None
+        if not article.language:
+            # The source's default language, also for a URL given alone (`newsbot preview`).
+            configured = self._source_for(url, source or None)
+            default = (entry.language if entry else None) or (
+                configured.language if configured else None
+            )
+            if default:
+                article = replace(article, language=default)
         if not article.source:
             article = replace(article, source=source)
         if article.image_url and fetch_cfg.check_images:
@@ -425,25 +604,41 @@ class Pipeline:
             self.on_new_deliveries()
         return IngestResult("new", article_id, delivery_ids)
 
+    def _fair_sort_key(self, article: Article, now: float | None = None) -> float:
+        """The delivery order of a new article (its publication time, as the dispatcher
+        reads it), fair between sources: a publication date in the future or more than
+        BACKDATE_WINDOW before it was first seen counts as first seen (a backdated pubDate
+        cannot jump the queue), and each source's articles are spaced SOURCE_SPACING apart,
+        so a source announcing 1,000 articles at once interleaves with the others on a
+        shared target instead of going ahead of all of them."""
+        first_seen = time.time() if now is None else now
+        published = article.published.timestamp() if article.published else first_seen
+        if not first_seen - BACKDATE_WINDOW <= published <= first_seen:
+            published = first_seen
+        previous = self._source_clock.get(article.source)
+        key = published if previous is None else max(published, previous + SOURCE_SPACING)
+        self._source_clock[article.source] = key
+        return key
+
     def plan_deliveries(self, article: Article) -> list[NewDelivery]:
         """Render for every routed target: the outbox rows stored with a new article."""
         planned: list[NewDelivery] = []
-        sort_key = article.published.timestamp() if article.published else time.time()
+        sort_key = self._fair_sort_key(article)
         for routed in route(article, self.config.rules, self.config.targets):
             adapter = self.adapters.get(routed.target)
             if adapter is None or any(p.post.target == routed.target for p in planned):
                 continue
             target = adapter.settings
-            status, error = (AWAITING if routed.approval else PENDING), None
-            try:
-                post = adapter.render(article)
-                check_attribution(post, adapter.hyperlinks)
-            except AttributionMissing as exc:
-                post, status, error = _placeholder(target.name, adapter, article), FAILED, str(exc)
-            except Exception as exc:
-                log.exception("target %s: cannot render %s", target.name, article.url)
+            status, error = (
+                (DeliveryStatus.AWAITING if routed.approval else DeliveryStatus.PENDING),
+                None,
+            )
+            rendered = render_for(adapter, article)
+            if isinstance(rendered, RenderProblem):
                 post = _placeholder(target.name, adapter, article)
-                status, error = FAILED, f"render failed: {type(exc).__name__}: {exc}"
+                status, error = DeliveryStatus.FAILED, rendered.message
+            else:
+                post = rendered
             priority = 1 if routed.breaking else 0
             planned.append(NewDelivery(post, status, sort_key, priority, routed.rule, error))
         return planned
@@ -480,13 +675,12 @@ class Pipeline:
         rows: list[tuple[str, RenderedPost | None, str | None]] = []
         routed = {r.target for r in route(article, self.config.rules, self.config.targets)}
         for name, adapter in self.adapters.items():
-            try:
-                post = adapter.render(article)
-                check_attribution(post, adapter.hyperlinks)
+            rendered = render_for(adapter, article)
+            if isinstance(rendered, RenderProblem):
+                rows.append((name, None, rendered.message))
+            else:
                 problem = None if name in routed else "no rule routes this article here"
-                rows.append((name, post, problem))
-            except Exception as exc:
-                rows.append((name, None, f"{type(exc).__name__}: {exc}"))
+                rows.append((name, rendered, problem))
         return rows
 
 

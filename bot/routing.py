@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adapters.base import TargetSettings
 from bot.models import Article
+from bot.targets import TargetSettings
 
 
 def _language_matches(article: Article, languages: Sequence[str]) -> bool:

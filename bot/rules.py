@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from adapters.base import TargetSettings
 from bot.config_types import parse_duration
 from bot.models import Article
 from bot.routing import targets_for
+from bot.targets import TargetSettings
 
 
 def _fold(values: Sequence[str]) -> list[str]:

@@ -11,46 +11,59 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from adapters import adapter_class
-from adapters.base import Adapter
 from bot.config import Config, SourceConfig
 from bot.desk import Desk
 from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
 from bot.followups import FollowUps
 from bot.httpserver import LoopbackServer
+from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
 from bot.store import Store
 from bot.web import create_app
 from consoles import console_class
+from consoles.base import Console
+
+if TYPE_CHECKING:
+    from adapters import Adapter  # the registry's name for adapters.base.Adapter
+    from bot.targets import ImageFetcher
 
 log = logging.getLogger("newsbot")
 
 
-def build_adapters(config: Config) -> dict[str, Adapter]:
+def build_adapters(config: Config, fetch_image: ImageFetcher | None = None) -> dict[str, Adapter]:
+    """One adapter per target; `fetch_image` is the core's guarded image download."""
     adapters: dict[str, Adapter] = {}
     for target in config.targets:
         cls = adapter_class(target.platform)
-        adapters[target.name] = cls(target, config.secrets.get(target.name, {}), config.outlet)
+        secrets = config.secrets.get(target.name, {})
+        adapters[target.name] = cls(target, secrets, config.outlet, fetch_image=fetch_image)
     return adapters
 
 
 class Service:
     """One newsbot process."""
 
+    async def download_image(self, image_url: str, article_url: str, max_bytes: int) -> bytes:
+        """Adapters' image downloads: the pipeline's capped client and SSRF guard."""
+        return await self.pipeline.download_image(image_url, article_url, max_bytes)
+
     def __init__(
         self, config: Config, claimer: str | None = None, dispatch_on_new: bool = True
     ) -> None:
         self.config = config
         self.store = Store(config.file.database)
-        self.metrics = Metrics(self.store, [t.name for t in config.targets])
+        self.metrics = Metrics(
+            self.store, [t.name for t in config.targets], [s.name for s in config.sources]
+        )
         self.client = make_client(config.file.fetch)
-        self.adapters = build_adapters(config)
+        self.adapters = build_adapters(config, fetch_image=self.download_image)
         self.followups = FollowUps(config, self.store, self.client, self.adapters, self.alert)
         self.pipeline = Pipeline(
             config,
@@ -62,8 +75,6 @@ class Service:
             on_retracted=self.followups.retract,
             metrics=self.metrics,
         )
-        for adapter in self.adapters.values():
-            adapter.fetch_image = self.pipeline.download_image  # guarded, capped downloads
         self.dispatcher = Dispatcher(
             self.store,
             self.adapters,
@@ -84,11 +95,11 @@ class Service:
             self.preview_url,
             self.wake,
         )
-        self.console: Any = None
+        self.console: Console | None = None
         if config.editors is not None:
             console = console_class(config.editors.platform)
-            self.console = console(config.editors, config.editor_secrets, self.desk, self.store)
-            self.alert_hooks.append(self.console.alert)
+            self.console = console(config.editors, config.editor_secrets, self.desk)
+            self.alert_hooks.append(self._alert_console)
         self.scheduler: AsyncIOScheduler | None = None
         self.is_leader = False
         self._console_stop: asyncio.Event | None = None
@@ -102,6 +113,10 @@ class Service:
         """Tell the editors (every registered hook: the editors' chat, ...)."""
         for hook in list(self.alert_hooks):
             await hook(target, message)
+
+    async def _alert_console(self, target: str, message: str) -> None:
+        if self.console is not None:
+            await self.console.alert(f"{target}: {message}")
 
     async def start(self) -> None:
         await self.store.init()
@@ -148,7 +163,7 @@ class Service:
         return polls, report
 
     async def on_push(self, url: str, source: str | None) -> None:
-        log.info("push: %s", url)
+        log.info("push: %s", escape_log(url))
         self._spawn(self.pipeline.ingest_url(url, source))
 
     async def post_url_now(self, url: str) -> str:
@@ -189,6 +204,7 @@ class Service:
         await self.start()
         await self._start_web()
         await self._check_leadership()
+        self._spawn(self._report_setup())
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
         for source in self.config.sources:
@@ -321,7 +337,7 @@ class Service:
             self.config.timezone,
             try_url,
             lambda: {n: c.state(time.time()) for n, c in self.dispatcher.circuits.items()},
-            list(self.adapters),
+            self.adapters,
         )
         return create_desk_app(parts, desk, self.config.desk_secret)
 
@@ -329,3 +345,20 @@ class Service:
         if self.web_server is not None:
             await self.web_server.stop()
             self.web_server = None
+
+    async def _report_setup(self) -> None:
+        """The start-up self-test: ask each platform whether its target works, log one line
+        each, and tell the editors' chat in one message (from the leader only)."""
+        from bot.selfcheck import check_setup, startup_message
+
+        checks = await check_setup(self.config, self.adapters.values())
+        for check in checks:
+            (log.error if check.failed else log.info)("setup check: %s", check)
+        if self.console is None or not self.is_leader:
+            return
+        if any(c.failed for c in checks if c.name == "editors' chat"):
+            return  # the failure was logged above; the chat cannot be told
+        try:
+            await self.console.say(startup_message(checks))
+        except Exception as exc:  # the editors' chat failing never stops the bot
+            log.error("editors' chat: the start-up message was not sent: %s", exc)

@@ -7,6 +7,8 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from bot.hashtags import HashtagPolicy, editor_hashtags
+
 ELLIPSIS = "…"
 
 _SPACES = re.compile(r"\s+")
@@ -49,15 +51,23 @@ def trim_text(
     """
     if limit <= 0:
         return ""
-    if measure(text) <= limit:
-        return text
     if measure(ellipsis) > limit:
-        return ""
+        return text if len(text) <= limit + 1 and measure(text) <= limit else ""
+    # Never measure more than about twice what can fit: a measure may be a full parse (X's
+    # twitter-text), and a 5 MB headline must cost no more than a short one. Every measure
+    # counts at least one unit per character except X's URLs (23 units whatever their
+    # length), so galloping from `limit` characters finds an upper bound in a few steps.
+    room = limit - measure(ellipsis)
+    hi = min(len(text), limit + 1)
+    while hi < len(text) and measure(text[:hi]) <= room:
+        hi = min(len(text), hi * 2)
+    if hi == len(text) and measure(text) <= limit:
+        return text
     # Largest prefix (by characters) whose measure plus the ellipsis fits.
-    lo, hi = 0, len(text)
+    lo = 0
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if measure(text[:mid]) + measure(ellipsis) <= limit:
+        if measure(text[:mid]) <= room:
             lo = mid
         else:
             hi = mid - 1
@@ -87,35 +97,135 @@ def _drop_dangling_combiners(text: str) -> str:
     return text
 
 
-def hashtag(label: str) -> str | None:
-    """A platform-legal hashtag for a category or tag, or None if nothing usable remains.
+def hashtag(label: str, language: str | None = None) -> str | None:
+    """A platform-legal hashtag for one category or tag, or None if nothing usable remains.
 
-    Letters of every script are kept (Cyrillic, Azerbaijani ə ğ ş ...), words are joined
-    in CamelCase, punctuation and spaces dropped; an all-digit result is not a hashtag.
+    Letters of every script are kept, words joined in CamelCase, acronyms kept, shouted
+    words re-cased for `language`; CMS-internal tokens give None (see bot.hashtags).
     """
-    words = re.split(r"[^\w]+", unicodedata.normalize("NFC", label))
-    parts = [w for w in words if w and w != "_"]
-    if not parts:
-        return None
-    # Sections are often shouted (WORLD, ЭКОНОМИКА): a hashtag reads better as #World.
-    parts = [p.capitalize() if p.isupper() and len(p) > 1 else p for p in parts]
-    joined = "".join(p[0].upper() + p[1:] if len(parts) > 1 else p for p in parts)
-    joined = joined.strip("_")
-    if not joined or joined.isdigit():
-        return None
-    return "#" + joined
+    tags = editor_hashtags([label], 1, language=language)
+    return tags[0] if tags else None
 
 
-def hashtags(labels: Iterable[str], limit: int | None = None) -> list[str]:
-    """Distinct hashtags (case-insensitively) in the order given, at most `limit`."""
-    seen: set[str] = set()
-    result: list[str] = []
-    for label in labels:
-        tag = hashtag(label)
-        if tag is None or tag.casefold() in seen:
-            continue
-        seen.add(tag.casefold())
-        result.append(tag)
-        if limit is not None and len(result) >= limit:
-            break
-    return result
+def hashtags(
+    labels: Iterable[str],
+    limit: int | None = None,
+    *,
+    language: str | None = None,
+    outlet_names: Iterable[str] = (),
+    policy: HashtagPolicy | None = None,
+) -> list[str]:
+    """Distinct hashtags (case-insensitively) in the order given, at most `limit`.
+
+    The keyword arguments are bot.hashtags.editor_hashtags's: the article's language for
+    casing, the outlet's names (never a hashtag), the editors' HashtagPolicy.
+    """
+    return editor_hashtags(
+        list(labels), limit, language=language, outlet_names=outlet_names, policy=policy
+    )
+
+
+# -- invisible characters ------------------------------------------------------------------
+
+# Bidi embeddings, overrides and isolates, marks, zero-width space, word joiner, BOM, soft
+# hyphen: invisible in a post, yet they reorder text, split hashtags or break search.
+_ALWAYS_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+_EMOJI = re.compile("[\u00a9\u00ae\u203c-\u3299\U0001f000-\U0001faff\ufe0f\U0001f3fb-\U0001f3ff]")
+
+
+def strip_invisible(text: str) -> str:
+    """`text` without bidi controls, zero-width characters and soft hyphens.
+
+    A zero-width joiner between emoji (👩‍💻) stays: it makes one picture of two. A
+    zero-width non-joiner stays in scripts that spell with it (Persian, Indic).
+    """
+    text = _ALWAYS_INVISIBLE.sub("", text)
+    if "\u200d" not in text and "\u200c" not in text:
+        return text
+    kept = []
+    for i, char in enumerate(text):
+        if char == "\u200d":
+            before, after = text[i - 1 : i], text[i + 1 : i + 2]
+            if not (before and after and _EMOJI.match(before) and _EMOJI.match(after)):
+                continue
+        elif char == "\u200c":
+            before, after = text[i - 1 : i], text[i + 1 : i + 2]
+            if not (before and after and ord(before) >= 0x0600 and ord(after) >= 0x0600):
+                continue
+        kept.append(char)
+    return "".join(kept)
+
+
+# -- leads ---------------------------------------------------------------------------------
+
+# Japanese and Chinese run sentences together without spaces; they end at 。！？ and break
+# best after a comma-like mark.
+_CJK_SENTENCE_END = re.compile(r"[。！？][」』）”]*")
+_CJK_SOFT_BREAK = re.compile(r"[、，；：]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+
+
+def is_cjk_text(text: str) -> bool:
+    """Whether `text` is mostly Japanese or Chinese (written without word spaces)."""
+    sample = text[:200]
+    return bool(sample) and len(_CJK.findall(sample)) * 3 >= len(sample)
+
+
+def first_sentences(text: str, limit: int) -> str:
+    """The opening of `text` in at most `limit` characters, cut only at a boundary.
+
+    Whole sentences if the first one fits; else the first sentence cut at a word boundary
+    with an ellipsis (Japanese and Chinese: after punctuation if one is near, else at a
+    character). Never ends inside a word.
+    """
+    text = squash_spaces(text)
+    if len(text) <= limit:
+        return text
+    cjk = is_cjk_text(text)
+    ends = _CJK_SENTENCE_END if cjk else _SENTENCE_END
+    cut = 0
+    for match in ends.finditer(text[: limit + 1]):
+        if match.end() <= limit:
+            cut = match.end()
+    if cut:
+        return text[:cut].strip()
+    if cjk:
+        room = text[: limit - 1]
+        soft = [m.end() for m in _CJK_SOFT_BREAK.finditer(room)]
+        end = soft[-1] - 1 if soft and soft[-1] >= limit // 2 else len(room)
+        return _drop_dangling_combiners(room[:end]) + ELLIPSIS
+    cut_text = trim_text(text, limit)
+    # trim_text cuts inside a word longer than the room; a lead is better without it.
+    stem = cut_text.removesuffix(ELLIPSIS)
+    if stem and len(stem) < len(text) and text[len(stem)].isalnum() and stem[-1].isalnum():
+        return ""
+    return cut_text
+
+
+_CUT_MIN_CHARS = 120
+_CUT_WORD_END = re.compile(r"(?:\.\.\.|…|\[…\]|\[\.\.\.\])\s*$")
+
+
+def looks_cut(description: str, body: str) -> bool:
+    """Whether a page's description is a copy of the body the site cut short.
+
+    Ends with "..." or "…", or stops (without closing punctuation) where the body's same
+    text goes on: mid-word ("a gauge of stoc") or mid-sentence.
+    """
+    text = squash_spaces(description)
+    if not text:
+        return False
+    if _CUT_WORD_END.search(text):
+        return True
+    if text[-1] in ".!?。！？\"'»”’)]":
+        return False
+    # A summary of this length is written as sentences; one stopping without punctuation
+    # was cut by the CMS at its character limit ("... here’s what’s best for your wal").
+    if len(text) >= _CUT_MIN_CHARS and not is_cjk_text(text):
+        return True
+    flat = squash_spaces(body)
+    at = flat.find(text)
+    # The description is the body's opening, and the body goes on mid-sentence from there.
+    return at >= 0 and len(flat) > at + len(text) and flat[at + len(text)] not in ".!?。！？"

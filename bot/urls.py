@@ -7,8 +7,17 @@ them to one identity string, used as a de-duplication key and by the attribution
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import quote, unquote_plus, urlencode, urljoin, urlsplit, urlunsplit
+
+from publicsuffixlist import PublicSuffixList
+
+# The Public Suffix List as shipped inside the publicsuffixlist wheel (ICANN and private
+# sections: co.uk, com.au, github.io ...); never downloaded at run time.
+_PSL = PublicSuffixList()
 
 # Query parameters that only say where a reader came from, never which article it is.
 # Exact names, compared lower-cased. Families with a common prefix are in _TRACKING_PREFIXES.
@@ -249,3 +258,61 @@ def add_query_params(url: str, params: dict[str, str]) -> str:
     added = urlencode([(str(key), str(value)) for key, value in params.items()])
     query = "&".join([*pairs, added] if added else pairs)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+@lru_cache(maxsize=4096)
+def registrable_domain(host: str) -> str:
+    """The site a host belongs to by the Public Suffix List: news.co.uk for www.news.co.uk,
+    alice.github.io for alice.github.io. An IP address, a name that is itself a public
+    suffix, or a single label (localhost) is its own site. Lower-cased, IDNA (xn--) form."""
+    host = host.strip().lower().rstrip(".").strip("[]")
+    if not host:
+        return ""
+    try:
+        return str(ipaddress.ip_address(host.split("%")[0]))
+    except ValueError:
+        pass
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return host
+    return _PSL.privatesuffix(host) or host
+
+
+def host_of(url: str) -> str:
+    """The lower-cased ASCII host of an http(s) URL ("" when it is not one)."""
+    try:
+        return _split_http(url)[1].strip("[]")
+    except ValueError:
+        return ""
+
+
+def site_of_url(url: str) -> str:
+    """The registrable domain of a URL's host ("" when it is not an http(s) URL)."""
+    host = host_of(url)
+    return registrable_domain(host) if host else ""
+
+
+def host_listed(host: str, patterns: Iterable[str]) -> bool:
+    """`host` equals a listed host, or lies under a `*.suffix` pattern."""
+    host = host.lower().rstrip(".").strip("[]")
+    for pattern in patterns:
+        pattern = pattern.strip().lower().rstrip(".").strip("[]")
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def on_site(url: str, site_url: str, allow_hosts: Iterable[str] = ()) -> bool:
+    """Whether `url` belongs to the site of `site_url`: the same registrable domain by the
+    Public Suffix List (attacker.co.uk is not news.co.uk), or a host in `allow_hosts`."""
+    host = host_of(url)
+    if not host:
+        return False
+    if host_listed(host, allow_hosts):
+        return True
+    return registrable_domain(host) == site_of_url(site_url) != ""

@@ -10,17 +10,19 @@ import logging
 import warnings
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import RetryAfter, TelegramError
+from telegram.error import InvalidToken, RetryAfter, TelegramError
 
+from adapters.telegram import verify_chat
+from bot.config_types import telegram_chat_id
 from bot.desk import Desk
+from bot.outcomes import SetupCheck, SetupStatus
 from bot.secrets import Secret, SecretRef
-from bot.store import Delivery, Store
+from bot.store import Delivery
+from consoles.base import Console
 
 log = logging.getLogger("newsbot.console")
-
-PREVIEWED = "previewed"  # the event kind that remembers a preview was sent
 
 BUTTONS = (("Post now", "post"), ("Skip", "skip"), ("Edit text", "edit"), ("Delay 1h", "delay1h"))
 
@@ -32,6 +34,8 @@ class TelegramConsoleSettings(BaseModel):
     api_base: str = "https://api.telegram.org"
     token: SecretRef
     chat_id: int | str = Field(description="the editors' chat")
+
+    _chat_id = field_validator("chat_id", mode="before")(telegram_chat_id)
     allowed_user_ids: list[int] = Field(min_length=1)
     poll_timeout: float = Field(default=20, ge=0, le=50)
 
@@ -55,30 +59,33 @@ def preview_text(delivery: Delivery) -> str:
     )[:4000]
 
 
-class TelegramConsole:
+class TelegramConsole(Console):
     Settings = TelegramConsoleSettings
+    settings: TelegramConsoleSettings
 
     def __init__(
-        self,
-        settings: TelegramConsoleSettings,
-        secrets: dict[str, Secret],
-        desk: Desk,
-        store: Store,
+        self, settings: TelegramConsoleSettings, secrets: dict[str, Secret], desk: Desk
     ) -> None:
-        self.settings = settings
-        self.desk = desk
-        self.store = store
+        super().__init__(settings, secrets, desk)
         base = settings.api_base.rstrip("/")
         self.bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
-        self.previewed: set[int] = set()
         self.editing: dict[int, int] = {}  # user id -> delivery id whose text they are writing
         self.offset = 0
         self.chat_ids = {str(settings.chat_id)}
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Previews already in the chat (sent before a restart, or by the previous leader).
-        self.previewed |= await self.store.delivery_ids_with_event(PREVIEWED)
-        await self.bot.initialize()
+        try:
+            await self.bot.initialize()
+        except InvalidToken:
+            # One clear line, not a task that dies quietly; the rest of the bot runs on.
+            log.error(
+                "editors' console is off: Telegram refused its token (401 Unauthorized);"
+                " fix editors.token and restart"
+            )
+            return
+        except TelegramError as exc:
+            log.error("editors' console is off: Telegram did not answer getMe: %s", exc)
+            return
         # Messages carry the chat's numeric id; learn it if the config names the chat by @name.
         try:
             self.chat_ids.add(str((await self.bot.get_chat(self.settings.chat_id)).id))
@@ -122,24 +129,16 @@ class TelegramConsole:
         return False
 
     async def send_previews(self) -> None:
-        for delivery in await self.store.awaiting():
-            if delivery.id in self.previewed:
-                continue
+        # The desk remembers which previews were shown (across restarts and leaders).
+        for delivery in await self.desk.previews_due():
             sent = await self.say(
                 preview_text(delivery), parse_mode="HTML", reply_markup=keyboard(delivery.id)
             )
             if sent:
-                self.previewed.add(delivery.id)
-                await self.store.record_event(
-                    "info",
-                    PREVIEWED,
-                    "preview sent to the editors' chat",
-                    delivery.target,
-                    delivery.id,
-                )
+                await self.desk.mark_previewed(delivery.id, delivery.target, "the editors' chat")
 
-    async def alert(self, target: str, message: str) -> None:
-        await self.say(f"⚠️ {target}: {message}")
+    async def alert(self, text: str) -> None:
+        await self.say(f"⚠️ {text}")
 
     def _in_editors_chat(self, chat: Any) -> bool:
         return chat is not None and str(chat.id) in self.chat_ids
@@ -157,8 +156,8 @@ class TelegramConsole:
             delivery_id = self.editing.pop(user_id)
             reply = await self.desk.edit_text(user_id, delivery_id, message.text_html)
             await self.say(reply.text)
-            if reply.text.startswith("Text updated"):
-                delivery = await self.store.delivery(delivery_id)
+            if reply.ok:
+                delivery = await self.desk.awaiting_delivery(delivery_id)
                 if delivery is not None:
                     await self.say(
                         preview_text(delivery),
@@ -195,6 +194,20 @@ class TelegramConsole:
             with contextlib.suppress(TelegramError):
                 await query.message.edit_reply_markup(reply_markup=None)
             await self.say(f"#{delivery_id}: {reply.text}")
+
+    @staticmethod
+    async def verify_settings(
+        settings: TelegramConsoleSettings, secrets: dict[str, Secret]
+    ) -> list[SetupCheck]:
+        """Can the bot read and write the editors' chat? (no console, store or post needed)"""
+        base = settings.api_base.rstrip("/")
+        bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
+        try:
+            ok, detail = await verify_chat(bot, settings.chat_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await bot.shutdown()
+        return [SetupCheck("editors' chat", SetupStatus.OK if ok else SetupStatus.FAILED, detail)]
 
 
 CONSOLE = TelegramConsole

@@ -1,7 +1,9 @@
 """Run every reliability experiment and write docs/reliability.md: `python -m reliability`.
 
-`--quick` runs the CI sizes; the default runs larger ones. PostgreSQL experiments use
-`--postgres URL` (default: the local server) and are left out when it is unreachable.
+`--quick` runs the CI sizes; the default runs larger ones. `--only "Hostile input"` runs the
+experiments whose title starts so and replaces just their sections of docs/reliability.md.
+PostgreSQL experiments use `--postgres URL` (default: the local server) and are left out when
+it is unreachable.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
     return [*lines, ""]
 
 
-async def _experiments(quick: bool, pg: str | None) -> list[tuple[str, str, dict[str, Any], Rows]]:
+async def _experiments(
+    quick: bool, pg: str | None, only: str | None = None
+) -> list[tuple[str, str, dict[str, Any], Rows]]:
     """(title, how it was run, figures, row maker) for each experiment, run one by one."""
     plan: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]], Rows]] = []
     articles, kills = (16, 10) if quick else (60, 40)
@@ -101,6 +105,8 @@ async def _experiments(quick: bool, pg: str | None) -> list[tuple[str, str, dict
             secrets_scan.table_rows,
         )
     )
+    if only:
+        plan = [step for step in plan if step[0].startswith(only)]
     results = []
     for title, how, start, rows in plan:
         print(f"{title} ...", flush=True)
@@ -120,9 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m reliability")
     parser.add_argument("--quick", action="store_true", help="the sizes CI runs")
     parser.add_argument("--postgres", default=DEFAULT_PG, help="PostgreSQL server URL")
+    parser.add_argument("--only", help="run only experiments whose title starts with this")
     args = parser.parse_args()
     pg = args.postgres if _reachable(args.postgres) else None
-    results = asyncio.run(_experiments(args.quick, pg))
+    results = asyncio.run(_experiments(args.quick, pg, args.only))
+    if args.only:
+        _replace_sections(results)
+        return
     cpu = (
         next(
             (
@@ -149,11 +159,30 @@ def main() -> None:
     if pg is None:
         lines += ["PostgreSQL was not reachable: its experiments were left out.", ""]
     for title, how, figures, rows in results:
-        lines += [f"## {title}", "", f"Run: {how}.", ""]
-        lines += _table(rows(figures))
+        lines += _section(title, how, figures, rows)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("\n".join(lines))
     print(f"wrote {OUT}")
+
+
+def _section(title: str, how: str, figures: dict[str, Any], rows: Rows) -> list[str]:
+    return [f"## {title}", "", f"Run: {how}.", "", *_table(rows(figures))]
+
+
+def _replace_sections(results: list[tuple[str, str, dict[str, Any], Rows]]) -> None:
+    """Rewrite only these experiments' sections of the report (appended when missing)."""
+    text = OUT.read_text() if OUT.exists() else "# Reliability\n"
+    for title, how, figures, rows in results:
+        new = "\n".join(_section(title, how, figures, rows))
+        head = f"## {title}\n"
+        start = text.find(head)
+        if start < 0:
+            text = text.rstrip("\n") + "\n\n" + new
+            continue
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + new + ("\n" + text[end + 1 :] if end >= 0 else "")
+    OUT.write_text(text)
+    print(f"updated {OUT}")
 
 
 if __name__ == "__main__":

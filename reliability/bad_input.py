@@ -109,6 +109,7 @@ class HostileSite:
     """Raw HTTP/1.1 on 127.0.0.1 (full control over framing, encodings and stalls)."""
 
     phase: int = 0  # 0: every case serves an empty feed (the first poll), 1: hostile content
+    neighbour: str = ""  # the good site's base URL (cases that try to speak for it)
     hits: Counter[str] = field(default_factory=Counter)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -192,10 +193,66 @@ async def stream(writer: Writer, headers: dict[str, str], chunks: Any) -> None:
 
 # The cases -------------------------------------------------------------------------------
 
+
+async def _long_title(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer) -> None:
+    """F1: one headline of most of a megabyte; its page is missing (posted from the entry)."""
+    if rest != "feed.xml":
+        await send(w, 404, b"not found")
+        return
+    title = ("word " * (LONG_TITLE_CHARS // 5)).strip()
+    body = rss([(title, f"{site.base('long-title')}/article", None)])
+    await send(w, 200, body.encode(), "application/rss+xml")
+
+
+async def _canonical_elsewhere(
+    site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer
+) -> None:
+    """F2: a page whose canonical, og:url and JSON-LD url name the good site's article."""
+    claimed = site.neighbour + GOOD_PATH
+    title = "Canonical elsewhere"
+    if rest == "feed.xml":
+        body = rss([(title, f"{site.base('canonical-elsewhere')}/article", None)])
+        await send(w, 200, body.encode(), "application/rss+xml")
+    elif rest == "article":
+        page = article_page(title, None).replace(
+            b"</head>",
+            f'<link rel="canonical" href="{claimed}"><meta property="og:url" content="{claimed}">'
+            f'<script type="application/ld+json">{{"@type":"NewsArticle","url":"{claimed}"}}'
+            "</script></head>".encode(),
+        )
+        await send(w, 200, page, "text/html; charset=utf-8")
+    else:
+        await send(w, 404, b"not found")
+
+
+async def _flood(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer) -> None:
+    """F5: many new entries at once, undated or backdated 25 years, next to a good source."""
+    if rest == "feed.xml":
+        items = "".join(
+            f"<item><title>Flood {n}</title><link>{site.base('flood')}/a{n}</link>"
+            + ("<pubDate>Mon, 01 Jan 2001 00:00:00 +0000</pubDate>" if n % 2 else "")
+            + "</item>"
+            for n in range(FLOOD)
+        )
+        body = f"<rss version='2.0'><channel><title>Flood</title>{items}</channel></rss>"
+        await send(w, 200, body.encode(), "application/rss+xml")
+    elif rest.startswith("a"):
+        await send(w, 200, article_page(f"Flood {rest[1:]}", None), "text/html; charset=utf-8")
+    else:
+        await send(w, 404, b"not found")
+
+
 FEED_ERROR = "source failed"  # the poll fails with a clear error; nothing is posted from it
 REFUSED = "article refused"  # the feed is fine, its article is refused; nothing is posted
 NO_IMAGE = "posted without the image"
 POSTED = "posted as expected"
+BOUNDED = "posted once, text capped"  # one post whose text stays within a post's size
+CAPPED = "capped per poll"  # MAX_NEW_PER_POLL posted, the rest recorded, editors told
+#: The good site's new article: no hostile post may ever link to it (issue 15, F2/F3).
+GOOD_PATH = "/en/news/still-arrives"
+FLOOD = 60  # entries in the flood case's feed
+MAX_NEW_PER_POLL = 20  # the default sources[].max_new_per_poll
+LONG_TITLE_CHARS = 900_000  # a headline just under the feed's size cap
 
 
 @dataclass(frozen=True)
@@ -373,7 +430,7 @@ def _cases() -> list[Case]:
         Case("redirect-loop", "a feed redirecting in a circle", FEED_ERROR, "redirect loop", _loop),
         Case("redirect-chain", "an endless chain of redirects", FEED_ERROR, "too many redirects",
              _chain),
-        Case("ssrf-loopback", "article link to 127.0.0.1", REFUSED, "loopback address",
+        Case("ssrf-loopback", "article link to 127.0.0.1", REFUSED, "linking off its site",
              article_feed("ssrf-loopback", "Loopback link",
                           lambda s: f"{s.loopback('ssrf-loopback')}/internal")),
         Case("ssrf-redirect", "public article redirecting to 127.0.0.1", REFUSED,
@@ -381,19 +438,19 @@ def _cases() -> list[Case]:
              article_feed("ssrf-redirect", "Redirected inside", page("ssrf-redirect"),
                           redirect=lambda s: f"{s.loopback('ssrf-redirect')}/internal")),
         Case("ssrf-metadata", "article link to 169.254.169.254", REFUSED,
-             "link-local cloud metadata address",
+             "linking off its site",
              article_feed("ssrf-metadata", "Metadata link",
                           lambda s: "http://169.254.169.254/latest/meta-data/")),
         Case("ssrf-decimal", "article link to http://2130706433/ (127.0.0.1)", REFUSED,
-             "resolves to 127.0.0.1, a loopback address",
+             "linking off its site",
              article_feed("ssrf-decimal", "Decimal link",
                           lambda s: f"http://2130706433:{s.port}/ssrf-decimal/internal")),
         Case("ssrf-ipv6-mapped", "article link to [::ffff:127.0.0.1]", REFUSED,
-             "loopback address",
+             "linking off its site",
              article_feed("ssrf-ipv6-mapped", "Mapped link",
                           lambda s: f"http://[::ffff:127.0.0.1]:{s.port}/ssrf-ipv6-mapped/internal")),
         Case("ssrf-file-scheme", "article link to file:///etc/passwd", REFUSED,
-             "scheme is not allowed",
+             "linking off its site",
              article_feed("ssrf-file-scheme", "File link", lambda s: "file:///etc/passwd")),
         Case("allow-hosts", "link to 127.0.0.1 with the host in allow_hosts", POSTED, None,
              article_feed("allow-hosts", "Allowed internal article",
@@ -418,6 +475,16 @@ def _cases() -> list[Case]:
              article_feed("image-unreachable", "Image missing", page("image-unreachable"),
                           image_at("image-unreachable"), _missing_image),
              title="Image missing"),
+        Case("long-title", f"F1: a {LONG_TITLE_CHARS:,}-character headline", BOUNDED,
+             "posting from the feed entry alone", _long_title),
+        Case("canonical-elsewhere", "F2: canonical/og:url/JSON-LD url on another site",
+             POSTED, None, _canonical_elsewhere, title="Canonical elsewhere"),
+        Case("off-site-claim", "F3: an entry naming the good site's next article", REFUSED,
+             "linking off its site",
+             article_feed("off-site-claim", "Fake headline for the good site",
+                          lambda s: s.neighbour + GOOD_PATH)),
+        Case("flood", f"F5: {FLOOD} new entries at once, undated or backdated", CAPPED,
+             f"beyond max_new_per_poll ({MAX_NEW_PER_POLL})", _flood),
         Case("image-ssrf", "an image on 127.0.0.1 from a public source", NO_IMAGE,
              "loopback address",
              article_feed("image-ssrf", "Image inside", page("image-ssrf"),
@@ -515,8 +582,19 @@ def _verdict(
             p.get("photo_url") is None and "photo" not in p for p in others
         )
         handled = handled and hits == 0
+    elif case.expect == BOUNDED:
+        handled = len(others) == 1 and len(_text(others[0])) <= 4096
+    elif case.expect == CAPPED:
+        handled = (
+            hostile_poll.new == MAX_NEW_PER_POLL
+            and hostile_poll.recorded == FLOOD - MAX_NEW_PER_POLL
+            # The stand-in enforces Telegram's per-chat rate: some wait for the next dispatch.
+            and 0 < len(others) <= MAX_NEW_PER_POLL
+        )
     else:
         handled = [_text(p).split("\n")[0] for p in others] == [case.title]
+    # No hostile post may link to (speak for) the good site's article.
+    handled = handled and not any(GOOD_PATH in json.dumps(p) for p in others)
     return {
         "name": case.name,
         "problem": case.problem,
@@ -561,6 +639,7 @@ async def run(cases: list[str] | None = None, **_: Any) -> dict[str, Any]:
         await tg_server.start()
         await hostile.start()
         site.base_url = site_server.url
+        hostile.neighbour = site_server.url
         logger.addHandler(records)
         if logger.getEffectiveLevel() > logging.WARNING:
             logger.setLevel(logging.WARNING)

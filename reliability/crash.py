@@ -48,20 +48,7 @@ from bot.demo.runner import (
 from bot.demo.site import SampleSite, make_sample
 from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
-from bot.store import (
-    AWAITING,
-    FAILED,
-    PENDING,
-    SENDING,
-    SENT,
-    SKIPPED,
-    UNCERTAIN,
-    Store,
-    articles,
-    deliveries,
-    events,
-    source_state,
-)
+from bot.store import DeliveryStatus, Store, articles, deliveries, events, source_state
 from standins import graph as graph_standin
 from standins import telegram as telegram_standin
 from standins import x as x_standin
@@ -76,7 +63,7 @@ CHAT = CHANNELS["en"]
 LEASE = 2.5  # seconds; short so rows a kill leaves `sending` are flagged soon after a restart
 MARKER = re.compile(r"\bCT(\d{5})\b")  # in every burst article's title, hence in every post
 SECRETS = (DEMO_TOKEN, DEMO_META_TOKEN, *DEMO_X.values())
-OPEN = (PENDING, SENDING, AWAITING)
+OPEN = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.AWAITING)
 
 
 @dataclass
@@ -361,7 +348,8 @@ def posted_unrecorded(made: World, rows: dict[tuple[str, str], Any], burst: Burs
     posts = made.posts()
     return sum(
         bool(posts[(item.number, target)])
-        and rows.get((item.url, target), (0, PENDING, None))[1] in (PENDING, SENDING)
+        and rows.get((item.url, target), (0, DeliveryStatus.PENDING, None))[1]
+        in (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
         for item in burst.published
         for target in item.targets
     )
@@ -373,7 +361,7 @@ async def snapshot(made: World, ledger: Ledger, burst: Burst) -> tuple[str, bool
     rows = await ledger.rows()
     statuses = Counter(status for _, status, _ in rows.values())
     unrecorded = posted_unrecorded(made, rows, burst) > 0
-    if statuses[SENDING] or unrecorded:
+    if statuses[DeliveryStatus.SENDING] or unrecorded:
         return "sending", unrecorded
     return await _quiet_phase(ledger, burst, rows, statuses), False
 
@@ -391,7 +379,7 @@ async def _quiet_phase(
         return "ingest"
     if not await ledger.initialized():
         return "first-poll"
-    if statuses[PENDING]:
+    if statuses[DeliveryStatus.PENDING]:
         return "dispatch"
     return "idle"
 
@@ -535,12 +523,12 @@ async def _verdict(made: World, ledger: Ledger, burst: Burst) -> dict[str, Any]:
                 continue
             delivery_id, status, error = row
             tally[status] += 1
-            if status == SENT and count == 0:
+            if status == DeliveryStatus.SENT and count == 0:
                 tally["sent_not_posted"] += 1
-            elif status == UNCERTAIN:
+            elif status == DeliveryStatus.UNCERTAIN:
                 tally["uncertain_posted" if count else "uncertain_not_posted"] += 1
                 tally["uncertain_unreported"] += delivery_id not in reported
-            elif status in (FAILED, SKIPPED):
+            elif status in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED):
                 failures.append(f"CT{number:05d} {target}: {status}: {error}")
                 tally["posted_but_not_sent"] += bool(count)
     published = {item.number for item in burst.published}
@@ -549,13 +537,13 @@ async def _verdict(made: World, ledger: Ledger, burst: Burst) -> dict[str, Any]:
         "targets": len(TARGETS),
         "pairs": sum(len(item.targets) for item in burst.published),
         "posts": sum(posts.values()),
-        "sent": tally[SENT],
-        "uncertain": tally[UNCERTAIN],
+        "sent": tally[DeliveryStatus.SENT],
+        "uncertain": tally[DeliveryStatus.UNCERTAIN],
         "uncertain_posted": tally["uncertain_posted"],
         "uncertain_not_posted": tally["uncertain_not_posted"],
         "uncertain_unreported": tally["uncertain_unreported"],
-        "failed": tally[FAILED],
-        "skipped": tally[SKIPPED],
+        "failed": tally[DeliveryStatus.FAILED],
+        "skipped": tally[DeliveryStatus.SKIPPED],
         "duplicates": tally["duplicates"],
         "lost": tally["lost"],
         "sent_not_posted": tally["sent_not_posted"],

@@ -27,7 +27,7 @@ from bot.demo.site import SampleSite, make_sample
 from bot.demo.site import create_app as site_app
 from bot.httpserver import LoopbackServer
 from bot.service import Service
-from bot.store import SENT, UNCERTAIN
+from bot.store import DeliveryStatus
 from standins import telegram as tg
 from standins import x as xs
 
@@ -182,9 +182,10 @@ def _figures(
         "telegram_posts": len(posts),
         "telegram_duplicates": len(order) - len(set(order)),
         "telegram_in_publication_order": stamps == sorted(stamps),
-        "telegram_sent": sum(r.status == SENT for r in tg_rows),
-        "telegram_uncertain": sum(r.status == UNCERTAIN for r in tg_rows),
-        "telegram_lost": len(published) - sum(r.status in (SENT, UNCERTAIN) for r in tg_rows),
+        "telegram_sent": sum(r.status == DeliveryStatus.SENT for r in tg_rows),
+        "telegram_uncertain": sum(r.status == DeliveryStatus.UNCERTAIN for r in tg_rows),
+        "telegram_lost": len(published)
+        - sum(r.status in (DeliveryStatus.SENT, DeliveryStatus.UNCERTAIN) for r in tg_rows),
         "backlog_done_after_outage_s": round(max(times) - ended, 2) if times else None,
         "min_gap_between_posts_s": round(min(gaps), 3) if gaps else None,
         "mean_gap_between_posts_s": round(sum(gaps) / len(gaps), 3) if gaps else None,

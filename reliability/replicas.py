@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.config import validate
-from bot.store import SENT, Store, deliveries
+from bot.store import DeliveryStatus, Store, deliveries
 from reliability.crash import (
     Bot,
     Burst,
@@ -104,7 +104,9 @@ async def _experiment(
     async with store.engine.connect() as conn:
         senders = (
             await conn.execute(
-                select(deliveries.c.claimed_by).where(deliveries.c.status == SENT).distinct()
+                select(deliveries.c.claimed_by)
+                .where(deliveries.c.status == DeliveryStatus.SENT)
+                .distinct()
             )
         ).scalars()
         sending_replicas = len({s for s in senders if s})

@@ -47,7 +47,7 @@ from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
 from bot.logs import setup_logging
 from bot.service import Service
-from bot.store import PENDING, SENDING
+from bot.store import DeliveryStatus
 from standins import graph as graph_standin
 from standins import telegram as telegram_standin
 from standins import x as x_standin
@@ -275,7 +275,8 @@ async def _settled(service: Service, timeout: float, articles: int = 0) -> None:
         busy = [
             t
             for t, row in counts.items()
-            if t not in paused and (row.get(PENDING) or row.get(SENDING))
+            if t not in paused
+            and (row.get(DeliveryStatus.PENDING) or row.get(DeliveryStatus.SENDING))
         ]
         known = await service.store.count_articles()
         quiet = quiet + 1 if not busy and counts and known >= articles else 0

@@ -8,16 +8,23 @@ import asyncio
 import io
 import itertools
 import json
+import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from standins.contract import Fault, Harness, Published, close_port
+from standins.server import LoopbackServer
 
 
 @dataclass
@@ -28,6 +35,8 @@ class GraphFault:
     error_type: str = "OAuthException"
     hang: float = 0.0
     usage: dict[str, Any] | None = None  # X-Business-Use-Case-Usage body to send
+    #: Only calls to these edges meet the fault (e.g. ("feed", "media_publish")); None: any.
+    edges: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -44,6 +53,17 @@ class State:
     in_progress_polls: int = 2
     quota_total: int = 50
     published_at: list[float] = field(default_factory=list)
+    page_name: str = "Sample Times"
+    #: Permissions of the page token (debug_token scopes); posting needs pages_manage_posts.
+    scopes: list[str] = field(
+        default_factory=lambda: [
+            "pages_show_list",
+            "pages_read_engagement",
+            "pages_manage_posts",
+            "instagram_basic",
+            "instagram_content_publish",
+        ]
+    )
     _ids: itertools.count = field(default_factory=lambda: itertools.count(5_000_000_001))
 
     def inject(self, *faults: GraphFault) -> None:
@@ -103,6 +123,7 @@ class _Graph:
         self.state = state
 
     async def guard(self, request: Request, data: dict[str, Any]) -> Response | None:
+        edge = request.path_params.get("edge")
         header = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         token = header or str(data.get("access_token") or "")
         if token in self.state.expired_tokens:
@@ -115,8 +136,9 @@ class _Graph:
             )
         if token not in self.state.tokens:
             return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
-        if self.state.faults:
-            fault = self.state.faults.pop(0)
+        fault = next((f for f in self.state.faults if f.edges is None or edge in f.edges), None)
+        if fault is not None:
+            self.state.faults.remove(fault)
             if fault.hang:
                 await asyncio.sleep(fault.hang)
             headers = {}
@@ -161,6 +183,13 @@ class _Graph:
 
     def page_post(self, edge: str, data: dict[str, Any]) -> Response:
         state = self.state
+        if "pages_manage_posts" not in state.scopes:
+            return graph_error(
+                403,
+                "(#200) If posting to a page, requires both pages_read_engagement and"
+                " pages_manage_posts as an admin with sufficient administrative permission",
+                200,
+            )
         message = str(data.get("message") or data.get("caption") or "")
         if edge == "feed" and not (message or data.get("link")):
             return graph_error(400, "(#100) Missing message or attachment", 100)
@@ -218,10 +247,31 @@ class _Graph:
             "id": media_id,
             "caption": container["caption"],
             "image_url": container["image_url"],
+            "created": state.published_at[-1],
         }
         return JSONResponse({"id": media_id})
 
     def node_only(self, method: str, node: str, data: dict[str, Any]) -> Response:
+        if method == "GET" and node == "me":
+            # A Page access token's /me is the page itself.
+            return JSONResponse({"id": self.state.page_id, "name": self.state.page_name})
+        if method == "GET" and node == "debug_token":
+            return JSONResponse(
+                {
+                    "data": {
+                        "app_id": "1000000000000001",
+                        "type": "PAGE",
+                        "application": "newsbot",
+                        "expires_at": 0,
+                        "is_valid": data.get("input_token") in self.state.tokens,
+                        "scopes": list(self.state.scopes),
+                        "profile_id": self.state.page_id,
+                        "user_id": "1000000000000002",
+                    }
+                }
+            )
+        if method == "GET" and node == self.state.page_id:
+            return JSONResponse({"id": node, "name": self.state.page_name})
         if method == "GET" and node in (self.state.page_id, self.state.ig_user_id):
             return JSONResponse({"id": node})
         container = self.state.containers.get(node)
@@ -270,3 +320,143 @@ def create_app(state: State) -> Starlette:
             Route("/{version}/{node}/{edge}", graph.handle, methods=["GET", "POST"]),
         ]
     )
+
+
+# Contract harnesses (standins/facebook.py and standins/instagram.py name them HARNESS) -------
+
+_CONTRACT_TOKEN = "EAAB-contract-SECRET-token"
+_URL = re.compile(r"https?://[^\s<>\"]+")
+
+
+class _GraphHarness(Harness):
+    """The Graph stand-in for tests/test_contract.py (see standins/contract.py)."""
+
+    TIMEOUT = 1.0
+    #: The edges where a post is made: a hang there leaves the post's fate unknown.
+    POST_EDGES: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.state = State(tokens={_CONTRACT_TOKEN}, in_progress_polls=1)
+        self.server: LoopbackServer | None = None
+
+    async def start(self) -> None:
+        self.server = LoopbackServer(create_app(self.state))
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+    def env(self) -> dict[str, str]:
+        return {"GRAPH_TOKEN": _CONTRACT_TOKEN}
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None, "start() first"
+        return self.server.url
+
+    async def arm(self, fault: Fault) -> float | None:
+        match fault:
+            case Fault.AUTH:
+                self.state.tokens.clear()  # Graph answers 400 with OAuthException code 190
+            case Fault.RATE_LIMIT:
+                minutes = 7
+                usage = {
+                    self.state.page_id: [
+                        {
+                            "type": "pages",
+                            "call_count": 100,
+                            "total_cputime": 20,
+                            "total_time": 30,
+                            "estimated_time_to_regain_access": minutes,
+                        }
+                    ]
+                }
+                message = (
+                    "(#80001) There have been too many calls to this Page account. "
+                    "Wait a bit and try again."
+                )
+                self.state.inject(GraphFault(code=80001, status=400, message=message, usage=usage))
+                return minutes * 60.0
+            case Fault.REFUSED:
+                assert self.server is not None
+                await close_port(self.server)
+            case Fault.TIMEOUT_AFTER_SEND:
+                self.state.inject(
+                    GraphFault(status=500, hang=self.TIMEOUT + 1, edges=self.POST_EDGES)
+                )
+        return None
+
+
+class FacebookHarness(_GraphHarness):
+    platform = "facebook"
+    POST_EDGES = ("feed", "photos")
+
+    def target(self) -> dict[str, Any]:
+        return {
+            "name": "facebook-contract",
+            "platform": "facebook",
+            "api_base": self.url,
+            "page_id": self.state.page_id,
+            "page_access_token": {"env": "GRAPH_TOKEN"},
+            "timeout": self.TIMEOUT,
+        }
+
+    def published(self) -> list[Published]:
+        # A link post's card is a hyperlink; Facebook also links the URLs in the message.
+        return [
+            Published(
+                p["id"],
+                p["message"],
+                tuple(u for u in (p["link"], *_URL.findall(p["message"])) if u),
+                p["deleted"],
+            )
+            for p in self.state.posts.values()
+        ]
+
+
+class InstagramHarness(_GraphHarness):
+    """Instagram fetches each image itself: the harness also serves the bot's /cards."""
+
+    platform = "instagram"
+    POST_EDGES = ("media_publish",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards = Path(tempfile.mkdtemp(prefix="contract-cards-"))
+        self.cards_server: LoopbackServer | None = None
+
+    async def start(self) -> None:
+        await super().start()
+
+        async def card(request: Request) -> Response:
+            path = self.cards / request.path_params["name"]
+            return FileResponse(path) if path.is_file() else Response(status_code=404)
+
+        self.cards_server = LoopbackServer(Starlette(routes=[Route("/cards/{name}", card)]))
+        await self.cards_server.start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.cards_server is not None:
+            await self.cards_server.stop()
+        shutil.rmtree(self.cards, ignore_errors=True)
+
+    def target(self) -> dict[str, Any]:
+        assert self.cards_server is not None, "start() first"
+        return {
+            "name": "instagram-contract",
+            "platform": "instagram",
+            "api_base": self.url,
+            "ig_user_id": self.state.ig_user_id,
+            "access_token": {"env": "GRAPH_TOKEN"},
+            "public_base_url": self.cards_server.url,
+            "card_dir": str(self.cards),
+            "poll_interval": 0.05,
+            "poll_timeout": 5,
+            "timeout": self.TIMEOUT,
+        }
+
+    def published(self) -> list[Published]:
+        # Instagram captions have no hyperlinks.
+        return [Published(m["id"], m["caption"]) for m in self.state.media.values()]

@@ -24,6 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from standins.contract import Fault as ContractFault
+from standins.contract import Harness, Published, close_port
+from standins.server import LoopbackServer
+
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 
@@ -214,7 +218,12 @@ class State:
         kind: str = "channel",
         is_forum: bool = False,
         topics: tuple[int, ...] = (),
+        bot_status: str = "administrator",
+        can_post: bool = True,
     ) -> dict[str, Any]:
+        """A chat the bot is in as `bot_status` (administrator, member, restricted, left,
+        kicked); `can_post`: an administrator's can_post_messages in a channel, a restricted
+        member's can_send_messages in a group."""
         chat = {
             "id": -(1000000000000 + next(self._chat_ids)),
             "type": kind,
@@ -222,6 +231,8 @@ class State:
             "username": username.lstrip("@"),
             "is_forum": is_forum,
             "topics": set(topics),
+            "bot_status": bot_status,
+            "can_post": can_post,
         }
         self.chats[username] = chat
         self.chats[str(chat["id"])] = chat
@@ -338,6 +349,10 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "topics"}
 
 
+#: The stand-in bot's own user id (getMe).
+BOT_ID = 100000001
+
+
 class _Methods:
     """One coroutine per Bot API method; each returns the `result` or raises TelegramError."""
 
@@ -346,7 +361,7 @@ class _Methods:
 
     async def getMe(self, _: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": 100000001,
+            "id": BOT_ID,
             "is_bot": True,
             "first_name": "Newsbot stand-in",
             "username": "newsbot_standin_bot",
@@ -420,8 +435,21 @@ class _Methods:
         )
         return message
 
+    def _may_post(self, chat: dict[str, Any]) -> None:
+        """Telegram's refusals for a bot that is not allowed to post in the chat."""
+        status, kind = chat["bot_status"], chat["type"]
+        if status in ("left", "kicked"):
+            raise TelegramError(403, f"Forbidden: bot is not a member of the {kind} chat")
+        if kind == "channel" and not (status == "administrator" and chat["can_post"]):
+            raise TelegramError(400, "Bad Request: need administrator rights in the channel chat")
+        if status == "restricted" and not chat["can_post"]:
+            raise TelegramError(
+                400, "Bad Request: not enough rights to send text messages to the chat"
+            )
+
     async def sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(params)
+        self._may_post(chat)
         thread = self._thread(chat, params)
         text, entities = self._formatted(params, "text", TEXT_LIMIT, "message")
         content: dict[str, Any] = {"text": text}
@@ -431,6 +459,7 @@ class _Methods:
 
     async def sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(params)
+        self._may_post(chat)
         thread = self._thread(chat, params)
         caption, entities = self._formatted(params, "caption", CAPTION_LIMIT, "message caption")
         photo = params.get("photo")
@@ -527,6 +556,67 @@ class _Methods:
             "max_reaction_count": 11,
         }
 
+    async def getChatMember(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params)
+        user_id = int(params.get("user_id") or 0)
+        if user_id != BOT_ID:
+            raise TelegramError(400, "Bad Request: user not found")
+        status = chat["bot_status"]
+        if status in ("left", "kicked") and chat["type"] == "channel":
+            # A channel hides its member list from a bot that is not in it.
+            raise TelegramError(403, "Forbidden: bot is not a member of the channel chat")
+        user = {"id": BOT_ID, "is_bot": True, "first_name": "Newsbot stand-in"}
+        member: dict[str, Any] = {"status": status, "user": user}
+        if status == "administrator":
+            member |= {
+                "can_be_edited": False,
+                "is_anonymous": False,
+                "can_manage_chat": True,
+                "can_delete_messages": True,
+                "can_manage_video_chats": False,
+                "can_restrict_members": False,
+                "can_promote_members": False,
+                "can_change_info": False,
+                "can_invite_users": True,
+                "can_post_stories": False,
+                "can_edit_stories": False,
+                "can_delete_stories": False,
+            }
+            if chat["type"] == "channel":
+                member |= {"can_post_messages": chat["can_post"], "can_edit_messages": True}
+        elif status == "restricted":
+            can = chat["can_post"]
+            member |= {"is_member": True, "until_date": 0} | {
+                name: can
+                for name in (
+                    "can_send_messages",
+                    "can_send_audios",
+                    "can_send_documents",
+                    "can_send_photos",
+                    "can_send_videos",
+                    "can_send_video_notes",
+                    "can_send_voice_notes",
+                    "can_send_polls",
+                    "can_send_other_messages",
+                    "can_add_web_page_previews",
+                    "can_change_info",
+                    "can_invite_users",
+                    "can_pin_messages",
+                    "can_manage_topics",
+                    "can_edit_tag",
+                    "can_react_to_messages",
+                )
+            }
+        elif status == "kicked":
+            member["until_date"] = 0
+        return member
+
+    async def sendChatAction(self, params: dict[str, Any]) -> bool:
+        chat = self._chat(params)
+        self._may_post(chat)
+        self._thread(chat, params)
+        return True
+
     async def setMyCommands(self, _: dict[str, Any]) -> bool:
         return True
 
@@ -550,3 +640,74 @@ async def _check_photo_url(url: str) -> None:
         raise TelegramError(400, "Bad Request: failed to get HTTP URL content")
     if not response.headers.get("content-type", "").startswith("image/"):
         raise TelegramError(400, "Bad Request: wrong type of the web page content")
+
+
+# Contract harness --------------------------------------------------------------------------
+
+_CONTRACT_TOKEN = "123456:contract-SECRET-token"
+_URL = re.compile(r"https?://[^\s<>\"]+")
+
+
+class TelegramHarness(Harness):
+    """The Telegram stand-in for tests/test_contract.py (see standins/contract.py)."""
+
+    platform = "telegram"
+    TIMEOUT = 1.0
+    CHANNEL = "@contract_news"
+
+    def __init__(self) -> None:
+        self.state = State(valid_tokens={_CONTRACT_TOKEN})
+        self.state.add_channel(self.CHANNEL)
+        self.server: LoopbackServer | None = None
+
+    async def start(self) -> None:
+        self.server = LoopbackServer(create_app(self.state))
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+    def target(self) -> dict[str, Any]:
+        assert self.server is not None, "start() first"
+        return {
+            "name": "telegram-contract",
+            "platform": "telegram",
+            "api_base": self.server.url,
+            "token": {"env": "TELEGRAM_TOKEN"},
+            "chat_id": self.CHANNEL,
+            "min_interval": 0,
+            "timeout": self.TIMEOUT,
+        }
+
+    def env(self) -> dict[str, str]:
+        return {"TELEGRAM_TOKEN": _CONTRACT_TOKEN}
+
+    def published(self) -> list[Published]:
+        records = []
+        for m in self.state.messages:
+            text = m.get("text", m.get("caption", ""))
+            entities = m.get("entities", m.get("caption_entities")) or []
+            links = [e["url"] for e in entities if e.get("type") == "text_link"]
+            if any(e.get("type") == "url" for e in entities):
+                links.extend(_URL.findall(text))
+            remote_id = f"{m['chat']['id']}/{m['message_id']}"  # as the adapter names it
+            records.append(Published(remote_id, text, tuple(links), m["deleted"]))
+        return records
+
+    async def arm(self, fault: ContractFault) -> float | None:
+        match fault:
+            case ContractFault.AUTH:
+                self.state.valid_tokens.clear()
+            case ContractFault.RATE_LIMIT:
+                self.state.inject(Fault(retry_after=37))
+                return 37.0
+            case ContractFault.REFUSED:
+                assert self.server is not None
+                await close_port(self.server)
+            case ContractFault.TIMEOUT_AFTER_SEND:
+                self.state.inject(Fault(hang=self.TIMEOUT + 1))
+        return None
+
+
+HARNESS = TelegramHarness

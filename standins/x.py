@@ -41,6 +41,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from twitter_text import parse_tweet
 
+from standins.contract import Fault, Harness, Published, close_port
+from standins.server import LoopbackServer
+
 DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
 TOO_LONG = (
     "Your Tweet text is too long. For more information on how Twitter determines text "
@@ -605,3 +608,77 @@ def _validate_tweet(state: State, body: dict[str, Any]) -> tuple[str, list[str]]
     if text and not parsed.valid:
         return _error(400, "Your Tweet text has invalid characters.", "Invalid Request")
     return text, [str(m) for m in media_ids]
+
+
+# Contract harness --------------------------------------------------------------------------
+
+_URL = re.compile(r"https?://[^\s<>\"]+")
+_CONTRACT_ENV = {
+    "X_KEY": "contract-ck",
+    "X_SECRET": "contract-cs-SECRET",
+    "X_TOKEN": "contract-at",
+    "X_TOKEN_SECRET": "contract-ats-SECRET",
+}
+
+
+class XHarness(Harness):
+    """The X stand-in for tests/test_contract.py (see standins/contract.py)."""
+
+    platform = "x"
+    TIMEOUT = 1.0
+
+    def __init__(self) -> None:
+        self.state = State()
+        e = _CONTRACT_ENV
+        self.state.allow(Credentials(e["X_KEY"], e["X_SECRET"], e["X_TOKEN"], e["X_TOKEN_SECRET"]))
+        self.server: LoopbackServer | None = None
+
+    async def start(self) -> None:
+        self.server = LoopbackServer(create_app(self.state))
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+    def target(self) -> dict[str, Any]:
+        assert self.server is not None, "start() first"
+        return {
+            "name": "x-contract",
+            "platform": "x",
+            "api_base": self.server.url,
+            "upload_base": self.server.url,
+            "api_key": {"env": "X_KEY"},
+            "api_secret": {"env": "X_SECRET"},
+            "access_token": {"env": "X_TOKEN"},
+            "access_token_secret": {"env": "X_TOKEN_SECRET"},
+            "timeout": self.TIMEOUT,
+        }
+
+    def env(self) -> dict[str, str]:
+        return dict(_CONTRACT_ENV)
+
+    def published(self) -> list[Published]:
+        # X makes every URL in a post a link.
+        return [
+            Published(p["id"], p["text"], tuple(_URL.findall(p["text"])), p["deleted"])
+            for p in self.state.posts
+        ]
+
+    async def arm(self, fault: Fault) -> float | None:
+        match fault:
+            case Fault.AUTH:
+                self.state.revoke_all()
+            case Fault.RATE_LIMIT:
+                # The user's 15-minute window is spent: X answers 429 with a reset a window away.
+                self.state.user_cap_15min = 0
+                return float(USER_WINDOW)
+            case Fault.REFUSED:
+                assert self.server is not None
+                await close_port(self.server)
+            case Fault.TIMEOUT_AFTER_SEND:
+                self.state.inject(XFault(status=0, hang=self.TIMEOUT + 1))
+        return None
+
+
+HARNESS = XHarness

@@ -1,7 +1,11 @@
 import pytest
 
+from adapters import adapter_class
+from adapters.base import Adapter
 from bot.attribution import AttributionMissing, check_attribution, hyperlinks_in
-from bot.models import RenderedPost
+from bot.models import Article, RenderedPost
+from bot.render import ProblemKind, RenderProblem, render_for
+from bot.targets import Outlet
 
 URL = "https://news.example/en/news/42-budget"
 
@@ -48,3 +52,42 @@ def test_no_hyperlink_platform_needs_visible_url_text() -> None:
 def test_hyperlinks_in_reads_escaped_hrefs() -> None:
     links = hyperlinks_in(post('<a href="https://n.example/a?x=1&amp;y=2">a</a>'))
     assert links == ["https://n.example/a?x=1&y=2"]
+
+
+# render_for: rendering and the guard as one step --------------------------------------------
+
+
+def _telegram(template: str | None) -> Adapter:
+    cls = adapter_class("telegram")
+    settings = cls.Settings.model_validate(
+        {
+            "name": "tg",
+            "platform": "telegram",
+            "api_base": "http://127.0.0.1:9",
+            "token": {"env": "T"},
+            "chat_id": "@chan_c",
+            "template": template,
+        }
+    )
+    return cls(settings, {}, Outlet(name="Sample Times"))
+
+
+ARTICLE = Article(url=URL, title="Budget passes", lead="A lead.")
+
+
+def test_render_for_returns_the_post_when_it_carries_the_link() -> None:
+    rendered = render_for(_telegram(None), ARTICLE)
+    assert isinstance(rendered, RenderedPost)
+    assert f'href="{URL}"' in rendered.text
+
+
+def test_render_for_returns_a_problem_for_a_post_without_the_link() -> None:
+    rendered = render_for(_telegram("{{ title }}"), ARTICLE)
+    assert isinstance(rendered, RenderProblem)
+    assert rendered.kind is ProblemKind.NO_LINK and URL in rendered.message
+
+
+def test_render_for_names_a_broken_template() -> None:
+    rendered = render_for(_telegram("{{ title "), ARTICLE)
+    assert isinstance(rendered, RenderProblem)
+    assert rendered.kind is ProblemKind.TEMPLATE and "does not compile" in rendered.message

@@ -172,7 +172,7 @@ def test_unicode_patterns_match_idna_hosts() -> None:
 
 
 def test_judge_trusts_a_private_source_for_its_network_only() -> None:
-    private = Policy("intranet", trusted_network=True)
+    private = Policy("intranet", trusted_network=True, own_hosts=("127.0.0.1", "169.254.169.254"))
     public = Policy("news", trusted_network=False)
     loopback = [ipaddress.ip_address("127.0.0.1")]
     metadata = [ipaddress.ip_address("169.254.169.254")]
@@ -324,7 +324,7 @@ def _config(tmp: Path, feed: str, **fetch_cfg: Any) -> Any:
             "database": f"sqlite:///{tmp}/s.db",
             "sources": [{"name": "news", "url": feed, "language": "en"}],
             "targets": [
-                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
             ],
             "fetch": fetch_cfg,
             "http": {"enabled": False},
@@ -389,9 +389,11 @@ def test_allow_hosts_entries_are_validated() -> None:
         "sources": [
             {"name": "a", "url": "https://a.example/rss", "allow_hosts": ["http://x.example/"]}
         ],
-        "targets": [{"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}],
+        "targets": [
+            {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
+        ],
     }
-    with pytest.raises(ConfigError, match=r"sources\[0\]\.allow_hosts.*is not a host"):
+    with pytest.raises(ConfigError, match=r"sources\[a\]\.allow_hosts.*is not a host"):
         validate(raw, environ={"T": "1:abc"})
     raw["sources"][0]["allow_hosts"] = ["cms.example", "*.cdn.example", "10.0.0.5", "[fd00::1]"]
     assert validate(raw, environ={"T": "1:abc"}).sources[0].allow_hosts[1] == "*.cdn.example"
@@ -440,7 +442,7 @@ async def test_connections_go_to_the_address_the_guard_judged(
     url, hits = server
     port = url.rsplit(":", 1)[1]
     guard = Guard(static_resolver({"pinned.test": ["127.0.0.1"]}))
-    intranet = guard.checker(Policy("cms", trusted_network=True))
+    intranet = guard.checker(Policy("cms", trusted_network=True, own_hosts=("pinned.test",)))
     client = make_client(FetchConfig())
     try:
         result = await fetch(

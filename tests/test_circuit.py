@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import ClassVar
 
 from hypothesis import given
@@ -13,10 +14,10 @@ from adapters.base import Adapter
 from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
 from bot.dispatcher import Dispatcher
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import TemporaryFailure
-from bot.store import PENDING, SENT, Store
-from tests.test_dispatcher import ScriptedAdapter, add, raising
+from bot.store import DeliveryStatus, Store
+from tests.test_dispatcher import ScriptedAdapter, add, queue_post, raising
 
 
 def test_opens_after_threshold_failures_in_a_row() -> None:
@@ -76,7 +77,7 @@ class CheckedAdapter(ScriptedAdapter):
     checks = 0
     calls = 0
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         self.calls += 1
         return await super().send(post)
 
@@ -100,23 +101,23 @@ async def test_open_circuit_holds_posts_without_using_attempts_then_recovers(
     config = DispatchConfig(backoff_base=0.01, circuit_cooldown_max=0.02, max_attempts=3)
     d = Dispatcher(store, {adapter.name: adapter}, config, claimer="test", alert=alert)
     for _ in range(3):  # three failures in a row open the circuit
-        await store.set_status(ids[0], PENDING)
+        await store.reschedule(ids[0], time.time())
         await d.run_once()
     assert d.circuits["t"].trips == 1
     assert [a for a in alerts if "held" in a] and adapter.calls == 3
     for _ in range(3):  # down: health checks only, no post tried, nothing given up
         await asyncio.sleep(0.03)
-        await store.set_status(ids[0], PENDING)
+        await store.reschedule(ids[0], time.time())
         await d.run_once()
     assert adapter.calls == 3 and adapter.checks >= 2
     head = await store.delivery(ids[0])
-    assert head is not None and head.status == PENDING and head.attempts <= 3
+    assert head is not None and head.status == DeliveryStatus.PENDING and head.attempts <= 3
     adapter.up = True
     await asyncio.sleep(0.03)
-    await store.set_status(ids[0], PENDING)
+    await store.reschedule(ids[0], time.time())
     await d.run_once()
     statuses = [(await store.delivery(i)).status for i in ids]  # type: ignore[union-attr]
-    assert statuses == [SENT, SENT, SENT]
+    assert statuses == [DeliveryStatus.SENT, DeliveryStatus.SENT, DeliveryStatus.SENT]
     assert any("answers again" in a for a in alerts)
 
 
@@ -126,7 +127,7 @@ class GatedAdapter(Adapter):
     platform: ClassVar[str] = "gated"
 
     def __init__(self, name: str) -> None:
-        from adapters.base import Outlet, TargetSettings
+        from bot.targets import Outlet, TargetSettings
 
         super().__init__(
             TargetSettings(name=name, platform="gated", api_base="http://127.0.0.1:9"), {}, Outlet()
@@ -138,7 +139,10 @@ class GatedAdapter(Adapter):
             target=self.name, platform="gated", article_url=article.url, text=article.url
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    def measure(self, post: RenderedPost) -> PostLength:
+        return PostLength(len(post.text), 10_000)
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         await self.gate.wait()
         return SentPost("slow-1")
 
@@ -150,13 +154,10 @@ async def test_a_hanging_target_does_not_hold_up_another(store: Store) -> None:
     first = asyncio.create_task(d.run_once(wait=False))
     await asyncio.sleep(0.2)  # the slow target's send is now hanging
     article = Article(url="https://s.example/fast", title="Fast")
-    article_id = await store.add_article(article, [f"url:{article.url}"])
-    assert article_id is not None
-    fast_id = await store.enqueue(article_id, fast.render(article), sort_key=2000.0)
-    assert fast_id is not None
+    fast_id = await queue_post(store, article, fast.render(article), sort_key=2000.0)
     report = await asyncio.wait_for(d.run_once(wait=False), timeout=5)
     assert report.sent == 1
-    assert (await store.delivery(fast_id)).status == SENT  # type: ignore[union-attr]
+    assert (await store.delivery(fast_id)).status == DeliveryStatus.SENT  # type: ignore[union-attr]
     assert not first.done() and d.busy()
     slow.gate.set()
     assert (await first).sent == 1

@@ -31,7 +31,7 @@ def write_config(path: Path, site_url: str, tg_url: str, **extra: object) -> Pat
                 "platform": "telegram",
                 "api_base": tg_url,
                 "token": {"env": "CLI_TG_TOKEN"},
-                "chat_id": "@cli",
+                "chat_id": "@cli_chan",
                 "min_interval": 0,
             }
         ],
@@ -53,9 +53,10 @@ def test_check_config_reports_every_problem(
     )
     assert main(["-c", str(bad), "check-config"]) == 2
     err = capsys.readouterr().err
-    assert "sources[0].url" in err and "sources[0].interval" in err
-    assert "targets[0].chat_id" in err
-    assert "targets[0].token: environment variable CLI_TG_TOKEN is not set" in err
+    assert "sources[en].url (" in err and "bad.yaml:3)" in err
+    assert "sources[en].interval (" in err and "bad.yaml:4)" in err
+    assert "targets[t].chat_id (" in err
+    assert "bad.yaml:8): environment variable CLI_TG_TOKEN is not set" in err
 
 
 def test_check_config_ok(
@@ -76,7 +77,7 @@ async def test_run_once_status_and_preview(
     site = SampleSite()
     state = tg.State()
     state.valid_tokens.add(TOKEN)
-    state.add_channel("@cli")
+    state.add_channel("@cli_chan")
     async with serve(create_app(site)) as site_server, serve(tg.create_app(state)) as tg_server:
         site.base_url = site_server.url
         path = write_config(tmp_path / "c.yaml", site_server.url, tg_server.url)
@@ -88,7 +89,7 @@ async def test_run_once_status_and_preview(
         assert article is not None
         assert await asyncio.to_thread(main, [*args, "run", "--once"]) == 0
         assert "sent 1" in capsys.readouterr().out
-        assert len(state.in_chat("@cli")) == 1
+        assert len(state.in_chat("@cli_chan")) == 1
 
         assert await asyncio.to_thread(main, [*args, "status"]) == 0
         status = capsys.readouterr().out
@@ -108,14 +109,24 @@ async def test_demo_posts_every_sample_once() -> None:
     assert await run_demo(every=0.05, out=out) == 0
     text = out.getvalue()
     assert (
-        "Done: 12 posts delivered to the Telegram stand-in, 7 to the X stand-in, "
-        "12 to Facebook and 7 to Instagram (Graph API stand-in)." in text
+        "Done: 12 of 12 articles published; posts: Telegram 12, X 7, Facebook 12, Instagram 7."
+        in text
     )
+    assert "── published 3 of 12: http://127.0.0.1:" in text
+    # Each Telegram box shows the attribution hyperlink's target, not only its label.
+    assert text.count("│ 🔗 Read more at Sample Times → http://127.0.0.1:") == 7
+    assert text.count("│ 🔗 Читать на Sample Times → http://127.0.0.1:") == 3
+    assert text.count("│ 🔗 card → http://127.0.0.1:") == 12  # Facebook's link card
+    assert text.count(" after publication\n") == 12 + 7 + 12 + 7
+    summary = text.split("Summary (time from publication to posted):")[1]
+    for platform, posts in (("Telegram", 12), ("X", 7), ("Facebook", 12), ("Instagram", 7)):
+        assert f"{platform:<10} {posts:>3} posts, median " in summary
     assert "[generated card]" in text  # the article without a photo got a card
     assert text.count("┌─ X (") == 7
     assert text.count("┌─ Telegram @sample_times_ru") == 3
     assert text.count("┌─ Telegram @sample_times_az") == 2
-    assert '"<script>" & <b>bold</b>' in text  # headline markup characters shown as text
+    # A lone "<script>" is text and shown as such; <b>..</b> is markup, stripped (issue #12).
+    assert '"<script>" & bold rules' in text
 
 
 def test_python_dash_m_bot_works() -> None:

@@ -44,10 +44,10 @@ def test_every_problem_is_reported_at_once_with_its_location() -> None:
         validate(data, environ=ENV)
     text = str(caught.value)
     locations = {p.location for p in caught.value.problems}
-    assert "sources[0].url" in locations
-    assert "sources[0].intervall" in locations
-    assert "targets[0].chat_id" in locations
-    assert "targets[1].platform" in locations
+    assert "sources[en].url" in locations
+    assert "sources[en].intervall" in locations
+    assert "targets[tg-en].chat_id" in locations
+    assert "targets[x1].platform" in locations
     assert "timezone" in locations
     assert "unknown platform 'myspace'" in text
     assert "http:// or https://" in text
@@ -58,7 +58,7 @@ def test_literal_secret_is_refused() -> None:
     data["targets"][0]["token"] = "123456:literal-token"
     with pytest.raises(ConfigError) as caught:
         validate(data, environ=ENV)
-    assert any(p.location == "targets[0].token" for p in caught.value.problems)
+    assert any(p.location == "targets[tg-en].token" for p in caught.value.problems)
     assert "123456:literal-token" not in str(caught.value)
 
 

@@ -18,7 +18,7 @@ from bot.config import validate
 from bot.demo.site import SampleSite, create_app, make_sample
 from bot.httpserver import LoopbackServer
 from bot.service import Service
-from bot.store import PENDING
+from bot.store import DeliveryStatus
 from reliability import crash
 
 
@@ -117,7 +117,7 @@ def two_target_config(site_url: str, tmp: Path) -> Any:
                 "platform": "telegram",
                 "api_base": unused,
                 "token": {"env": "TG_TOKEN"},
-                "chat_id": "@chan",
+                "chat_id": "@chan_c",
             },
             {
                 "name": "fb",
@@ -159,7 +159,10 @@ async def test_a_crash_while_queueing_leaves_the_article_unseen_so_it_is_queued_
         again = await service.pipeline.ingest_url(url)
         assert again.kind == "new" and again.article_id is not None
         rows = await service.store.deliveries_for_article(again.article_id)
-        assert sorted((r.target, r.status) for r in rows) == [("fb", PENDING), ("tg", PENDING)]
+        assert sorted((r.target, r.status) for r in rows) == [
+            ("fb", DeliveryStatus.PENDING),
+            ("tg", DeliveryStatus.PENDING),
+        ]
         assert sorted(again.deliveries) == sorted(r.id for r in rows)
         event.remove(engine, "before_cursor_execute", die_while_queueing)
     finally:

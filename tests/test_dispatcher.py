@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.config import DispatchConfig
 from bot.dispatcher import Dispatcher, backoff_delay
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
     PermanentFailure,
@@ -22,7 +22,8 @@ from bot.outcomes import (
     UncertainDelivery,
 )
 from bot.rules import Rule
-from bot.store import AWAITING, FAILED, PENDING, SENDING, SENT, SKIPPED, UNCERTAIN, Store
+from bot.store import DeliveryStatus, NewDelivery, Store
+from bot.targets import Outlet, TargetSettings
 
 
 class ScriptedAdapter(Adapter):
@@ -39,7 +40,10 @@ class ScriptedAdapter(Adapter):
             target=self.name, platform="scripted", article_url=article.url, text=article.url
         )
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    def measure(self, post: RenderedPost) -> PostLength:
+        return PostLength(len(post.text), 10_000)
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         step = self.script.pop(0) if self.script else (lambda p: SentPost(f"id-{len(self.sent)}"))
         result = step(post)
         self.sent.append(post)
@@ -53,15 +57,20 @@ def raising(exc: Exception) -> Callable[[RenderedPost], SentPost]:
     return step
 
 
+async def queue_post(store: Store, article: Article, post: RenderedPost, **options: Any) -> int:
+    """Store an article with one delivery, the way the pipeline does. Returns its id."""
+    stored = await store.add_article_with_deliveries(
+        article, [f"url:{article.url}"], [NewDelivery(post, **options)]
+    )
+    assert stored is not None
+    return stored[1][0]
+
+
 async def add(store: Store, adapter: Adapter, n: int, base: float = 1000.0) -> list[int]:
     ids = []
     for i in range(n):
         article = Article(url=f"https://s.example/{i}", title=f"T{i}")
-        article_id = await store.add_article(article, [f"url:{article.url}"])
-        assert article_id is not None
-        delivery = await store.enqueue(article_id, adapter.render(article), sort_key=base + i)
-        assert delivery is not None
-        ids.append(delivery)
+        ids.append(await queue_post(store, article, adapter.render(article), sort_key=base + i))
     return ids
 
 
@@ -80,15 +89,16 @@ async def test_sends_in_publication_order_exactly_once(store: Store) -> None:
     assert again.sent == 0 and len(adapter.sent) == 3
     for delivery_id in ids:
         row = await store.delivery(delivery_id)
-        assert row is not None and row.status == SENT and row.remote_id
+        assert row is not None and row.status == DeliveryStatus.SENT and row.remote_id
 
 
-async def test_enqueue_twice_for_same_target_is_refused(store: Store) -> None:
+async def test_two_deliveries_for_the_same_target_are_refused(store: Store) -> None:
     adapter = ScriptedAdapter("t", [])
-    (delivery_id,) = await add(store, adapter, 1)
-    row = await store.delivery(delivery_id)
-    assert row is not None
-    assert await store.enqueue(row.article_id, row.post) is None
+    article = Article(url="https://s.example/twice", title="Twice")
+    post = adapter.render(article)
+    twice = [NewDelivery(post), NewDelivery(post)]
+    assert await store.add_article_with_deliveries(article, ["url:twice"], twice) is None
+    assert await store.count_articles() == 0  # one transaction: nothing half-stored
 
 
 async def test_retry_later_waits_without_counting_an_attempt_and_blocks_the_queue(
@@ -99,10 +109,12 @@ async def test_retry_later_waits_without_counting_an_attempt_and_blocks_the_queu
     report = await dispatcher(store, adapter).run_once()
     assert report.sent == 0 and report.retried == 1
     row = await store.delivery(first)
-    assert row is not None and row.status == PENDING and row.attempts == 0
+    assert row is not None and row.status == DeliveryStatus.PENDING and row.attempts == 0
     assert row.next_attempt_at >= time.time() + 25
     later = await store.delivery(second)
-    assert later is not None and later.status == PENDING  # order kept: it waits behind
+    assert (
+        later is not None and later.status == DeliveryStatus.PENDING
+    )  # order kept: it waits behind
     assert adapter.sent == []
 
 
@@ -116,10 +128,14 @@ async def test_temporary_failure_backs_off_then_gives_up(store: Store) -> None:
         row = await store.delivery(delivery_id)
         assert row is not None and row.attempts == attempt
         if attempt < 3:
-            assert row.status == PENDING and row.next_attempt_at > time.time()
-            await store.set_status(delivery_id, PENDING)  # make it due now
+            assert row.status == DeliveryStatus.PENDING and row.next_attempt_at > time.time()
+            await store.reschedule(delivery_id, time.time())  # make it due now
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == FAILED and "gave up after 3" in (row.last_error or "")
+    assert (
+        row is not None
+        and row.status == DeliveryStatus.FAILED
+        and "gave up after 3" in (row.last_error or "")
+    )
 
 
 async def test_permanent_failure_is_terminal_and_the_next_post_goes(store: Store) -> None:
@@ -127,8 +143,8 @@ async def test_permanent_failure_is_terminal_and_the_next_post_goes(store: Store
     first, second = await add(store, adapter, 2)
     report = await dispatcher(store, adapter).run_once()
     assert report.failed == 1 and report.sent == 1
-    assert (await store.delivery(first)).status == FAILED  # type: ignore[union-attr]
-    assert (await store.delivery(second)).status == SENT  # type: ignore[union-attr]
+    assert (await store.delivery(first)).status == DeliveryStatus.FAILED  # type: ignore[union-attr]
+    assert (await store.delivery(second)).status == DeliveryStatus.SENT  # type: ignore[union-attr]
 
 
 async def test_auth_failure_pauses_target_and_keeps_post(store: Store) -> None:
@@ -144,7 +160,7 @@ async def test_auth_failure_pauses_target_and_keeps_post(store: Store) -> None:
     assert report.paused == ["t"]
     assert (await store.paused_targets()) == {"t": "token revoked"}
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == PENDING and row.attempts == 0
+    assert row is not None and row.status == DeliveryStatus.PENDING and row.attempts == 0
     assert alerts and alerts[0][0] == "t" and "token revoked" in alerts[0][1]
     # Paused: nothing is attempted until an editor resumes.
     assert (await d.run_once()).sent == 0
@@ -159,14 +175,18 @@ async def test_uncertain_is_never_resent(store: Store) -> None:
     assert (await d.run_once()).uncertain == 1
     assert (await d.run_once()).sent == 0
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == UNCERTAIN and "read timeout" in (row.last_error or "")
+    assert (
+        row is not None
+        and row.status == DeliveryStatus.UNCERTAIN
+        and "read timeout" in (row.last_error or "")
+    )
 
 
 async def test_unexpected_adapter_exception_is_uncertain(store: Store) -> None:
     adapter = ScriptedAdapter("t", [raising(RuntimeError("bug"))])
     (delivery_id,) = await add(store, adapter, 1)
     await dispatcher(store, adapter).run_once()
-    assert (await store.delivery(delivery_id)).status == UNCERTAIN  # type: ignore[union-attr]
+    assert (await store.delivery(delivery_id)).status == DeliveryStatus.UNCERTAIN  # type: ignore[union-attr]
 
 
 async def test_abandoned_send_becomes_uncertain_after_its_lease(store: Store) -> None:
@@ -174,12 +194,12 @@ async def test_abandoned_send_becomes_uncertain_after_its_lease(store: Store) ->
     (delivery_id,) = await add(store, adapter, 1)
     # A process claims the delivery and dies before recording the answer.
     claimed = await store.claim_next("t", time.time(), lease=0.01, claimer="dead:1")
-    assert claimed is not None and claimed.status == SENDING
+    assert claimed is not None and claimed.status == DeliveryStatus.SENDING
     time.sleep(0.02)
     report = await dispatcher(store, adapter).run_once()
     assert report.uncertain == 1 and adapter.sent == []
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == UNCERTAIN
+    assert row is not None and row.status == DeliveryStatus.UNCERTAIN
 
 
 async def test_flagging_uncertain_and_its_report_are_one_commit(store: Store) -> None:
@@ -191,8 +211,9 @@ async def test_flagging_uncertain_and_its_report_are_one_commit(store: Store) ->
     # No dispatcher involved: the store alone both flags and reports.
     flagged = await store.expire_leases(time.time())
     assert [d.id for d in flagged] == [first]
-    await store.set_status(second, SENDING)
-    await store.mark_uncertain(second, "read timeout", "may or may not be posted")
+    claimed = await store.claim_next("t", time.time(), lease=60, claimer="live:1")
+    assert claimed is not None and claimed.id == second
+    await store.flag_uncertain(second, "read timeout", "may or may not be posted")
     reports = [e for e in await store.recent_events(10) if e["kind"] == "uncertain"]
     assert sorted(e["delivery_id"] for e in reports) == [first, second]
     assert all(e["target"] == "t" for e in reports)
@@ -201,14 +222,15 @@ async def test_flagging_uncertain_and_its_report_are_one_commit(store: Store) ->
 async def test_post_without_attribution_is_never_sent(store: Store) -> None:
     adapter = ScriptedAdapter("t", [])
     article = Article(url="https://s.example/a", title="T")
-    article_id = await store.add_article(article, ["url:a"])
-    assert article_id is not None
     bad = RenderedPost(target="t", platform="scripted", article_url=article.url, text="no link")
-    delivery_id = await store.enqueue(article_id, bad)
-    assert delivery_id is not None
+    delivery_id = await queue_post(store, article, bad)
     await dispatcher(store, adapter).run_once()
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == FAILED and "article URL" in (row.last_error or "")
+    assert (
+        row is not None
+        and row.status == DeliveryStatus.FAILED
+        and "article URL" in (row.last_error or "")
+    )
     assert adapter.sent == []
 
 
@@ -235,7 +257,7 @@ async def test_dispatcher_holds_posts_for_the_publication_delay(store: Store) ->
     (delivery_id,) = await add(store, adapter, 1, base=time.time())
     await dispatcher(store, adapter).run_once()
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == PENDING and row.attempts == 0
+    assert row is not None and row.status == DeliveryStatus.PENDING and row.attempts == 0
     assert row.next_attempt_at >= time.time() + 590
     assert "publication delay" in (row.last_error or "")
     assert adapter.sent == []
@@ -244,9 +266,7 @@ async def test_dispatcher_holds_posts_for_the_publication_delay(store: Store) ->
 async def test_breaking_priority_skips_the_delay(store: Store) -> None:
     adapter = timed_adapter("t", delay=600)
     article = Article(url="https://s.example/b", title="Breaking")
-    article_id = await store.add_article(article, ["url:b"])
-    assert article_id is not None
-    await store.enqueue(article_id, adapter.render(article), priority=1, sort_key=time.time())
+    await queue_post(store, article, adapter.render(article), priority=1, sort_key=time.time())
     assert (await dispatcher(store, adapter).run_once()).sent == 1
 
 
@@ -255,20 +275,24 @@ async def test_stale_post_is_dropped_not_sent(store: Store) -> None:
     (delivery_id,) = await add(store, adapter, 1, base=time.time() - 3600)
     await dispatcher(store, adapter).run_once()
     row = await store.delivery(delivery_id)
-    assert row is not None and row.status == SKIPPED and "max_age" in (row.last_error or "")
+    assert (
+        row is not None
+        and row.status == DeliveryStatus.SKIPPED
+        and "max_age" in (row.last_error or "")
+    )
     assert adapter.sent == []
 
 
 async def test_unanswered_approval_follows_the_rule_default(store: Store) -> None:
     adapter = ScriptedAdapter("t", [])
     article = Article(url="https://s.example/a", title="Needs review")
-    article_id = await store.add_article(article, ["url:a"])
-    assert article_id is not None
-    post_id = await store.enqueue(article_id, adapter.render(article), status=AWAITING, rule="auto")
+    post_id = await queue_post(
+        store, article, adapter.render(article), status=DeliveryStatus.AWAITING, rule="auto"
+    )
     other = Article(url="https://s.example/b", title="Also")
-    other_id = await store.add_article(other, ["url:b"])
-    assert other_id is not None
-    skip_id = await store.enqueue(other_id, adapter.render(other), status=AWAITING, rule="strict")
+    skip_id = await queue_post(
+        store, other, adapter.render(other), status=DeliveryStatus.AWAITING, rule="strict"
+    )
     rules = [
         Rule(name="auto", approval=True, approval_timeout=0, approval_default="post"),
         Rule(name="strict", approval=True, approval_timeout=0, approval_default="skip"),
@@ -276,5 +300,5 @@ async def test_unanswered_approval_follows_the_rule_default(store: Store) -> Non
     d = Dispatcher(store, {"t": adapter}, DispatchConfig(), claimer="x", rules=rules)
     report = await d.run_once()
     assert report.sent == 1 and [p.article_url for p in adapter.sent] == [article.url]
-    assert (await store.delivery(post_id)).status == SENT  # type: ignore[union-attr]
-    assert (await store.delivery(skip_id)).status == SKIPPED  # type: ignore[union-attr]
+    assert (await store.delivery(post_id)).status == DeliveryStatus.SENT  # type: ignore[union-attr]
+    assert (await store.delivery(skip_id)).status == DeliveryStatus.SKIPPED  # type: ignore[union-attr]

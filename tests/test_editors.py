@@ -12,7 +12,7 @@ import pytest
 
 from bot.demo.site import make_sample
 from bot.service import Service
-from bot.store import AWAITING, SKIPPED
+from bot.store import DeliveryStatus
 from tests.test_end_to_end import TOKEN, World, wait_for
 from tests.test_end_to_end import world as world
 
@@ -123,7 +123,7 @@ async def test_approval_preview_stranger_refused_editor_posts(daemon) -> None:
     press(world, STRANGER, preview, buttons[0])
     await asyncio.sleep(1.5)
     row = await service.store.delivery(delivery_id)
-    assert row is not None and row.status == AWAITING
+    assert row is not None and row.status == DeliveryStatus.AWAITING
     assert world.posts() == []
 
     press(world, EDITOR, preview, buttons[0])
@@ -163,7 +163,7 @@ async def test_edit_text_then_skip(daemon) -> None:
         5,
     )
     row = await service.store.delivery(delivery_id)
-    assert row is not None and row.status == SKIPPED
+    assert row is not None and row.status == DeliveryStatus.SKIPPED
     assert world.posts() == []
 
 

@@ -425,8 +425,8 @@ def test_byline_preferred_when_json_ld_author_is_the_site_itself() -> None:
     ld = {"@type": "NewsArticle", "headline": "H", "author": org}
     site = '<meta property="og:site_name" content="News">'
     assert extract_article(ld_page(ld, site, "<p>By Ann Lee</p>"), URL).author == "Ann Lee"
-    # No byline: the organisation is still better than nothing.
-    assert extract_article(ld_page(ld, site), URL).author == "News"
+    # No byline: the site's own name is not an author (issue #12), so none.
+    assert extract_article(ld_page(ld, site), URL).author is None
 
 
 @pytest.mark.parametrize(
@@ -601,7 +601,9 @@ def test_hostile_page_keeps_text_as_text() -> None:
     ld = {"@type": "NewsArticle", "headline": '<script>alert(1)</script> & "quotes" 😀 ə ğ ş'}
     page = ld_page(ld, body=body + "<script>evil()</script><style>p{}</style>")
     article = extract_article(page, URL)
-    assert article.title == '<script>alert(1)</script> & "quotes" 😀 ə ğ ş'
+    # Tags in a headline are markup, handled as in the lead (issue #12); the text stays text.
+    assert article.title == 'alert(1) & "quotes" 😀 ə ğ ş'
+    assert "<b>" not in article.lead and "stray tags." in article.lead
     assert "evil()" not in article.body and "p{}" not in article.body
     assert len(article.body) > 10_000
 
@@ -737,7 +739,8 @@ def test_real_pages_fields_are_mostly_found(real_articles: list[tuple[str, Artic
     assert found["image_url"] >= 0.93 * total, found
     assert found["language"] >= 0.83 * total, found
     assert found["published"] >= 0.77 * total, found
-    assert found["author"] >= 0.65 * total, found
+    # Sites' own names, "admin" and desks are no authors (issue #12): 116 of 181 name a person.
+    assert found["author"] >= 0.6 * total, found
     assert found["site_name"] >= 0.85 * total, found
 
 

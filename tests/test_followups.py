@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.demo.site import make_sample
 from bot.service import Service
-from bot.store import SKIPPED
+from bot.store import DeliveryStatus
 from tests.test_end_to_end import World, run_once
 from tests.test_end_to_end import world as world
 
@@ -21,6 +23,32 @@ async def test_headline_change_edits_the_sent_post(world: World) -> None:
     assert post["edited"] is True
     assert post["caption"].startswith("Parliament passes budget\n\nCorrected lead.")
     assert len(world.tg.messages) == 1
+
+
+async def test_follow_up_edit_without_the_link_is_refused(world: World) -> None:
+    await run_once(world)
+    article = await world.site.publish(make_sample("typo2", "Parliment passes budjet"))
+    await run_once(world)
+    (before,) = world.posts()
+    service = Service(world.config())
+    await service.start()
+    try:
+        # A template that drops the link (check-config refuses it; here it slipped through).
+        service.adapters["tg-en"].settings.template = "{{ title }}"
+        stored = await service.store.find_article(
+            [f"url:{world.site_url.replace('http:', 'https:')}{article.path}"]
+        )
+        assert stored is not None
+        fixed = replace(stored.article, title="Parliament passes budget")
+        edits = await service.followups.article_changed(stored.id, stored.article, fixed)
+        events = await service.store.recent_events(20)
+    finally:
+        await service.close()
+    assert edits == 0
+    (after,) = world.posts()
+    assert after["edited"] is False and after["caption"] == before["caption"]
+    refused = [e for e in events if e["kind"] == "edit-refused"]
+    assert len(refused) == 1 and "does not carry the article URL" in refused[0]["message"]
 
 
 async def test_takedown_flags_by_default_and_deletes_by_rule(world: World) -> None:
@@ -72,4 +100,4 @@ async def test_retracted_article_is_never_posted(world: World) -> None:
     finally:
         await service.close()
     assert report.sent == 0 and world.posts() == []
-    assert [r.status for r in rows] == [SKIPPED]
+    assert [r.status for r in rows] == [DeliveryStatus.SKIPPED]

@@ -14,14 +14,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from adapters.base import Outlet
 from adapters.facebook import FacebookAdapter
 from adapters.instagram import InstagramAdapter
+from adapters.instagram.cards import check_instagram_image, render_card
 from bot.attribution import check_attribution
-from bot.cards import check_instagram_image, render_card
 from bot.httpserver import serve
 from bot.models import Article
 from bot.outcomes import AuthFailure, PermanentFailure, RetryLater, TemporaryFailure
+from bot.targets import Outlet
 from standins import graph
 
 TOKEN = "EAAB-page-SECRET-token"

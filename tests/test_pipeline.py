@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.base import Adapter, Outlet, TargetSettings
+from adapters.base import Adapter
 from bot.config import validate
 from bot.httpserver import serve
-from bot.models import Article, RenderedPost, SentPost
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.pipeline import Pipeline
 from bot.store import Store
+from bot.targets import Outlet, TargetSettings
 
 
 @dataclass
@@ -99,7 +100,10 @@ class RecordingAdapter(Adapter):
     def render(self, article: Article) -> RenderedPost:
         return RenderedPost(self.name, "recording", article.url, f"{article.title} {article.url}")
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    def measure(self, post: RenderedPost) -> PostLength:
+        return PostLength(len(post.text), 10_000)
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         raise AssertionError("not used")
 
 
@@ -113,7 +117,7 @@ async def env(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             "database": f"sqlite:///{tmp_path}/s.db",
             "sources": [{"name": "mini", "url": f"{server.url}/rss.xml", "language": "en"}],
             "targets": [
-                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+                {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
             ],
         }
         config = validate(raw, environ={"T": "1:abcdef"})

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.base import Outlet, TargetSettings
 from adapters.telegram import HTML_TEXT, TelegramAdapter, TelegramSettings, visible_text
 from bot.attribution import check_attribution
 from bot.config import ConfigError, validate
 from bot.models import Article
 from bot.rules import Match, Rule, route
+from bot.targets import Outlet, TargetSettings
 from bot.templates import TemplateProblem, render_template
 from bot.text import utf16_len
 from bot.timing import QuietHours, Timing, decide, in_quiet_hours
@@ -122,7 +122,7 @@ def test_rule_naming_unknown_target_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as caught:
         validate(raw, environ={"T": "1:abcdef"})
     locations = {p.location for p in caught.value.problems}
-    assert "rules[0].targets" in locations and "rules[1].mtach" in locations
+    assert "rules[r].targets" in locations and "rules[x].mtach" in locations
 
 
 # Timing -------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_min_spacing() -> None:
 
 
 def tg_adapter(**overrides: object) -> TelegramAdapter:
-    raw = {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+    raw = {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
     raw.update(overrides)
     return TelegramAdapter(TelegramSettings.model_validate(raw), {}, Outlet(name="Caliber"))
 
@@ -242,14 +242,14 @@ def test_template_without_the_link_is_rejected_by_check_config() -> None:
                 "name": "tg",
                 "platform": "telegram",
                 "token": {"env": "T"},
-                "chat_id": "@c",
+                "chat_id": "@chan_c",
                 "template": "<b>{{ title }}</b> {{ lead }}",
             },
             {
                 "name": "tg2",
                 "platform": "telegram",
                 "token": {"env": "T"},
-                "chat_id": "@d",
+                "chat_id": "@chan_d",
                 "template": "{{ title } broken",
             },
         ],
@@ -257,8 +257,8 @@ def test_template_without_the_link_is_rejected_by_check_config() -> None:
     with pytest.raises(ConfigError) as caught:
         validate(raw, environ={"T": "1:abcdef"})
     messages = {p.location: p.message for p in caught.value.problems}
-    assert "must carry the article link" in messages["targets[0].template"]
-    assert "does not compile" in messages["targets[1].template"]
+    assert "must carry the article link" in messages["targets[tg].template"]
+    assert "does not compile" in messages["targets[tg2].template"]
 
 
 def test_template_sandbox_blocks_unsafe_attribute_access() -> None:

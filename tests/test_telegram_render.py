@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.base import Outlet
 from adapters.telegram import CAPTION_LIMIT, TEXT_LIMIT, TelegramAdapter, TelegramSettings
 from bot.attribution import check_attribution
 from bot.models import Article
+from bot.targets import Outlet
 from bot.text import utf16_len
 
 URL = "https://news.example/en/news/1-x?id=5&lang=en"
@@ -44,7 +44,7 @@ def read(text: str) -> Visible:
 
 
 def adapter(**overrides: object) -> TelegramAdapter:
-    raw = {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@c"}
+    raw = {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
     raw.update(overrides)
     settings = TelegramSettings.model_validate(raw)
     return TelegramAdapter(settings, {}, Outlet(name="Sample Times"))

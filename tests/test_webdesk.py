@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bot.cli import main as cli_main
-from bot.store import PENDING, SKIPPED
+from bot.store import DeliveryStatus
 from bot.webdesk.accounts import Accounts, LoginLimiter
 from bot.webdesk.app import CSP
 from tests.webdesk_world import ARTICLE, EDITOR_PASSWORD, World, make_world
@@ -163,11 +163,13 @@ def test_approve_goes_through_the_desk_and_is_recorded_with_who(desk) -> None:
     r = client.post(f"/desk/item/{tg}/decide", data={"action": "post", "csrf": token})
     assert "Posting now." in r.text
     delivery = client.portal.call(world.store.delivery, tg)
-    assert delivery.status == PENDING and delivery.last_error == "approved by web:eve"
+    assert (
+        delivery.status == DeliveryStatus.PENDING and delivery.last_error == "approved by web:eve"
+    )
     events = client.portal.call(world.store.recent_events, 5)
     assert any(e["message"] == f"user web:eve: post #{tg}" and e["at"] for e in events)
     r = client.post(f"/desk/item/{tg}/decide", data={"action": "post", "csrf": token})
-    assert "already decided" in r.text
+    assert f"#{tg} is pending: not changed." in r.text
 
 
 def test_edit_that_drops_the_link_is_refused_and_a_good_edit_is_saved(desk) -> None:
@@ -207,7 +209,7 @@ def test_history_filters_and_headline_search(desk) -> None:
     token = login(client)
     fb = world.delivery_ids["fb"]
     client.post(f"/desk/item/{fb}/decide", data={"action": "skip", "csrf": token})
-    assert client.portal.call(world.store.delivery, fb).status == SKIPPED
+    assert client.portal.call(world.store.delivery, fb).status == DeliveryStatus.SKIPPED
     page = client.get("/desk/history", params={"q": "budget"}).text
     assert ARTICLE.title in page and "skipped by web:eve" in page
     assert ARTICLE.title not in client.get("/desk/history", params={"q": "football"}).text
@@ -233,7 +235,7 @@ def test_user_add_command_hashes_the_password(tmp_path: Path) -> None:
         "database: sqlite:///" + str(tmp_path / "s.db") + "\n"
         "sources: [{name: en, url: 'https://news.example/feed'}]\n"
         "targets: [{name: tg, platform: telegram, api_base: 'http://127.0.0.1:9',"
-        " token: {env: TG}, chat_id: '@c'}]\n"
+        " token: {env: TG}, chat_id: '@dailychan'}]\n"
     )
     pw = tmp_path / "pw"
     pw.write_text("a long enough password\n")

@@ -25,7 +25,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from twitter_text import parse_tweet
 
-from adapters.base import Outlet
 from adapters.x import XAdapter, clean, weighted_length
 from bot.models import Article, RenderedPost
 from bot.outcomes import (
@@ -35,6 +34,7 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
+from bot.targets import ImageFetcher, Outlet
 from standins import x as xs
 from standins.server import serve
 
@@ -101,7 +101,12 @@ async def xworld() -> AsyncIterator[XWorld]:
         yield XWorld(state, x_server.url, images.url)
 
 
-def make_adapter(api: str, env: dict[str, str] | None = None, **overrides: object) -> XAdapter:
+def make_adapter(
+    api: str,
+    env: dict[str, str] | None = None,
+    fetch_image: ImageFetcher | None = None,
+    **overrides: object,
+) -> XAdapter:
     """Built the way the core builds it: validated settings, secrets resolved from env."""
     raw: dict[str, object] = {
         "name": "x-main",
@@ -117,7 +122,8 @@ def make_adapter(api: str, env: dict[str, str] | None = None, **overrides: objec
     raw.update(overrides)
     target = XAdapter.Settings.model_validate(raw)
     secrets = {n: ref.resolve(env or ENV) for n, ref in target.secret_fields().items()}
-    return XAdapter(target, secrets, Outlet(name="Sample Times", url="http://127.0.0.1"))
+    outlet = Outlet(name="Sample Times", url="http://127.0.0.1")
+    return XAdapter(target, secrets, outlet, fetch_image=fetch_image)
 
 
 @pytest.fixture
@@ -566,7 +572,7 @@ async def test_outbox_states_for_rate_limit_duplicate_and_budget(tmp_path: Path)
     from bot.demo.site import SampleSite, make_sample
     from bot.demo.site import create_app as create_site_app
     from bot.service import Service
-    from bot.store import FAILED, PENDING, SENT, SKIPPED
+    from bot.store import DeliveryStatus
 
     site = SampleSite()
     state = xs.State()
@@ -630,12 +636,12 @@ async def test_outbox_states_for_rate_limit_duplicate_and_budget(tmp_path: Path)
         await once()
         await site.publish_next()
         await once()
-        assert await statuses() == [SENT]
+        assert await statuses() == [DeliveryStatus.SENT]
 
         state.user_cap_15min = 1  # the next post meets X's 15-minute cap
         await site.publish(make_sample("rl", "Rate limited one"))
         await once()
-        assert await statuses() == [SENT, PENDING]
+        assert await statuses() == [DeliveryStatus.SENT, DeliveryStatus.PENDING]
         assert len(state.live_posts()) == 1
 
         state.user_cap_15min = 100
@@ -644,23 +650,23 @@ async def test_outbox_states_for_rate_limit_duplicate_and_budget(tmp_path: Path)
         service = Service(config(daily_budget=0.3))
         await service.start()
         try:
-            (row,) = await service.store.recent_deliveries(1, [PENDING])
-            await service.store.set_status(row.id, PENDING)
+            (row,) = await service.store.recent_deliveries(1, [DeliveryStatus.PENDING])
+            await service.store.reschedule(row.id, time.time())
             report = await service.dispatch()
             rows = await service.store.recent_deliveries(5)
             assert report.sent == 0, [(r.status, r.last_error) for r in rows]
-            (row,) = await service.store.recent_deliveries(1, [PENDING])
+            (row,) = await service.store.recent_deliveries(1, [DeliveryStatus.PENDING])
             assert "daily budget of 0.3 reached" in (row.last_error or "")
         finally:
             await service.close()
         service = Service(config(daily_budget=0.3, over_cap="drop"))
         await service.start()
         try:
-            await service.store.set_status(row.id, PENDING)  # due now, under the drop rule
+            await service.store.reschedule(row.id, time.time())  # due now, under the drop rule
             await service.dispatch()
         finally:
             await service.close()
-        assert await statuses() == [SENT, SKIPPED]
+        assert await statuses() == [DeliveryStatus.SENT, DeliveryStatus.SKIPPED]
 
         # A duplicate of an existing post: terminal, not retried.
         existing = state.live_posts()[0]["text"]
@@ -671,13 +677,13 @@ async def test_outbox_states_for_rate_limit_duplicate_and_budget(tmp_path: Path)
         await service.start()
         try:
             await service.poll_all()
-            (row,) = await service.store.recent_deliveries(1, [PENDING])
+            (row,) = await service.store.recent_deliveries(1, [DeliveryStatus.PENDING])
             fixed = RenderedPost(**{**row.post.to_json(), "text": existing})
             await service.store.update_payload(row.id, fixed)
             await service.dispatch()
         finally:
             await service.close()
-        assert (await statuses())[-1] == FAILED
+        assert (await statuses())[-1] == DeliveryStatus.FAILED
 
 
 async def test_health_check_is_opt_in_and_answers_from_users_me(xworld: XWorld) -> None:
@@ -707,8 +713,7 @@ async def test_images_come_through_the_cores_downloader_when_it_gives_one(
             raise RuntimeError("refused: 127.0.0.1 is a loopback address")
         return IMAGES["/small.jpg"]
 
-    adapter = make_adapter(xworld.url)
-    adapter.fetch_image = core_download
+    adapter = make_adapter(xworld.url, fetch_image=core_download)
     try:
         first = await adapter.send(
             adapter.render(article("With photo", image_url="https://cdn.example/a.jpg"))

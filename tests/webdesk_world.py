@@ -15,7 +15,7 @@ from bot.config import Config, validate
 from bot.desk import Desk
 from bot.models import Article
 from bot.service import build_adapters
-from bot.store import AWAITING, NewDelivery, Store
+from bot.store import DeliveryStatus, NewDelivery, Store
 from bot.webdesk.accounts import Accounts, Role
 from bot.webdesk.app import DeskParts, create_desk_app
 
@@ -32,7 +32,7 @@ def desk_config(db: str, **desk: Any) -> Config:
         "sources": [{"name": "en", "url": "https://news.example/feed"}],
         "targets": [
             {"name": "tg", "platform": "telegram", "api_base": "http://127.0.0.1:9",
-             "token": {"env": "TG"}, "chat_id": "@chan"},
+             "token": {"env": "TG"}, "chat_id": "@dailychan"},
             {"name": "xmain", "platform": "x", "api_base": "http://127.0.0.1:9",
              "upload_base": "http://127.0.0.1:9", "api_key": {"env": "X"},
              "api_secret": {"env": "X"}, "access_token": {"env": "X"},
@@ -73,7 +73,10 @@ async def make_world(tmp_path: Path, awaiting: bool = True, **desk: Any) -> Worl
     await store.init()
     adapters = build_adapters(config)
     planned = [
-        NewDelivery(a.render(ARTICLE), status=AWAITING if awaiting else "pending")
+        NewDelivery(
+            a.render(ARTICLE),
+            status=DeliveryStatus.AWAITING if awaiting else DeliveryStatus.PENDING,
+        )
         for a in adapters.values()
     ]
     _, ids = await store.add_article_with_deliveries(ARTICLE, [f"url:{ARTICLE.url}"], planned)
@@ -91,7 +94,7 @@ async def make_world(tmp_path: Path, awaiting: bool = True, **desk: Any) -> Worl
         article = Article(url=url, title="Tested headline", source="en", language="en")
         return article, [(n, a.render(article), None) for n, a in adapters.items()]
 
-    parts = DeskParts(store, desk_ops, config.timezone, try_url, lambda: {}, list(adapters))
+    parts = DeskParts(store, desk_ops, config.timezone, try_url, lambda: {}, adapters)
     assert config.desk_secret is not None
     app = Starlette(
         routes=[Mount("/desk", create_desk_app(parts, config.file.desk, config.desk_secret))]

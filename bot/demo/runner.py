@@ -8,13 +8,18 @@ endpoint, as a CMS would), and prints each post as the stand-in received it.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import statistics
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,7 +28,7 @@ from bot.demo.site import SampleSite, run_publisher
 from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
 from bot.service import Service
-from bot.store import PENDING, SENDING
+from bot.store import DeliveryStatus
 from standins import graph as graph_standin
 from standins import telegram as telegram_standin
 from standins import x as x_standin
@@ -126,59 +131,147 @@ def demo_config(
     }
 
 
-def print_post(out: TextIO, platform: str, where: str, text: str, extra: str = "") -> None:
+@dataclass(frozen=True)
+class ShownPost:
+    """One post as a platform stand-in received it, ready to print."""
+
+    where: str
+    text: str
+    note: str = ""  # "[photo]", "[link card]", ...
+    links: tuple[tuple[str, str], ...] = ()  # (label, target URL) of each hyperlink
+    sent_at: float | None = None  # when the platform took it (time.time())
+
+
+@dataclass(frozen=True)
+class PlatformView:
+    """How the demo reads one platform's stand-in: its received posts, and how to show one.
+    A platform added to the demo is one more row of `platform_views`."""
+
+    name: str
+    records: Callable[[], list[dict[str, Any]]]
+    show: Callable[[dict[str, Any]], ShownPost]
+
+
+def _utf16_slice(text: str, offset: int, length: int) -> str:
+    # Telegram's entity offsets count UTF-16 code units.
+    raw = text.encode("utf-16-le")
+    return raw[2 * offset : 2 * (offset + length)].decode("utf-16-le", errors="replace")
+
+
+def telegram_post(message: dict[str, Any]) -> ShownPost:
+    text = message.get("text") or message.get("caption") or ""
+    entities = message.get("entities") or message.get("caption_entities") or []
+    links = tuple(
+        (_utf16_slice(text, e["offset"], e["length"]), e["url"])
+        for e in entities
+        if e.get("type") == "text_link"
+    )
+    where = str(message.get("chat_id"))
+    if message.get("message_thread_id"):
+        where += f" topic {message['message_thread_id']}"
+    note = "[photo]" if message.get("photo") else ""
+    return ShownPost(where, text, note, links, message.get("recorded_at"))
+
+
+def x_post(post: dict[str, Any]) -> ShownPost:
+    media = f"[{len(post['media_ids'])} image]" if post["media_ids"] else ""
+    where = f"({post['weighted_length']}/280)"
+    return ShownPost(where, post["text"], media, (), post.get("created_at"))
+
+
+def facebook_post(post: dict[str, Any]) -> ShownPost:
+    if post.get("link"):
+        return ShownPost(
+            "page", post["message"], "[link card]", (("card", post["link"]),), post.get("created")
+        )
+    return ShownPost("page", post["message"], "[photo]", (), post.get("created"))
+
+
+def instagram_post(item: dict[str, Any]) -> ShownPost:
+    card = "[generated card]" if "/cards/" in item["image_url"] else "[article photo]"
+    return ShownPost("", item["caption"], card, (), item.get("created"))
+
+
+def platform_views(
+    telegram: telegram_standin.State, x: x_standin.State, graph: graph_standin.State
+) -> list[PlatformView]:
+    return [
+        PlatformView("Telegram", lambda: telegram.messages, telegram_post),
+        PlatformView("X", lambda: x.posts, x_post),
+        PlatformView("Facebook", lambda: list(graph.posts.values()), facebook_post),
+        PlatformView("Instagram", lambda: list(graph.media.values()), instagram_post),
+    ]
+
+
+def print_post(out: TextIO, platform: str, post: ShownPost, latency: float | None) -> None:
     width = 72
-    out.write(f"\n┌─ {platform} {where} {extra}".rstrip() + "\n")
-    for paragraph in text.splitlines() or [""]:
-        for line in textwrap.wrap(paragraph, width) or [""]:
+    after = f" · {latency:.1f} s after publication" if latency is not None else ""
+    header = " ".join(part for part in (platform, post.where, post.note) if part)
+    out.write(f"\n┌─ {header}{after}\n")
+    for paragraph in post.text.splitlines() or [""]:
+        # Links stay whole, so they can be read (and clicked in a terminal).
+        wrapped = textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False)
+        for line in wrapped or [""]:
             out.write(f"│ {line}\n")
+    for label, url in post.links:
+        out.write(f"│ 🔗 {label} → {url}\n")
     out.write("└" + "─" * 40 + "\n")
     out.flush()
 
 
 class PostPrinter:
-    """Prints each new message a stand-in recorded, once."""
+    """Prints each new post a stand-in recorded, once, with the time from the article's
+    publication; keeps each platform's latencies for the summary."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, views: list[PlatformView]) -> None:
         self.out = out
-        self.seen = 0
-        self.seen_x = 0
-        self.seen_fb = 0
-        self.seen_ig = 0
+        self.views = views
+        self.seen = dict.fromkeys((v.name for v in views), 0)
+        self.latencies: dict[str, list[float]] = {v.name: [] for v in views}
+        self.published_at: dict[str, float] = {}  # article path -> when it was published
+        self.posted: set[str] = set()  # article paths seen in at least one post
 
-    def x(self, state: x_standin.State) -> int:
-        new = state.posts[self.seen_x :]
-        for post in new:
-            media = f"[{len(post['media_ids'])} image]" if post["media_ids"] else ""
-            print_post(self.out, "X", f"({post['weighted_length']}/280)", post["text"], media)
-        self.seen_x += len(new)
-        return len(new)
+    def published(self, url: str, number: int, total: int) -> None:
+        self.published_at[urlsplit(url).path] = time.time()
+        self.out.write(f"\n── published {number} of {total}: {url}\n")
+        self.out.flush()
 
-    def meta(self, state: graph_standin.State) -> None:
-        posts = list(state.posts.values())
-        for post in posts[self.seen_fb :]:
-            link = f"[link card: {post['link']}]" if post.get("link") else "[photo]"
-            print_post(self.out, "Facebook", "page", post["message"], link)
-        self.seen_fb = len(posts)
-        media = list(state.media.values())
-        for item in media[self.seen_ig :]:
-            card = "[generated card]" if "/cards/" in item["image_url"] else "[article photo]"
-            print_post(self.out, "Instagram", "", item["caption"], card)
-        self.seen_ig = len(media)
+    def _latency(self, record: dict[str, Any], post: ShownPost) -> float | None:
+        blob = json.dumps(record, ensure_ascii=False, default=str)
+        # The longest matching path: one slug may begin with another.
+        paths = [p for p in self.published_at if p in blob]
+        if not paths:
+            return None
+        path = max(paths, key=len)
+        self.posted.add(path)
+        when = post.sent_at if post.sent_at is not None else time.time()
+        return max(0.0, when - self.published_at[path])
 
-    def telegram(self, state: telegram_standin.State) -> int:
-        new = state.messages[self.seen :]
-        for message in new:
-            photo = "[photo]" if message.get("photo") else ""
-            print_post(
-                self.out,
-                "Telegram",
-                str(message.get("chat_id")),
-                message.get("text") or message.get("caption") or "",
-                photo,
+    def poll(self) -> int:
+        printed = 0
+        for view in self.views:
+            records = view.records()
+            for record in records[self.seen[view.name] :]:
+                post = view.show(record)
+                latency = self._latency(record, post)
+                if latency is not None:
+                    self.latencies[view.name].append(latency)
+                print_post(self.out, view.name, post, latency)
+                printed += 1
+            self.seen[view.name] = len(records)
+        return printed
+
+    def summary(self) -> str:
+        lines = ["", "Summary (time from publication to posted):"]
+        for view in self.views:
+            times = self.latencies[view.name]
+            timing = (
+                f", median {statistics.median(times):.1f} s, max {max(times):.1f} s"
+                if times
+                else ""
             )
-        self.seen += len(new)
-        return len(new)
+            lines.append(f"  {view.name:<10} {self.seen[view.name]:>3} posts{timing}")
+        return "\n".join(lines) + "\n"
 
 
 async def run_demo(
@@ -223,7 +316,9 @@ async def run_demo(
     service = Service(config)
     stop = asyncio.Event()
     bot_task = asyncio.create_task(service.run(stop))
-    printer = PostPrinter(out)
+    printer = PostPrinter(out, platform_views(tg_state, x_state, graph_state))
+    total = len(site.queue)
+    backlog = len(site.published)
     out.write(
         f"newsbot demo\n  sample site:     {site_server.url}/\n"
         f"  Telegram stand-in: {tg_server.url}\n  X stand-in:      {x_server.url}\n"
@@ -231,7 +326,7 @@ async def run_demo(
         f"  state database:  {db_path}\n"
         f"The site already lists {len(site.published)} articles: the first poll records them "
         "without posting.\nA new article is published every "
-        f"{every:g}s and pushed to the bot. Ctrl-C stops.\n"
+        f"{every:g}s and pushed to the bot ({total} in all). Ctrl-C stops.\n"
     )
     out.flush()
     try:
@@ -246,6 +341,7 @@ async def run_demo(
         async with httpx.AsyncClient(timeout=5) as client:
 
             async def push(url: str) -> None:
+                printer.published(url, len(site.published) - backlog, total)
                 await client.post(
                     push_url,
                     json={"url": url},
@@ -255,21 +351,19 @@ async def run_demo(
             site.on_publish.append(push)
             publisher_stop = asyncio.Event()
             publisher = asyncio.create_task(run_publisher(site, every, publisher_stop))
+            completed = False
             while not stop.is_set():
-                printer.telegram(tg_state)
-                printer.x(x_state)
-                printer.meta(graph_state)
+                printer.poll()
                 if until is not None and until():
                     break
                 if not forever and publisher.done() and not await _work_left(service):
+                    completed = True
                     break
                 if bot_task.done():
                     bot_task.result()
                 await asyncio.sleep(0.2)
             publisher_stop.set()
-            printer.telegram(tg_state)
-            printer.x(x_state)
-            printer.meta(graph_state)
+            printer.poll()
     finally:
         stop.set()
         await asyncio.wait_for(bot_task, timeout=15)
@@ -278,11 +372,15 @@ async def run_demo(
         await x_server.stop()
         await graph_server.stop()
         tmp.cleanup()
-    out.write(
-        f"\nDone: {printer.seen} posts delivered to the Telegram stand-in, "
-        f"{printer.seen_x} to the X stand-in, {printer.seen_fb} to Facebook and "
-        f"{printer.seen_ig} to Instagram (Graph API stand-in).\n"
-    )
+    out.write(printer.summary())
+    posts = ", ".join(f"{v.name} {printer.seen[v.name]}" for v in printer.views)
+    published = len(printer.published_at)
+    out.write(f"Done: {published} of {total} articles published; posts: {posts}.\n")
+    unposted = sorted(set(printer.published_at) - printer.posted)
+    if completed and unposted:
+        # The demo doubles as an install check (CI): an article nobody posted is a failure.
+        out.write(f"Not posted anywhere: {', '.join(unposted)}\n")
+        return 1
     return 0
 
 
@@ -296,4 +394,7 @@ async def _work_left(service: Service) -> bool:
     if service.busy():
         return True
     counts = await service.store.counts()
-    return any(row.get(PENDING) or row.get(SENDING) for row in counts.values())
+    return any(
+        row.get(DeliveryStatus.PENDING) or row.get(DeliveryStatus.SENDING)
+        for row in counts.values()
+    )

@@ -8,11 +8,12 @@ import copy
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -25,10 +26,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.base import Adapter
 from bot.desk import Desk
 from bot.models import Article, RenderedPost
 from bot.secrets import Secret
-from bot.store import AWAITING, FAILED, SENDING, STATUSES, UNCERTAIN, Delivery, Store
+from bot.store import Delivery, DeliveryStatus, Store
+from bot.timing import local_midnight
+from bot.webdesk import queries
 from bot.webdesk.accounts import Account, Accounts, LoginLimiter
 from bot.webdesk.previews import preview
 from bot.webdesk.settings import DeskConfig
@@ -60,7 +64,12 @@ class DeskParts:
     tz: ZoneInfo
     try_url: TryUrl  # load an article and render it for every target, sending nothing
     circuits: Callable[[], dict[str, str]] = field(default=lambda: {})  # target -> state
-    targets: Sequence[str] = ()
+    #: The running service's adapters by target name: they measure posts and know the limits.
+    adapters: Mapping[str, Adapter] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.adapters)
 
 
 class SecurityHeaders:
@@ -100,9 +109,9 @@ def wait_reason(
     delivery: Delivery, now: float, paused: dict[str, str], circuits: dict[str, str]
 ) -> str:
     """Why a queued delivery is not out yet, in an editor's words. Pure."""
-    if delivery.status == AWAITING:
+    if delivery.status == DeliveryStatus.AWAITING:
         return "awaiting approval"
-    if delivery.status == SENDING:
+    if delivery.status == DeliveryStatus.SENDING:
         return "being sent now"
     if delivery.target in paused:
         return f"target paused ({paused[delivery.target] or 'by an editor'})"
@@ -113,13 +122,14 @@ def wait_reason(
     return "due now"
 
 
-def edit_problem(post: RenderedPost, text: str) -> str | None:
-    """Why an editor's full replacement text cannot go out (the link, the length). Pure."""
-    shown = preview(replace(post, text=text))
+def edit_problem(post: RenderedPost, text: str, adapter: Adapter | None) -> str | None:
+    """Why an editor's full replacement text cannot go out (the link, the length), measured by
+    the target's own adapter. Pure."""
+    shown = preview(replace(post, text=text), adapter)
     if not shown.link_visible:
         return f"the post must keep the link {post.article_url}"
     if shown.over_limit:
-        return f"{shown.length} is over the {post.platform} limit of {shown.limit}"
+        return f"{shown.length} {shown.unit} is over the {post.platform} limit of {shown.limit}"
     return None
 
 
@@ -221,7 +231,9 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
                 {
                     "d": d,
                     "reason": wait_reason(d, now, paused, circuits),
-                    "due": max(d.next_attempt_at, now) if d.status != AWAITING else None,
+                    "due": (
+                        max(d.next_attempt_at, now) if d.status != DeliveryStatus.AWAITING else None
+                    ),
                 }
             )
         return rows
@@ -238,14 +250,14 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
         delivery = await parts.store.delivery(int(request.path_params["id"]))
         if delivery is None:
             return page(request, "message.html", 404, message="No such delivery.")
-        stored = await parts.store.article(delivery.article_id)
+        stored = await queries.stored_article(parts.store.engine, delivery.article_id)
         siblings = await parts.store.deliveries_for_article(delivery.article_id)
         return page(
             request,
             "item.html",
             d=delivery,
             article=stored.article if stored else None,
-            previews=[(s, preview(s.post)) for s in siblings],
+            previews=[(s, preview(s.post, parts.adapters.get(s.target))) for s in siblings],
             notice=_notice(request),
             draft=request.query_params.get("draft"),
         )
@@ -274,7 +286,7 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
         if delivery is not None:
             # The page shows the whole text, link included: an edit that drops the link or
             # runs past the platform's limit is refused, not silently repaired.
-            problem = edit_problem(delivery.post, text)
+            problem = edit_problem(delivery.post, text, parts.adapters.get(delivery.target))
             if problem is not None:
                 return _back(request, f"/item/{delivery_id}", f"Not saved: {problem}")
         reply = await desk.edit_text(web_identity(account), delivery_id, text)  # type: ignore[arg-type]
@@ -294,54 +306,54 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
 
     # History -----------------------------------------------------------------------------
 
-    async def history(request: Request, account: Account) -> Response:
+    async def history_context(request: Request) -> dict[str, Any]:
         q = request.query_params
-        filters = {k: q.get(k, "").strip() for k in ("target", "status", "source", "q", "day")}
-        deliveries = await parts.store.recent_deliveries(1000)
-        if filters["target"]:
-            deliveries = [d for d in deliveries if d.target == filters["target"]]
-        if filters["status"]:
-            deliveries = [d for d in deliveries if d.status == filters["status"]]
-        by_article: dict[int, list[Delivery]] = {}
-        for d in deliveries:
-            by_article.setdefault(d.article_id, []).append(d)
-        day = _parse_day(filters["day"])
-        words = filters["q"].lower().split()
-        entries = []
-        for article_id, items in by_article.items():
-            stored = await parts.store.article(article_id)
-            if stored is None:
-                continue
-            a = stored.article
-            if filters["source"] and a.source != filters["source"]:
-                continue
-            if words and not all(w in a.title.lower() for w in words):
-                continue
-            when = a.published or datetime.fromtimestamp(items[0].created_at, UTC)
-            if day is not None and when.astimezone(parts.tz).date() != day:
-                continue
-            entries.append(
-                {
-                    "article": a,
-                    "retracted": stored.retracted,
-                    "deliveries": [(d, _lag(a, d)) for d in sorted(items, key=lambda d: d.id)],
-                }
-            )
-            if len(entries) >= 100:
-                break
-        return page(
-            request,
-            "history.html",
-            entries=entries,
-            filters=filters,
-            statuses=STATUSES,
-            targets=list(parts.targets),
+        filters = {
+            k: q.get(k, "").strip()[:200] for k in ("target", "status", "source", "q", "day")
+        }
+        try:
+            page_number = max(1, min(int(q.get("page", "1")), 100_000))
+        except ValueError:
+            page_number = 1
+        wanted = queries.HistoryFilter(
+            target=filters["target"],
+            status=filters["status"],
+            source=filters["source"],
+            words=filters["q"],
+            day=_parse_day(filters["day"]),
         )
+        found = await queries.history(parts.store.engine, wanted, parts.tz, page_number)
+        entries = [
+            {
+                "article": e.article,
+                "retracted": e.retracted,
+                "deliveries": [(d, _lag(e.article, d)) for d in e.deliveries],
+            }
+            for e in found.entries
+        ]
+        query = {k: v for k, v in filters.items() if v}
+        return {
+            "entries": entries,
+            "filters": filters,
+            "found": found,
+            "query": "&".join(f"{k}={quote_plus(v)}" for k, v in query.items()),
+            "statuses": [s.value for s in DeliveryStatus],
+            "targets": parts.targets,
+        }
+
+    async def history(request: Request, account: Account) -> Response:
+        return page(request, "history.html", **await history_context(request))
+
+    async def history_fragment(request: Request, account: Account) -> Response:
+        return page(request, "_history_entries.html", **await history_context(request))
 
     # Health and the rules tester ---------------------------------------------------------
 
     async def health(request: Request, account: Account) -> Response:
         return page(request, "health.html", **await _health_context(), notice=_notice(request))
+
+    async def health_fragment(request: Request, account: Account) -> Response:
+        return page(request, "_health_live.html", **await _health_context())
 
     async def rules_test(request: Request, account: Account) -> Response:
         form = await request.form()
@@ -357,7 +369,7 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
                 test_error=f"Could not load {url}: {exc}",
             )  # fmt: skip
         results = [
-            (name, preview(post) if post is not None else None, problem)
+            (name, preview(post, parts.adapters.get(name)) if post is not None else None, problem)
             for name, post, problem in rendered
         ]
         return page(
@@ -369,16 +381,31 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
         counts = await parts.store.counts()
         paused = await parts.store.paused_targets()
         circuits = parts.circuits()
-        attention = await parts.store.recent_deliveries(20, [FAILED, UNCERTAIN])
-        targets = [
-            {
-                "name": name,
-                "paused": paused.get(name),
-                "circuit": circuits.get(name, "closed"),
-                "counts": counts.get(name, {}),
-            }
-            for name in parts.targets
-        ]
+        attention = await parts.store.recent_deliveries(
+            20, [DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN]
+        )
+        midnight = local_midnight(datetime.now(parts.tz), parts.tz).timestamp()
+        targets = []
+        for name, adapter in parts.adapters.items():
+            timing = adapter.settings.timing
+            today = await parts.store.sent_count_since(name, midnight)
+            spent = None
+            if timing.daily_budget:
+                sent = await parts.store.posts_sent_since(name, midnight)
+                spent = sum(adapter.cost(post) for post in sent)
+            targets.append(
+                {
+                    "name": name,
+                    "platform": adapter.platform,
+                    "paused": paused.get(name),
+                    "circuit": circuits.get(name, "closed"),
+                    "counts": counts.get(name, {}),
+                    "today": today,
+                    "cap": timing.daily_cap or None,
+                    "spent": spent,
+                    "budget": timing.daily_budget or None,
+                }
+            )
         return {
             "sources": await parts.store.source_overview(),
             "targets": targets,
@@ -398,7 +425,9 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
         Route("/targets/{target}/pause", guarded(pause, admin=True), methods=["POST"]),
         Route("/targets/{target}/resume", guarded(pause, admin=True), methods=["POST"]),
         Route("/history", guarded(history)),
+        Route("/history/entries", guarded(history_fragment)),
         Route("/health", guarded(health)),
+        Route("/health/live", guarded(health_fragment)),
         Route("/rules/test", guarded(rules_test), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

@@ -4,17 +4,15 @@ Preview out (the measured length against the platform's own limit, the link, saf
 from __future__ import annotations
 
 import html
-import importlib
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
-from adapters import adapter_class
-from bot.attribution import AttributionMissing, check_attribution
+from adapters.base import Adapter
 from bot.models import RenderedPost
-from bot.templates import Dialect
+from bot.render import RenderProblem, guard
 
 # Telegram's HTML parse mode: the tags it renders (everything else is shown escaped).
 _TELEGRAM_TAGS = {
@@ -31,6 +29,7 @@ class Preview:
     body: Markup  # the post's text as the platform shows it, safe to embed
     length: int  # measured the platform's way
     limit: int | None
+    unit: str  # what the platform counts: weighted characters, UTF-16 units, ...
     link_url: str | None  # the link card's URL, when the platform shows one
     image_url: str | None
     article_url: str
@@ -87,51 +86,24 @@ def telegram_html(markup: str) -> Markup:
     return Markup(parser.result())
 
 
-def platform_dialect(post: RenderedPost) -> Dialect | None:
-    """The dialect the post's adapter writes and measures in (telegram: caption or text)."""
-    try:
-        module = importlib.import_module(f"adapters.{post.platform}")
-    except ImportError:
-        return None
-    dialects = [v for v in vars(module).values() if isinstance(v, Dialect)]
-    if post.platform == "telegram":
-        wanted = "telegram-caption" if post.image_url else "telegram-text"
-        dialects = [d for d in dialects if d.name == wanted] or dialects
-    return dialects[0] if dialects else None
-
-
-def preview(post: RenderedPost) -> Preview:
-    dialect = platform_dialect(post)
-    if post.markup == "html":
-        body = telegram_html(post.text)
-        visible = dialect.visible(post.text) if dialect else body.striptags()
-    else:
-        body = Markup(html.escape(post.text))
-        visible = post.text
-    length = dialect.measure(visible) if dialect else len(visible)
+def preview(post: RenderedPost, adapter: Adapter | None) -> Preview:
+    """How `post` looks on its platform, measured by the target's own adapter (None: the
+    target is no longer configured, so no length or limit is claimed)."""
+    body = telegram_html(post.text) if post.markup == "html" else Markup(html.escape(post.text))
+    length = adapter.measure(post) if adapter is not None else None
     kind = post.platform if post.platform in ("telegram", "x", "facebook", "instagram") else "text"
+    hyperlinks = adapter.hyperlinks if adapter is not None else True
     return Preview(
         target=post.target,
         platform=post.platform,
         kind=kind,
         body=body,
-        length=length,
-        limit=dialect.limit if dialect else None,
+        length=length.used if length else len(body.striptags()),
+        limit=length.limit if length else None,
+        unit=length.unit if length else "characters",
         link_url=post.link_url,
         image_url=post.image_url,
         article_url=post.article_url,
-        link_visible=_carries_link(post),
+        # The same attribution guard every post passes before it may be sent.
+        link_visible=not isinstance(guard(post, hyperlinks), RenderProblem),
     )
-
-
-def _carries_link(post: RenderedPost) -> bool:
-    """The same attribution check every post passes before it may be sent."""
-    try:
-        hyperlinks = adapter_class(post.platform).hyperlinks
-    except ValueError:
-        hyperlinks = True
-    try:
-        check_attribution(post, hyperlinks)
-    except AttributionMissing:
-        return False
-    return True

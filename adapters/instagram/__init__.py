@@ -16,14 +16,22 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from adapters.facebook import GraphClient, GraphError, map_graph_error
-from bot.cards import check_instagram_image, render_card
-from bot.models import Article, RenderedPost, SentPost
-from bot.outcomes import PermanentFailure, RetryLater, TemporaryFailure
+from adapters._graph import GraphClient, GraphError, graph_refusal, map_graph_error
+from adapters.base import Adapter
+from adapters.instagram.cards import check_instagram_image, render_card
+from bot.models import Article, PostLength, RenderedPost, SentPost
+from bot.outcomes import (
+    DeliveryError,
+    PermanentFailure,
+    RetryLater,
+    SetupCheck,
+    SetupStatus,
+    TemporaryFailure,
+)
 from bot.secrets import Secret, SecretRef
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 CAPTION_LIMIT = 2200
 MAX_MENTIONS = 20
@@ -71,9 +79,14 @@ class InstagramAdapter(Adapter):
     settings: InstagramSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._graph: GraphClient | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -85,17 +98,9 @@ class InstagramAdapter(Adapter):
         url = article_url(article, s.utm)
         source = self.source_line(url)
         if s.template:
-            text = render_template(
-                s.template,
-                article,
-                PLAIN,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(article, PLAIN)
         else:
-            tags = " ".join(hashtags([*article.categories, *article.tags], s.max_hashtags))
+            tags = " ".join(self.hashtags_for(article))
             fixed = "\n\n".join(b for b in (tags, source) if b)
             title = trim_text(squash_spaces(article.title), CAPTION_LIMIT - len(fixed) - 2)
             room = CAPTION_LIMIT - len(title) - len(fixed) - 4
@@ -122,7 +127,10 @@ class InstagramAdapter(Adapter):
             )
         return self._graph
 
-    async def send(self, post: RenderedPost) -> SentPost:
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(PLAIN, post)
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         graph, ig = self._client(), self.settings.ig_user_id
         try:
             await self._check_quota(graph, ig)
@@ -186,9 +194,11 @@ class InstagramAdapter(Adapter):
         photo: bytes | None = None
         if post.image_url:
             photo = await self._photo(post)
-            if photo is not None and not check_instagram_image(photo):
+            # Pillow work (decoding, drawing the card) runs off the event loop.
+            if photo is not None and not await asyncio.to_thread(check_instagram_image, photo):
                 return post.image_url
-        card = render_card(
+        card = await asyncio.to_thread(
+            render_card,
             str(post.options.get("headline") or ""),
             self.outlet.name,
             str(post.options.get("source_line") or post.article_url),
@@ -198,7 +208,7 @@ class InstagramAdapter(Adapter):
         name = hashlib.sha256(card).hexdigest()[:24] + ".jpg"
         folder = Path(self.settings.card_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(card)
+        await asyncio.to_thread((folder / name).write_bytes, card)
         return f"{self.settings.public_base_url.rstrip('/')}/cards/{name}"
 
     async def _photo(self, post: RenderedPost) -> bytes | None:
@@ -236,6 +246,25 @@ class InstagramAdapter(Adapter):
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+    async def verify(self) -> list[SetupCheck]:
+        """The account answers, and so does its content_publishing_limit (publishing rights)."""
+        ig = self.settings.ig_user_id
+        graph = self._client()
+        try:
+            account = await graph.call("GET", ig, params={"fields": "id,username"})
+            limit = await graph.call(
+                "GET", f"{ig}/content_publishing_limit", params={"fields": "config,quota_usage"}
+            )
+        except GraphError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, graph_refusal(exc, "account", ig))]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, exc.message)]
+        usage = (limit.get("data") or [{}])[0]
+        total = (usage.get("config") or {}).get("quota_total", "?")
+        who = account.get("username") or ig
+        detail = f"account {who} answers; {usage.get('quota_usage', '?')} of {total} posts used"
+        return [SetupCheck(self.name, SetupStatus.OK, detail + " in 24 h")]
 
 
 ADAPTER = InstagramAdapter

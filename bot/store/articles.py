@@ -1,0 +1,128 @@
+"""Articles and every identity key they were reached under ("url:<normalized>",
+"guid:<source>:<guid>")."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.models import Article
+from bot.store.base import StoreBase
+from bot.store.outbox import insert_deliveries
+from bot.store.schema import article_keys, articles, deliveries
+from bot.store.types import DeliveryStatus, NewDelivery, StoredArticle
+
+
+class ArticlesMixin(StoreBase):
+    async def find_article(self, keys: Iterable[str]) -> StoredArticle | None:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return None
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(articles)
+                    .join(article_keys, article_keys.c.article_id == articles.c.id)
+                    .where(article_keys.c.key.in_(keys))
+                    .limit(1)
+                )
+            ).first()
+        return StoredArticle.from_row(row) if row is not None else None
+
+    async def add_article(self, article: Article, keys: Iterable[str]) -> int | None:
+        """Insert an article and its keys. Returns None if another writer got there first."""
+        stored = await self.add_article_with_deliveries(article, keys, [])
+        return stored[0] if stored else None
+
+    async def add_article_with_deliveries(
+        self, article: Article, keys: Iterable[str], planned: Sequence[NewDelivery]
+    ) -> tuple[int, list[int]] | None:
+        """Insert an article, its keys and its outbox rows in one transaction: a crash between
+        them would leave an article known as seen whose posts were never queued.
+        Returns (article id, delivery ids in `planned` order), or None if another writer
+        got there first (or `planned` names a target twice)."""
+        now = time.time()
+        try:
+            async with self._begin() as conn:
+                result = await conn.execute(
+                    insert(articles).values(
+                        url=article.url,
+                        source=article.source,
+                        title=article.title,
+                        data=json.dumps(article.to_json(), ensure_ascii=False),
+                        published_at=article.published.timestamp() if article.published else None,
+                        first_seen_at=now,
+                        updated_at=now,
+                        retracted=False,
+                    )
+                )
+                article_id = int(result.inserted_primary_key[0])
+                for key in dict.fromkeys(keys):
+                    await conn.execute(insert(article_keys).values(key=key, article_id=article_id))
+                ids = await insert_deliveries(conn, article_id, planned, now)
+            return article_id, ids
+        except IntegrityError:
+            return None
+
+    async def release_url(self, article_id: int, placeholder: str) -> None:
+        """Free an article's unique URL column for another article (an article posted from
+        its feed entry alone, replaced by the real page): its row keeps `placeholder`."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(articles).where(articles.c.id == article_id).values(url=placeholder)
+            )
+
+    async def add_keys(self, article_id: int, keys: Iterable[str]) -> None:
+        """Remember more identities of a known article (aliases, changed GUIDs)."""
+        for key in dict.fromkeys(keys):
+            try:
+                async with self._begin() as conn:
+                    await conn.execute(insert(article_keys).values(key=key, article_id=article_id))
+            except IntegrityError:
+                continue
+
+    async def update_article(self, article_id: int, article: Article) -> None:
+        async with self._begin() as conn:
+            await conn.execute(
+                update(articles)
+                .where(articles.c.id == article_id)
+                .values(
+                    title=article.title,
+                    data=json.dumps(article.to_json(), ensure_ascii=False),
+                    updated_at=time.time(),
+                )
+            )
+
+    async def set_retracted(self, article_id: int) -> None:
+        async with self._begin() as conn:
+            await conn.execute(
+                update(articles).where(articles.c.id == article_id).values(retracted=True)
+            )
+
+    async def articles_sent_since(self, since: float) -> list[StoredArticle]:
+        """Articles with at least one post sent after `since` and not retracted."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(articles)
+                    .where(
+                        articles.c.retracted.is_(False),
+                        articles.c.id.in_(
+                            select(deliveries.c.article_id).where(
+                                deliveries.c.status == DeliveryStatus.SENT,
+                                deliveries.c.sent_at >= since,
+                            )
+                        ),
+                    )
+                    .order_by(articles.c.id)
+                )
+            ).all()
+        return [StoredArticle.from_row(r) for r in rows]
+
+    async def count_articles(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(articles))).scalar())

@@ -1,0 +1,94 @@
+"""The engine every store mixin shares: connection setup, write transactions, schema creation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bot.store.schema import metadata
+
+
+def async_url(url: str) -> str:
+    """Map a plain SQLAlchemy URL to its asyncio driver (aiosqlite, psycopg)."""
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend in ("postgresql", "postgres") and driver in ("", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class StoreBase:
+    """The shared engine and write transaction; the per-area mixins build on it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(async_url(url))
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            _private_sqlite_files(self.engine.url.database)
+        # SQLite has one writer at a time: queueing writers here, in order, beats letting
+        # dozens of pooled connections race for the file lock until busy_timeout fails one.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._leader_conn: AsyncConnection | None = None
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (serialised in this process on SQLite)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    async def init(self) -> None:
+        async with self._begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets `newsbot status` read while the daemon writes; busy_timeout rides out the
+    # brief write locks instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """Create the SQLite file 0600 (owner only) before SQLite does, and tighten an existing
+    one: SQLite gives its -wal and -shm files the database file's mode (issue 15)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for file in (
+        path,
+        Path(f"{database}-wal"),
+        Path(f"{database}-shm"),
+        Path(f"{database}-journal"),
+    ):
+        with contextlib.suppress(OSError):
+            if file.exists():
+                file.chmod(0o600)

@@ -1,0 +1,351 @@
+"""The outbox: one row per (article, target), moved between statuses only by the named
+operations below, each an atomic UPDATE guarded by the transition table (bot.store.types)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.models import RenderedPost
+from bot.store.base import StoreBase
+from bot.store.events import PREVIEWED, event_row
+from bot.store.schema import deliveries, events
+from bot.store.types import (
+    Delivery,
+    DeliveryStatus,
+    IllegalTransition,
+    Move,
+    NewDelivery,
+    move_sources,
+    move_target,
+)
+
+# The order a target's queue goes out in: breaking first, then publication order.
+QUEUE_ORDER = (deliveries.c.priority.desc(), deliveries.c.sort_key.asc(), deliveries.c.id.asc())
+
+
+async def insert_deliveries(
+    conn: AsyncConnection, article_id: int, planned: Sequence[NewDelivery], now: float
+) -> list[int]:
+    """The one way outbox rows are created (inside the article's transaction). Returns their
+    ids in `planned` order; a second row for the same (article, target) raises IntegrityError."""
+    ids = []
+    for item in planned:
+        result = await conn.execute(
+            insert(deliveries).values(
+                article_id=article_id,
+                target=item.post.target,
+                status=item.status,
+                attempts=0,
+                next_attempt_at=now,
+                sort_key=item.sort_key if item.sort_key is not None else now,
+                priority=item.priority,
+                rule=item.rule,
+                payload=json.dumps(item.post.to_json(), ensure_ascii=False),
+                last_error=item.error,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        ids.append(int(result.inserted_primary_key[0]))
+    return ids
+
+
+def abandoned_report(delivery: Delivery) -> str:
+    """What editors are told about a delivery its sender left mid-send."""
+    return (
+        f"delivery {delivery.id} of {delivery.post.article_url} was being sent when its "
+        "sender stopped; it may or may not be posted. Not resent: check and decide."
+    )
+
+
+class OutboxMixin(StoreBase):
+    # Reads --------------------------------------------------------------------------------
+
+    async def _select_deliveries(
+        self,
+        *conditions: ColumnElement[bool],
+        order_by: Sequence[Any] = (deliveries.c.id,),
+        limit: int | None = None,
+    ) -> list[Delivery]:
+        """The one shape of "select deliveries": rows matching all `conditions`."""
+        query = select(deliveries).where(*conditions).order_by(*order_by)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Delivery.from_row(r) for r in rows]
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        found = await self._select_deliveries(deliveries.c.id == delivery_id)
+        return found[0] if found else None
+
+    async def deliveries_for_article(self, article_id: int) -> list[Delivery]:
+        return await self._select_deliveries(deliveries.c.article_id == article_id)
+
+    async def recent_deliveries(
+        self, limit: int = 20, statuses: Sequence[DeliveryStatus] | None = None
+    ) -> list[Delivery]:
+        conditions = [deliveries.c.status.in_(list(statuses))] if statuses else []
+        return await self._select_deliveries(
+            *conditions,
+            order_by=(deliveries.c.updated_at.desc(), deliveries.c.id.desc()),
+            limit=limit,
+        )
+
+    async def awaiting(self) -> list[Delivery]:
+        return await self._select_deliveries(deliveries.c.status == DeliveryStatus.AWAITING)
+
+    async def previews_due(self) -> list[Delivery]:
+        """Deliveries awaiting approval whose preview has not reached the editors yet."""
+        previewed = exists().where(
+            and_(events.c.kind == PREVIEWED, events.c.delivery_id == deliveries.c.id)
+        )
+        return await self._select_deliveries(
+            deliveries.c.status == DeliveryStatus.AWAITING, ~previewed
+        )
+
+    async def queue(self, limit: int = 50) -> list[Delivery]:
+        """Deliveries not yet settled, in the order they will go."""
+        unsettled = [DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.AWAITING]
+        return await self._select_deliveries(
+            deliveries.c.status.in_(unsettled),
+            order_by=(deliveries.c.target, *QUEUE_ORDER),
+            limit=limit,
+        )
+
+    async def posts_sent_since(self, target: str, since: float) -> list[RenderedPost]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries.c.payload).where(
+                        deliveries.c.target == target,
+                        deliveries.c.status == DeliveryStatus.SENT,
+                        deliveries.c.sent_at >= since,
+                    )
+                )
+            ).all()
+        return [RenderedPost.from_json(json.loads(r.payload)) for r in rows]
+
+    async def last_sent_at(self, target: str) -> float | None:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    select(func.max(deliveries.c.sent_at)).where(
+                        deliveries.c.target == target, deliveries.c.status == DeliveryStatus.SENT
+                    )
+                )
+            ).scalar()
+
+    async def sent_count_since(self, target: str, since: float) -> int:
+        async with self.engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count()).where(
+                            deliveries.c.target == target,
+                            or_(
+                                and_(
+                                    deliveries.c.status == DeliveryStatus.SENT,
+                                    deliveries.c.sent_at >= since,
+                                ),
+                                deliveries.c.status == DeliveryStatus.SENDING,
+                            ),
+                        )
+                    )
+                ).scalar()
+            )
+
+    async def update_payload(self, delivery_id: int, post: RenderedPost) -> None:
+        async with self._begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    payload=json.dumps(post.to_json(), ensure_ascii=False), updated_at=time.time()
+                )
+            )
+
+    # Moves ----------------------------------------------------------------------------------
+
+    async def _try_move(
+        self, conn: AsyncConnection, delivery_id: int, move: Move, now: float, **values: Any
+    ) -> bool:
+        """Apply `move` if the table allows it from the row's current status (one atomic
+        UPDATE). False if it does not, or the row is gone."""
+        values["status"] = move_target(move)
+        values["updated_at"] = now
+        if values["status"] != DeliveryStatus.SENDING:
+            values.setdefault("lease_until", None)
+        result = await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(move_sources(move)))
+            .values(**values)
+        )
+        return bool(result.rowcount == 1)
+
+    async def _move(
+        self, conn: AsyncConnection, delivery_id: int, move: Move, now: float, **values: Any
+    ) -> None:
+        """Apply `move` or raise IllegalTransition naming the row's current status."""
+        if await self._try_move(conn, delivery_id, move, now, **values):
+            return
+        current = (
+            await conn.execute(select(deliveries.c.status).where(deliveries.c.id == delivery_id))
+        ).scalar()
+        raise IllegalTransition(
+            delivery_id, DeliveryStatus(current) if current is not None else None, move
+        )
+
+    async def _apply(self, delivery_id: int, move: Move, **values: Any) -> None:
+        async with self._begin() as conn:
+            await self._move(conn, delivery_id, move, time.time(), **values)
+
+    async def claim_next(
+        self, target: str, now: float, lease: float, claimer: str
+    ) -> Delivery | None:
+        """claim (pending -> sending): atomically take the target's next due delivery, in
+        priority then publication order. None if nothing is due.
+
+        The status flip is committed before anything is sent, so a crash mid-send leaves
+        evidence (status sending) instead of a silent resend.
+        """
+        async with self._begin() as conn:
+            query = (
+                select(deliveries.c.id, deliveries.c.next_attempt_at)
+                .where(
+                    deliveries.c.target == target,
+                    deliveries.c.status.in_(move_sources(Move.CLAIM)),
+                )
+                .order_by(*QUEUE_ORDER)
+                .limit(1)
+            )
+            if not self.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            head = (await conn.execute(query)).first()
+            # Publication order: the head of the queue blocks the ones behind it.
+            if head is None or head.next_attempt_at > now:
+                return None
+            claimed = await self._try_move(
+                conn,
+                head.id,
+                Move.CLAIM,
+                now,
+                attempts=deliveries.c.attempts + 1,
+                lease_until=now + lease,
+                claimed_by=claimer,
+            )
+            if not claimed:  # another replica took it first
+                return None
+            row = (await conn.execute(select(deliveries).where(deliveries.c.id == head.id))).one()
+        return Delivery.from_row(row)
+
+    async def mark_sent(self, delivery_id: int, remote_id: str, remote_url: str | None) -> None:
+        """mark sent (sending, or uncertain after a lapsed lease -> sent)."""
+        await self._apply(
+            delivery_id,
+            Move.MARK_SENT,
+            remote_id=remote_id,
+            remote_url=remote_url,
+            sent_at=time.time(),
+            last_error=None,
+        )
+
+    async def retry_later(
+        self, delivery_id: int, at: float, error: str, *, count_attempt: bool = True
+    ) -> None:
+        """retry later (sending -> pending, due at `at`). `count_attempt=False` gives the
+        claim's attempt back (rate limits, timing, a target known to be down)."""
+        values: dict[str, Any] = {"next_attempt_at": at, "last_error": error}
+        if not count_attempt:
+            values["attempts"] = deliveries.c.attempts - 1
+        await self._apply(delivery_id, Move.RETRY_LATER, **values)
+
+    async def drop(self, delivery_id: int, reason: str) -> None:
+        """drop (sending -> skipped): the target's timing rules say it is not worth sending."""
+        await self._apply(delivery_id, Move.DROP, last_error=reason)
+
+    async def fail(self, delivery_id: int, error: str) -> None:
+        """fail (sending -> failed)."""
+        await self._apply(delivery_id, Move.FAIL, last_error=error)
+
+    async def flag_uncertain(self, delivery_id: int, error: str, report: str) -> None:
+        """flag uncertain (sending -> uncertain) and record the editors' report in the same
+        commit, so no crash can leave an uncertain post nobody is told about."""
+        now = time.time()
+        async with self._begin() as conn:
+            await self._move(conn, delivery_id, Move.FLAG_UNCERTAIN, now, last_error=error)
+            target = (
+                await conn.execute(
+                    select(deliveries.c.target).where(deliveries.c.id == delivery_id)
+                )
+            ).scalar()
+            await conn.execute(event_row("warning", "uncertain", report, target, delivery_id, now))
+
+    async def expire_leases(self, now: float) -> list[Delivery]:
+        """expire lease (sending -> uncertain) for rows left in `sending` past their lease:
+        the sender died mid-send. Flag, never resend; each gets its `uncertain` event in the
+        same commit. Returns the rows flagged (as they were before the move)."""
+        flagged = []
+        async with self._begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries).where(
+                        deliveries.c.status.in_(move_sources(Move.EXPIRE_LEASE)),
+                        deliveries.c.lease_until < now,
+                    )
+                )
+            ).all()
+            for row in rows:
+                expired = await self._try_move(
+                    conn,
+                    row.id,
+                    Move.EXPIRE_LEASE,
+                    now,
+                    last_error="the process stopped while sending; not resent "
+                    "(check the channel, then mark sent or retry)",
+                )
+                if not expired:  # its sender answered meanwhile
+                    continue
+                delivery = Delivery.from_row(row)
+                report = abandoned_report(delivery)
+                await conn.execute(
+                    event_row("warning", "uncertain", report, row.target, row.id, now)
+                )
+                flagged.append(delivery)
+        return flagged
+
+    async def approve(
+        self,
+        delivery_id: int,
+        note: str,
+        *,
+        not_before: float | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """approve (awaiting -> pending), due at `not_before` (default now)."""
+        values: dict[str, Any] = {"next_attempt_at": not_before or time.time(), "last_error": note}
+        if priority is not None:
+            values["priority"] = priority
+        await self._apply(delivery_id, Move.APPROVE, **values)
+
+    async def decline(self, delivery_id: int, note: str) -> None:
+        """decline (awaiting -> skipped): the answer to an approval request is no."""
+        await self._apply(delivery_id, Move.DECLINE, last_error=note)
+
+    async def skip(self, delivery_id: int, note: str) -> None:
+        """skip (pending, awaiting, failed or uncertain -> skipped); never a post in flight."""
+        await self._apply(delivery_id, Move.SKIP, last_error=note)
+
+    async def requeue(self, delivery_id: int, note: str) -> None:
+        """requeue (failed, uncertain or skipped -> pending, due now)."""
+        await self._apply(delivery_id, Move.REQUEUE, next_attempt_at=time.time(), last_error=note)
+
+    async def reschedule(self, delivery_id: int, at: float) -> None:
+        """reschedule (pending -> pending, due at `at`)."""
+        await self._apply(delivery_id, Move.RESCHEDULE, next_attempt_at=at)

@@ -1,0 +1,63 @@
+"""Per-source polling state: validators, first-run flag, consecutive failures."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from bot.store.base import StoreBase
+from bot.store.schema import source_state
+from bot.store.types import SourceState
+
+
+class SourcesMixin(StoreBase):
+    async def source_state(self, name: str) -> SourceState:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(source_state).where(source_state.c.name == name))
+            ).first()
+        if row is None:
+            return SourceState(name)
+        return SourceState(
+            name, row.etag, row.last_modified, bool(row.initialized), row.failures or 0
+        )
+
+    async def save_source_state(
+        self,
+        name: str,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        initialized: bool,
+        status: int | None,
+        error: str | None,
+    ) -> None:
+        values = {
+            "etag": etag,
+            "last_modified": last_modified,
+            "initialized": initialized,
+            "last_polled_at": time.time(),
+            "last_status": status,
+            "last_error": error,
+        }
+        async with self._begin() as conn:
+            current = (
+                await conn.execute(
+                    select(source_state.c.failures).where(source_state.c.name == name)
+                )
+            ).first()
+            failures = 0 if error is None else ((current.failures or 0) + 1 if current else 1)
+            values["failures"] = failures
+            if current is None:
+                await conn.execute(insert(source_state).values(name=name, **values))
+            else:
+                await conn.execute(
+                    update(source_state).where(source_state.c.name == name).values(**values)
+                )
+
+    async def source_overview(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(source_state).order_by(source_state.c.name))).all()
+        return [dict(row._mapping) for row in rows]
