@@ -25,6 +25,7 @@ EDITOR_PASSWORD = "correct horse battery"
 
 
 def desk_config(db: str, **desk: Any) -> Config:
+    # The Telegram target posts at most 5 a day: the health page shows today's count against it.
     raw = {
         "outlet": {"name": "Daily", "url": "https://news.example"},
         "database": db,
@@ -32,7 +33,7 @@ def desk_config(db: str, **desk: Any) -> Config:
         "sources": [{"name": "en", "url": "https://news.example/feed"}],
         "targets": [
             {"name": "tg", "platform": "telegram", "api_base": "http://127.0.0.1:9",
-             "token": {"env": "TG"}, "chat_id": "@dailychan"},
+             "token": {"env": "TG"}, "chat_id": "@dailychan", "timing": {"daily_cap": 5}},
             {"name": "xmain", "platform": "x", "api_base": "http://127.0.0.1:9",
              "upload_base": "http://127.0.0.1:9", "api_key": {"env": "X"},
              "api_secret": {"env": "X"}, "access_token": {"env": "X"},
