@@ -6,11 +6,17 @@ for dropping the link, history. Writes the README's screenshots to docs/ when as
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bot.httpserver import LoopbackServer
 from tests.webdesk_world import ARTICLE, EDITOR_PASSWORD, make_world
@@ -67,6 +73,13 @@ def drive(base: str, shots: bool, x_id: int) -> None:
         previews = driver.find_element(By.CLASS_NAME, "previews").text
         for limit in ("/ 1024", "/ 280", "/ 2200"):
             assert limit in previews
+        for name in ("tg", "xmain", "ig"):  # photos load (Facebook shows the link card)
+            image = driver.find_element(By.CSS_SELECTOR, f"#preview-{name} img")
+            WebDriverWait(driver, 10).until(
+                lambda d, img=image: d.execute_script(
+                    "return arguments[0].complete && arguments[0].naturalWidth > 0", img
+                )
+            )
         link = driver.find_element(By.CSS_SELECTOR, "#preview-tg .bubble a")
         assert link.get_attribute("href") == ARTICLE.url
         if shots:
@@ -82,12 +95,31 @@ def drive(base: str, shots: bool, x_id: int) -> None:
         driver.find_element(By.LINK_TEXT, "History").click()
         shows((By.TAG_NAME, "main"), "approved by web:eve")
         assert ARTICLE.title in driver.find_element(By.TAG_NAME, "main").text
+        driver.find_element(By.LINK_TEXT, "Health").click()
+        shows((By.ID, "target-tg"), "0 / 5")  # today's posts against the daily cap
     finally:
         driver.quit()
 
 
+def image_site() -> Starlette:
+    """The article's photo, served on loopback so the previews show a real image."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1200, 630), (32, 96, 160)).save(buffer, "JPEG")
+    photo = buffer.getvalue()
+
+    async def serve(request: Request) -> Response:
+        return Response(photo, media_type="image/jpeg")
+
+    return Starlette(routes=[Route("/img/1.jpg", serve)])
+
+
 async def test_editor_logs_in_previews_edits_approves_and_reads_history(tmp_path: Path) -> None:
-    world = await make_world(tmp_path)
+    images = LoopbackServer(image_site())
+    await images.start()
+    article = replace(ARTICLE, image_url=f"{images.url}/img/1.jpg")
+    world = await make_world(tmp_path, article=article)
     server = LoopbackServer(world.app)
     await server.start()
     try:
@@ -95,6 +127,7 @@ async def test_editor_logs_in_previews_edits_approves_and_reads_history(tmp_path
         await asyncio.to_thread(drive, server.url, shots, world.delivery_ids["xmain"])
     finally:
         await server.stop()
+        await images.stop()
         await world.store.close()
     pending = [d for d in await _statuses(tmp_path) if d == "pending"]
     assert len(pending) == 1  # the approval reached the store through the Desk

@@ -68,19 +68,21 @@ class World:
     delivery_ids: dict[str, int]
 
 
-async def make_world(tmp_path: Path, awaiting: bool = True, **desk: Any) -> World:
+async def make_world(
+    tmp_path: Path, awaiting: bool = True, article: Article = ARTICLE, **desk: Any
+) -> World:
     config = desk_config(f"sqlite:///{tmp_path}/state.db", **desk)
     store = Store(config.file.database)
     await store.init()
     adapters = build_adapters(config)
     planned = [
         NewDelivery(
-            a.render(ARTICLE),
+            a.render(article),
             status=DeliveryStatus.AWAITING if awaiting else DeliveryStatus.PENDING,
         )
         for a in adapters.values()
     ]
-    _, ids = await store.add_article_with_deliveries(ARTICLE, [f"url:{ARTICLE.url}"], planned)
+    _, ids = await store.add_article_with_deliveries(article, [f"url:{article.url}"], planned)
     desk_ops = Desk(
         store,
         list(adapters),
