@@ -362,6 +362,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(every=args.every, forever=args.forever, db=args.db))
 
 
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """`newsbot user add NAME --role editor|admin`: a web desk account (bot/webdesk)."""
+    from bot.webdesk.accounts import add_user, read_password
+
+    config = _load(args, resolve_secrets=False)
+    args.database_url = config.file.database
+    try:
+        password = read_password(args.password_file)
+    except OSError as exc:
+        raise CLIError(f"--password-file: {exc.strerror}: {exc.filename}", Exit.USAGE) from exc
+    except ValueError as exc:
+        raise CLIError(str(exc), Exit.USAGE) from exc
+    try:
+        new = asyncio.run(add_user(config.file.database, args.name, args.role, password))
+    except ValueError as exc:
+        raise CLIError(str(exc), Exit.USAGE) from exc
+    print(f"{'added' if new else 'updated'} {args.role} {args.name}")
+    return Exit.OK
+
+
 # The command line ---------------------------------------------------------------------------
 
 
@@ -557,6 +577,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--forever", action="store_true", help="keep running after the samples")
     demo.add_argument("--db", metavar="FILE", help="state database file (default: a temporary one)")
+
+    user = sub.add_parser(
+        "user", help="web desk accounts (bot/webdesk)", description="Manage web desk accounts."
+    ).add_subparsers(
+        dest="user_command", required=True, metavar="ACTION", help="add: add or change an account"
+    )
+    user_add = user.add_parser(
+        "add",
+        help="add an account, or set its role and password",
+        description="Add a web desk account, or set an existing one's role and password. The "
+        "password is read from --password-file, else asked for on the terminal; it is stored "
+        "as an argon2 hash.",
+        parents=[common],
+        epilog=EXIT_CODES_HELP,
+    )
+    user_add.add_argument("name", help="the account name editors log in with")
+    user_add.add_argument(
+        "--role",
+        choices=["editor", "admin"],
+        required=True,
+        help="editor: queue, previews, decisions; admin: also pause and resume targets, edit rules",
+    )
+    user_add.add_argument("--password-file", help="read the password from this file's first line")
+    user_add.set_defaults(func=cmd_user_add)
     return parser
 
 

@@ -23,6 +23,7 @@ from bot.render import ProblemKind, RenderProblem, render_for
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
 from bot.targets import Outlet, TargetSettings
+from bot.webdesk.settings import DeskConfig
 from consoles import console_class
 
 
@@ -169,6 +170,7 @@ class ConfigFile(_Strict):
     http: HttpConfig = HttpConfig()
     followups: FollowUpsConfig = FollowUpsConfig()
     logging: LoggingConfig = LoggingConfig()
+    desk: DeskConfig = DeskConfig()
 
 
 #: A place in the parsed YAML: keys and list indexes, e.g. ("targets", 2, "chat_id").
@@ -210,6 +212,7 @@ class Config:
     metrics_token: Secret | None = None
     editors: Any = None  # the console's validated Settings
     editor_secrets: dict[str, Secret] = field(default_factory=dict)
+    desk_secret: Secret | None = None  # signs the web desk's session cookies
 
     @property
     def outlet(self) -> Outlet:
@@ -378,6 +381,14 @@ def validate(
                 tokens[name] = ref.resolve(environ)
             except LookupError as exc:
                 found.append((("http", name), str(exc)))
+        if file is not None and file.desk.enabled:
+            try:
+                ref = file.desk.secret_key
+                tokens["desk"] = ref.resolve(environ) if ref else _no_desk_key()
+                if len(tokens["desk"].get()) < 32:
+                    found.append((("desk", "secret_key"), "use at least 32 characters"))
+            except LookupError as exc:
+                found.append((("desk", "secret_key"), str(exc)))
     editors, editor_secrets = _validate_editors(
         data.get("editors"), found, environ, resolve_secrets
     )
@@ -391,7 +402,12 @@ def validate(
         metrics_token=tokens.get("metrics_token"),
         editors=editors,
         editor_secrets=editor_secrets,
+        desk_secret=tokens.get("desk"),
     )
+
+
+def _no_desk_key() -> Secret:
+    raise LookupError("required when desk.enabled: {env: NAME} or {file: /path}")
 
 
 def _problems(

@@ -8,6 +8,7 @@ import contextlib
 import html
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -370,10 +371,32 @@ class Service:
             cards,
             metrics=self.metrics,
             metrics_token=self.config.metrics_token,
+            desk_app=self._desk_app(),
         )
         self.web_server = LoopbackServer(app, port=http.port, host=http.host)
         await self.web_server.start()
         log.info("HTTP endpoint on %s (POST /push, /health/ready, /metrics)", self.web_server.url)
+
+    def _desk_app(self) -> Any:
+        """The web desk at /desk, when configured (bot/webdesk)."""
+        desk = self.config.file.desk
+        if not desk.enabled or self.config.desk_secret is None:
+            return None
+        from bot.webdesk.app import DeskParts, create_desk_app
+
+        async def try_url(url: str) -> Any:
+            article, _ = await self.pipeline.load_article(url)
+            return article, self.pipeline.render_all(article)
+
+        parts = DeskParts(
+            self.store,
+            self.desk,
+            self.config.timezone,
+            try_url,
+            lambda: {n: c.state(time.time()) for n, c in self.dispatcher.circuits.items()},
+            self.adapters,
+        )
+        return create_desk_app(parts, desk, self.config.desk_secret)
 
     async def _stop_web(self) -> None:
         if self.web_server is not None:

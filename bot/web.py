@@ -12,7 +12,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.secrets import Secret
@@ -31,6 +32,7 @@ def create_app(
     cards_dir: Path | None = None,
     metrics: Metrics | None = None,
     metrics_token: Secret | None = None,
+    desk_app: ASGIApp | None = None,
 ) -> Starlette:
     def refused(request: Request, token: Secret | None) -> Response | None:
         if token is None:
@@ -95,5 +97,6 @@ def create_app(
             Route("/health/ready", ready),
             Route("/metrics", prometheus),
             Route("/cards/{name}", card),
+            *([Mount("/desk", desk_app)] if desk_app is not None else []),
         ]
     )

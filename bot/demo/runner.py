@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.config import validate
+from bot.demo.desk import DemoDesk
 from bot.demo.site import SampleSite, run_publisher
 from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
@@ -312,7 +313,10 @@ async def run_demo(
         http_port=_free_port(),
         cards_dir=str(Path(tmp.name) / "cards"),
     )
-    config = validate(raw, "demo config", environ=DEMO_ENV)
+    desk = DemoDesk()
+    environ = dict(DEMO_ENV)
+    desk.configure(raw, environ)
+    config = validate(raw, "demo config", environ=environ)
     service = Service(config)
     stop = asyncio.Event()
     bot_task = asyncio.create_task(service.run(stop))
@@ -335,6 +339,8 @@ async def run_demo(
                 bot_task.result()
             await asyncio.sleep(0.05)
         push_url = f"{service.web_server.url}/push"
+        out.write(await desk.open(service))
+        out.flush()
         # Let the first poll record the backlog before anything new is published.
         await asyncio.sleep(1.5)
 

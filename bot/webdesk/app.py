@@ -1,0 +1,497 @@
+"""The web desk's Starlette app, mounted at /desk. Every decision goes through the same
+bot.desk.Desk operations as the editors' chat; pages are server-rendered (Jinja2), a small
+script only refreshes the queue."""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapters.base import Adapter
+from bot.desk import Desk
+from bot.models import Article, RenderedPost
+from bot.secrets import Secret
+from bot.store import Delivery, DeliveryStatus, Store
+from bot.timing import local_midnight
+from bot.webdesk import queries
+from bot.webdesk.accounts import Account, Accounts, LoginLimiter
+from bot.webdesk.previews import preview
+from bot.webdesk.settings import DeskConfig
+
+HERE = Path(__file__).parent
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' http: https: data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cache-control": "no-store",
+}
+
+#: (target, post or None, problem or None) for every target, as the pipeline renders it.
+Rendered = list[tuple[str, RenderedPost | None, str | None]]
+TryUrl = Callable[[str], Awaitable[tuple[Article, Rendered]]]
+
+
+@dataclass
+class DeskParts:
+    """What the web desk reads and acts through (the running service's parts)."""
+
+    store: Store
+    desk: Desk
+    tz: ZoneInfo
+    try_url: TryUrl  # load an article and render it for every target, sending nothing
+    circuits: Callable[[], dict[str, str]] = field(default=lambda: {})  # target -> state
+    #: The running service's adapters by target name: they measure posts and know the limits.
+    adapters: Mapping[str, Adapter] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.adapters)
+
+
+class SecurityHeaders:
+    """Adds the strict CSP and friends to every response of the desk."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])]
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def web_identity(account: Account) -> str:
+    return f"web:{account.name}"
+
+
+def acting_desk(desk: Desk) -> Desk:
+    """The chat's Desk acting for editors the web desk has authenticated (the Desk checks
+    chat user ids; a web identity "web:NAME" was checked here, by password and session)."""
+    web = copy.copy(desk)
+    web.allowed = lambda user_id: isinstance(user_id, str) and user_id.startswith("web:")  # type: ignore[method-assign]
+    return web
+
+
+def wait_reason(
+    delivery: Delivery, now: float, paused: dict[str, str], circuits: dict[str, str]
+) -> str:
+    """Why a queued delivery is not out yet, in an editor's words. Pure."""
+    if delivery.status == DeliveryStatus.AWAITING:
+        return "awaiting approval"
+    if delivery.status == DeliveryStatus.SENDING:
+        return "being sent now"
+    if delivery.target in paused:
+        return f"target paused ({paused[delivery.target] or 'by an editor'})"
+    if circuits.get(delivery.target) == "open":
+        return "target's circuit is open: the platform is failing, posts are held"
+    if delivery.next_attempt_at > now:
+        return delivery.last_error or "delayed by the target's timing rules"
+    return "due now"
+
+
+def edit_problem(post: RenderedPost, text: str, adapter: Adapter | None) -> str | None:
+    """Why an editor's full replacement text cannot go out (the link, the length), measured by
+    the target's own adapter. Pure."""
+    shown = preview(replace(post, text=text), adapter)
+    if not shown.link_visible:
+        return f"the post must keep the link {post.article_url}"
+    if shown.over_limit:
+        return f"{shown.length} {shown.unit} is over the {post.platform} limit of {shown.limit}"
+    return None
+
+
+def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) -> Starlette:
+    accounts = Accounts(parts.store.engine)
+    limiter = LoginLimiter(config.login_attempts, config.login_window)
+    desk = acting_desk(parts.desk)
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        enable_async=False,
+    )
+    env.filters["local"] = lambda ts: _local(ts, parts.tz)
+    env.globals["zone"] = str(parts.tz)
+
+    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.update(
+            base=request.scope.get("root_path", ""),
+            csrf=_csrf(request),
+            account=request.scope.get("desk_account"),
+        )
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status)
+
+    async def current(request: Request) -> Account | None:
+        name = request.session.get("user")
+        if not isinstance(name, str):
+            return None
+        started = request.session.get("since", 0)
+        if time.time() - float(started) > config.session_lifetime:
+            request.session.clear()
+            return None
+        account = await accounts.get(name)  # removed or demoted accounts lose access at once
+        request.scope["desk_account"] = account
+        return account
+
+    def guarded(
+        handler: Callable[[Request, Account], Awaitable[Response]], admin: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            account = await current(request)
+            if account is None:
+                if request.method == "GET":
+                    base = request.scope.get("root_path", "")
+                    return RedirectResponse(f"{base}/login", status_code=303)
+                return Response("Log in first.", status_code=401)
+            if request.method == "POST" and not await _csrf_ok(request):
+                return Response("Refused: the form's CSRF token is missing or wrong.", 403)
+            if admin and not account.is_admin:
+                return Response("Only an admin may do this.", status_code=403)
+            return await handler(request, account)
+
+        return endpoint
+
+    # Login -------------------------------------------------------------------------------
+
+    async def login_form(request: Request) -> Response:
+        return page(request, "login.html")
+
+    async def login(request: Request) -> Response:
+        if not await _csrf_ok(request):
+            return page(request, "login.html", 403, error="The form expired: try again.")
+        form = await request.form()
+        name = str(form.get("name", "")).strip()[:64]
+        password = str(form.get("password", ""))[:1024]
+        client = request.client.host if request.client else "unknown"
+        keys = [f"user:{name.lower()}", f"ip:{client}"]
+        wait = limiter.retry_after(keys)
+        if wait > 0:
+            response = page(
+                request,
+                "login.html",
+                429,
+                error=f"Too many failed logins: try again in {int(wait) + 1} s.",
+            )
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        account = await accounts.authenticate(name, password) if name and password else None
+        if account is None:
+            limiter.failed(keys)
+            return page(request, "login.html", 401, error="Wrong name or password.")
+        limiter.succeeded(keys[0])
+        request.session.clear()  # a fresh session (and CSRF token) for the logged-in editor
+        request.session.update(user=account.name, since=time.time(), csrf=secrets.token_urlsafe(32))
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
+
+    async def logout(request: Request, account: Account) -> Response:
+        request.session.clear()
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/login", status_code=303)
+
+    # Queue -------------------------------------------------------------------------------
+
+    async def queue_rows() -> list[dict[str, Any]]:
+        now = time.time()
+        paused = await parts.store.paused_targets()
+        circuits = parts.circuits()
+        rows = []
+        for d in await parts.store.queue(300):
+            rows.append(
+                {
+                    "d": d,
+                    "reason": wait_reason(d, now, paused, circuits),
+                    "due": (
+                        max(d.next_attempt_at, now) if d.status != DeliveryStatus.AWAITING else None
+                    ),
+                }
+            )
+        return rows
+
+    async def queue_page(request: Request, account: Account) -> Response:
+        return page(request, "queue.html", rows=await queue_rows(), notice=_notice(request))
+
+    async def queue_fragment(request: Request, account: Account) -> Response:
+        return page(request, "_queue_rows.html", rows=await queue_rows())
+
+    # One delivery: previews and decisions ------------------------------------------------
+
+    async def item(request: Request, account: Account) -> Response:
+        delivery = await parts.store.delivery(int(request.path_params["id"]))
+        if delivery is None:
+            return page(request, "message.html", 404, message="No such delivery.")
+        stored = await queries.stored_article(parts.store.engine, delivery.article_id)
+        siblings = await parts.store.deliveries_for_article(delivery.article_id)
+        return page(
+            request,
+            "item.html",
+            d=delivery,
+            article=stored.article if stored else None,
+            previews=[(s, preview(s.post, parts.adapters.get(s.target))) for s in siblings],
+            notice=_notice(request),
+            draft=request.query_params.get("draft"),
+        )
+
+    async def decide(request: Request, account: Account) -> Response:
+        delivery_id = int(request.path_params["id"])
+        form = await request.form()
+        action = str(form.get("action", ""))
+        who = web_identity(account)
+        if action in ("post", "skip", "delay1h"):
+            reply = await desk.decide(who, delivery_id, action)  # type: ignore[arg-type]
+        elif action == "retry":
+            reply = await desk.command(who, f"/retry {delivery_id}")  # type: ignore[arg-type]
+        elif action == "cancel":
+            reply = await desk.command(who, f"/skip {delivery_id}")  # type: ignore[arg-type]
+        else:
+            return Response(f"Unknown action {action!r}.", status_code=400)
+        text = reply.text if reply is not None else "Done."
+        return _back(request, f"/item/{delivery_id}", text)
+
+    async def edit(request: Request, account: Account) -> Response:
+        delivery_id = int(request.path_params["id"])
+        form = await request.form()
+        text = str(form.get("text", ""))[:70_000].replace("\r\n", "\n")
+        delivery = await parts.store.delivery(delivery_id)
+        if delivery is not None:
+            # The page shows the whole text, link included: an edit that drops the link or
+            # runs past the platform's limit is refused, not silently repaired.
+            problem = edit_problem(delivery.post, text, parts.adapters.get(delivery.target))
+            if problem is not None:
+                return _back(request, f"/item/{delivery_id}", f"Not saved: {problem}")
+        reply = await desk.edit_text(web_identity(account), delivery_id, text)  # type: ignore[arg-type]
+        return _back(request, f"/item/{delivery_id}", reply.text)
+
+    async def post_url(request: Request, account: Account) -> Response:
+        form = await request.form()
+        url = str(form.get("url", "")).strip()
+        reply = await desk.command(web_identity(account), f"/post {url}")  # type: ignore[arg-type]
+        return _back(request, "/", reply.text if reply else "Done.")
+
+    async def pause(request: Request, account: Account) -> Response:
+        name = request.path_params["target"]
+        verb = "resume" if request.url.path.endswith("/resume") else "pause"
+        reply = await desk.command(web_identity(account), f"/{verb} {name}")  # type: ignore[arg-type]
+        return _back(request, "/health", reply.text if reply else "Done.")
+
+    # History -----------------------------------------------------------------------------
+
+    async def history_context(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        filters = {
+            k: q.get(k, "").strip()[:200] for k in ("target", "status", "source", "q", "day")
+        }
+        try:
+            page_number = max(1, min(int(q.get("page", "1")), 100_000))
+        except ValueError:
+            page_number = 1
+        wanted = queries.HistoryFilter(
+            target=filters["target"],
+            status=filters["status"],
+            source=filters["source"],
+            words=filters["q"],
+            day=_parse_day(filters["day"]),
+        )
+        found = await queries.history(parts.store.engine, wanted, parts.tz, page_number)
+        entries = [
+            {
+                "article": e.article,
+                "retracted": e.retracted,
+                "deliveries": [(d, _lag(e.article, d)) for d in e.deliveries],
+            }
+            for e in found.entries
+        ]
+        query = {k: v for k, v in filters.items() if v}
+        return {
+            "entries": entries,
+            "filters": filters,
+            "found": found,
+            "query": "&".join(f"{k}={quote_plus(v)}" for k, v in query.items()),
+            "statuses": [s.value for s in DeliveryStatus],
+            "targets": parts.targets,
+        }
+
+    async def history(request: Request, account: Account) -> Response:
+        return page(request, "history.html", **await history_context(request))
+
+    async def history_fragment(request: Request, account: Account) -> Response:
+        return page(request, "_history_entries.html", **await history_context(request))
+
+    # Health and the rules tester ---------------------------------------------------------
+
+    async def health(request: Request, account: Account) -> Response:
+        return page(request, "health.html", **await _health_context(), notice=_notice(request))
+
+    async def health_fragment(request: Request, account: Account) -> Response:
+        return page(request, "_health_live.html", **await _health_context())
+
+    async def rules_test(request: Request, account: Account) -> Response:
+        form = await request.form()
+        url = str(form.get("url", "")).strip()
+        context = await _health_context()
+        if not url.startswith(("http://", "https://")):
+            return page(request, "health.html", 400, **context, test_error="Give an http(s) URL.")
+        try:
+            article, rendered = await parts.try_url(url)
+        except Exception as exc:
+            return page(
+                request, "health.html", 200, **context, test_url=url,
+                test_error=f"Could not load {url}: {exc}",
+            )  # fmt: skip
+        results = [
+            (name, preview(post, parts.adapters.get(name)) if post is not None else None, problem)
+            for name, post, problem in rendered
+        ]
+        return page(
+            request, "health.html", **context, test_url=url, test_article=article,
+            test_results=results,
+        )  # fmt: skip
+
+    async def _health_context() -> dict[str, Any]:
+        counts = await parts.store.counts()
+        paused = await parts.store.paused_targets()
+        circuits = parts.circuits()
+        attention = await parts.store.recent_deliveries(
+            20, [DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN]
+        )
+        midnight = local_midnight(datetime.now(parts.tz), parts.tz).timestamp()
+        targets = []
+        for name, adapter in parts.adapters.items():
+            timing = adapter.settings.timing
+            today = await parts.store.sent_count_since(name, midnight)
+            spent = None
+            if timing.daily_budget:
+                sent = await parts.store.posts_sent_since(name, midnight)
+                spent = sum(adapter.cost(post) for post in sent)
+            targets.append(
+                {
+                    "name": name,
+                    "platform": adapter.platform,
+                    "paused": paused.get(name),
+                    "circuit": circuits.get(name, "closed"),
+                    "counts": counts.get(name, {}),
+                    "today": today,
+                    "cap": timing.daily_cap or None,
+                    "spent": spent,
+                    "budget": timing.daily_budget or None,
+                }
+            )
+        return {
+            "sources": await parts.store.source_overview(),
+            "targets": targets,
+            "attention": attention,
+        }
+
+    routes = [
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", guarded(logout), methods=["POST"]),
+        Route("/", guarded(queue_page)),
+        Route("/queue/rows", guarded(queue_fragment)),
+        Route("/item/{id:int}", guarded(item)),
+        Route("/item/{id:int}/decide", guarded(decide), methods=["POST"]),
+        Route("/item/{id:int}/edit", guarded(edit), methods=["POST"]),
+        Route("/post", guarded(post_url), methods=["POST"]),
+        Route("/targets/{target}/pause", guarded(pause, admin=True), methods=["POST"]),
+        Route("/targets/{target}/resume", guarded(pause, admin=True), methods=["POST"]),
+        Route("/history", guarded(history)),
+        Route("/history/entries", guarded(history_fragment)),
+        Route("/health", guarded(health)),
+        Route("/health/live", guarded(health_fragment)),
+        Route("/rules/test", guarded(rules_test), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret_key.get(),
+                session_cookie="newsbot_desk",
+                max_age=int(config.session_lifetime),
+                same_site="strict",
+                https_only=config.secure_cookie,
+            ),
+        ],
+    )
+
+
+def _csrf(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def _csrf_ok(request: Request) -> bool:
+    expected = request.session.get("csrf")
+    if not isinstance(expected, str):
+        return False
+    given = str((await request.form()).get("csrf", ""))
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _back(request: Request, path: str, notice: str) -> Response:
+    """Post/redirect/get, carrying the desk's answer in the session for the next page."""
+    request.session["notice"] = notice[:500]
+    return RedirectResponse(f"{request.scope.get('root_path', '')}{path}", status_code=303)
+
+
+def _notice(request: Request) -> str | None:
+    return request.session.pop("notice", None)
+
+
+def _local(ts: float | datetime | None, tz: ZoneInfo) -> str:
+    if ts is None:
+        return "—"
+    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, UTC)
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _parse_day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _lag(article: Article, delivery: Delivery) -> str | None:
+    """Time from publication to post, e.g. '42 s' or '3 min 5 s'."""
+    if delivery.sent_at is None or article.published is None:
+        return None
+    seconds = max(0.0, delivery.sent_at - article.published.timestamp())
+    whole = timedelta(seconds=round(seconds))
+    minutes, secs = divmod(int(whole.total_seconds()), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
