@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -161,15 +162,22 @@ def test_approve_goes_through_the_desk_and_is_recorded_with_who(desk) -> None:
     token = login(client)
     tg = world.delivery_ids["tg"]
     r = client.post(f"/desk/item/{tg}/decide", data={"action": "post", "csrf": token})
-    assert "Posting now." in r.text
+    assert "posting now" in r.text and "eve (id web:eve)" in r.text
     delivery = client.portal.call(world.store.delivery, tg)
-    assert (
-        delivery.status == DeliveryStatus.PENDING and delivery.last_error == "approved by web:eve"
+    assert delivery.status == DeliveryStatus.PENDING
+    assert delivery.last_error == "approved by eve (id web:eve)"
+    # The same decision record as the chat's: who, what, when (shown by /history too).
+    decisions = client.portal.call(world.store.decisions, 5)
+    assert any(
+        e["delivery_id"] == tg and e["message"].startswith("eve (id web:eve)") and e["at"]
+        for e in decisions
     )
-    events = client.portal.call(world.store.recent_events, 5)
-    assert any(e["message"] == f"user web:eve: post #{tg}" and e["at"] for e in events)
+    # Pressed again on the queued post: it is brought forward (post now works until it is
+    # sent); a retry of a post that has not failed is refused and says why.
     r = client.post(f"/desk/item/{tg}/decide", data={"action": "post", "csrf": token})
-    assert f"#{tg} is pending: not changed." in r.text
+    assert "posting now" in r.text
+    r = client.post(f"/desk/item/{tg}/decide", data={"action": "retry", "csrf": token})
+    assert f"#{tg} is pending" in r.text
 
 
 def test_edit_that_drops_the_link_is_refused_and_a_good_edit_is_saved(desk) -> None:
@@ -211,7 +219,7 @@ def test_history_filters_and_headline_search(desk) -> None:
     client.post(f"/desk/item/{fb}/decide", data={"action": "skip", "csrf": token})
     assert client.portal.call(world.store.delivery, fb).status == DeliveryStatus.SKIPPED
     page = client.get("/desk/history", params={"q": "budget"}).text
-    assert ARTICLE.title in page and "skipped by web:eve" in page
+    assert ARTICLE.title in page and "skipped by eve (id web:eve)" in page
     assert ARTICLE.title not in client.get("/desk/history", params={"q": "football"}).text
     only = client.get("/desk/history", params={"status": "skipped"}).text
     assert f"#{fb}</a>" in only and f"#{world.delivery_ids['tg']}</a>" not in only
@@ -267,3 +275,32 @@ def test_desk_enabled_without_a_key_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"desk\.secret_key"):
         desk_config(f"sqlite:///{tmp_path}/s.db", secret_key=None)
+
+
+def test_schedule_from_the_page_in_the_newsrooms_zone(desk) -> None:
+    client, world = desk
+    token = login(client)
+    fb = world.delivery_ids["fb"]
+    r = client.post(
+        f"/desk/item/{fb}/decide", data={"action": "schedule", "at": "soon", "csrf": token}
+    )
+    assert "Not scheduled: give a date and time (Asia/Baku)" in r.text
+    assert client.portal.call(world.store.delivery, fb).status == DeliveryStatus.AWAITING
+    # The browser's datetime-local value, read in the newsroom's zone (Baku is UTC+4).
+    r = client.post(
+        f"/desk/item/{fb}/decide",
+        data={"action": "schedule", "at": "2030-01-02T09:30", "csrf": token},
+    )
+    assert "scheduled for" in r.text and "eve (id web:eve)" in r.text
+    delivery = client.portal.call(world.store.delivery, fb)
+    assert delivery.status == DeliveryStatus.PENDING
+    assert delivery.next_attempt_at == datetime(2030, 1, 2, 5, 30, tzinfo=UTC).timestamp()
+    # Moved again while still queued: schedule works until the post is sent.
+    client.post(
+        f"/desk/item/{fb}/decide",
+        data={"action": "schedule", "at": "2030-01-03 10:00", "csrf": token},
+    )
+    delivery = client.portal.call(world.store.delivery, fb)
+    assert delivery.next_attempt_at == datetime(2030, 1, 3, 6, 0, tzinfo=UTC).timestamp()
+    decisions = client.portal.call(world.store.decisions, 10)
+    assert sum(1 for e in decisions if e["delivery_id"] == fb) == 2

@@ -4,7 +4,6 @@ script only refreshes the queue."""
 
 from __future__ import annotations
 
-import copy
 import hmac
 import secrets
 import time
@@ -27,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.base import Adapter
-from bot.desk import Desk
+from bot.desk import Desk, Editor
 from bot.models import Article, RenderedPost
 from bot.secrets import Secret
 from bot.store import Delivery, DeliveryStatus, Store
@@ -93,16 +92,10 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def web_identity(account: Account) -> str:
-    return f"web:{account.name}"
-
-
-def acting_desk(desk: Desk) -> Desk:
-    """The chat's Desk acting for editors the web desk has authenticated (the Desk checks
-    chat user ids; a web identity "web:NAME" was checked here, by password and session)."""
-    web = copy.copy(desk)
-    web.allowed = lambda user_id: isinstance(user_id, str) and user_id.startswith("web:")  # type: ignore[method-assign]
-    return web
+def web_identity(account: Account) -> Editor:
+    """The editor the web desk has authenticated (password and session), as the desk's record
+    names them: "alice (id web:alice)"."""
+    return Editor(f"web:{account.name}", account.name)
 
 
 def wait_reason(
@@ -136,7 +129,7 @@ def edit_problem(post: RenderedPost, text: str, adapter: Adapter | None) -> str 
 def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) -> Starlette:
     accounts = Accounts(parts.store.engine)
     limiter = LoginLimiter(config.login_attempts, config.login_window)
-    desk = acting_desk(parts.desk)
+    desk = parts.desk
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(["html"]),
@@ -267,12 +260,27 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
         form = await request.form()
         action = str(form.get("action", ""))
         who = web_identity(account)
-        if action in ("post", "skip", "delay1h"):
-            reply = await desk.decide(who, delivery_id, action)  # type: ignore[arg-type]
+        # The same desk operations as the editors' chat and the command line: one record.
+        if action == "post":
+            reply = await desk.post_now(who, delivery_id)
+        elif action == "delay1h":
+            reply = await desk.delay(who, delivery_id)
+        elif action in ("skip", "cancel"):
+            reply = await desk.skip(who, delivery_id)
         elif action == "retry":
-            reply = await desk.command(who, f"/retry {delivery_id}")  # type: ignore[arg-type]
-        elif action == "cancel":
-            reply = await desk.command(who, f"/skip {delivery_id}")  # type: ignore[arg-type]
+            reply = await desk.retry(who, delivery_id)
+        elif action == "sent":
+            link = str(form.get("link", "")).strip() or None
+            reply = await desk.mark_sent(who, delivery_id, link)
+        elif action == "schedule":
+            at = _local_time(str(form.get("at", "")), parts.tz)
+            if at is None:
+                return _back(
+                    request,
+                    f"/item/{delivery_id}",
+                    f"Not scheduled: give a date and time ({parts.tz}), e.g. 2026-12-01 14:30.",
+                )
+            reply = await desk.schedule(who, delivery_id, at.timestamp())
         else:
             return Response(f"Unknown action {action!r}.", status_code=400)
         text = reply.text if reply is not None else "Done."
@@ -289,19 +297,19 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
             problem = edit_problem(delivery.post, text, parts.adapters.get(delivery.target))
             if problem is not None:
                 return _back(request, f"/item/{delivery_id}", f"Not saved: {problem}")
-        reply = await desk.edit_text(web_identity(account), delivery_id, text)  # type: ignore[arg-type]
+        reply = await desk.edit_text(web_identity(account), delivery_id, text)
         return _back(request, f"/item/{delivery_id}", reply.text)
 
     async def post_url(request: Request, account: Account) -> Response:
         form = await request.form()
         url = str(form.get("url", "")).strip()
-        reply = await desk.command(web_identity(account), f"/post {url}")  # type: ignore[arg-type]
+        reply = await desk.command(web_identity(account), f"/post {url}")
         return _back(request, "/", reply.text if reply else "Done.")
 
     async def pause(request: Request, account: Account) -> Response:
         name = request.path_params["target"]
         verb = "resume" if request.url.path.endswith("/resume") else "pause"
-        reply = await desk.command(web_identity(account), f"/{verb} {name}")  # type: ignore[arg-type]
+        reply = await desk.command(web_identity(account), f"/{verb} {name}")
         return _back(request, "/health", reply.text if reply else "Done.")
 
     # History -----------------------------------------------------------------------------
@@ -471,6 +479,16 @@ def _back(request: Request, path: str, notice: str) -> Response:
 
 def _notice(request: Request) -> str | None:
     return request.session.pop("notice", None)
+
+
+def _local_time(text: str, tz: ZoneInfo) -> datetime | None:
+    """A time an editor typed ("2026-12-01 14:30", or the browser's "2026-12-01T14:30") in
+    the newsroom's zone; None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("T", " "))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
 
 
 def _local(ts: float | datetime | None, tz: ZoneInfo) -> str:
