@@ -5,12 +5,16 @@ A private helper (the leading `_`): not a platform."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from bot.models import SentPost
 from bot.outcomes import (
     AuthFailure,
+    CannotTell,
     PermanentFailure,
     RetryLater,
     TemporaryFailure,
@@ -73,6 +77,43 @@ def map_graph_error(exc: GraphError, platform: str) -> Exception:
     if exc.status >= 500 or exc.code in TRANSIENT_CODES:
         return TemporaryFailure(text)
     return PermanentFailure(text)
+
+
+#: How many recent posts a read-back asks for (one page of the Graph API's listing).
+READ_BACK_LIMIT = 50
+
+
+def graph_time(value: Any) -> float | None:
+    """A Graph API timestamp ("2024-05-01T12:00:00+0000") as UNIX seconds, or None."""
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return None
+
+
+def match_recent(
+    items: list[dict[str, Any]],
+    is_this: Callable[[dict[str, Any]], bool],
+    time_field: str,
+    since: float,
+    to_sent: Callable[[dict[str, Any]], SentPost],
+    check: str,
+) -> SentPost | None:
+    """The read-back's verdict over an account's recent posts (newest first): the post found,
+    None when it is certainly absent (the listing holds everything since `since`, the time
+    the delivery was queued), else CannotTell."""
+    for item in items:
+        if is_this(item):
+            return to_sent(item)
+    times = [graph_time(item.get(time_field)) for item in items]
+    complete = len(items) < READ_BACK_LIMIT
+    reaches_back = bool(times) and times[-1] is not None and times[-1] < since
+    if complete or reaches_back:
+        return None
+    raise CannotTell(
+        f"{check}: not among the {len(items)} most recent posts, which do not reach back "
+        "to when it was queued"
+    )
 
 
 #: Permissions a Page token needs to publish to the page's feed.

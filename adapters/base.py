@@ -7,11 +7,13 @@ An adapter knows one platform and nothing of feeds: it turns an Article into a R
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bot.hashtags import article_hashtags
 from bot.models import Article, PostLength, RenderedPost, SentPost
-from bot.outcomes import SetupCheck, SetupStatus
+from bot.outcomes import CannotTell, SetupCheck, SetupStatus
 from bot.secrets import Secret
 from bot.targets import ImageFetcher, Outlet, TargetSettings
 from bot.templates import Dialect, render_template
@@ -21,10 +23,34 @@ __all__ = [
     "Adapter",
     "ImageFetcher",
     "Outlet",
+    "SendContext",
     "SetupCheck",
     "SetupStatus",
     "TargetSettings",
 ]
+
+
+async def _keep_in_memory(_progress: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class SendContext:
+    """What the dispatcher hands an adapter for one delivery's prepare/publish/read-back."""
+
+    delivery_id: int = 0
+    #: Stable for the delivery's life (stored on its row): a resend carries the same key.
+    idempotency_key: str | None = None
+    #: What an earlier prepare() saved for this delivery (a restart resumes from it).
+    progress: dict[str, Any] = field(default_factory=dict)
+    #: When the delivery was created (a read-back need look no further back).
+    since: float = 0.0
+    _store: Callable[[dict[str, Any]], Awaitable[None]] = _keep_in_memory
+
+    async def save_progress(self, progress: dict[str, Any]) -> None:
+        """Record preparation progress durably (a JSON object) before going on."""
+        self.progress = dict(progress)
+        await self._store(self.progress)
 
 
 class Adapter(ABC):
@@ -36,6 +62,8 @@ class Adapter(ABC):
     #: Whether the platform honours a client-chosen idempotency key on send (then a resend
     #: with the same key cannot make a second post).
     idempotent: ClassVar[bool] = False
+    #: What find_published() reads back ("" if nothing: uncertain posts go to editors).
+    read_back: ClassVar[str] = ""
     Settings: ClassVar[type[TargetSettings]] = TargetSettings
 
     def __init__(
@@ -68,6 +96,24 @@ class Adapter(ABC):
         `idempotency_key` is stable for one delivery; platforms that are `idempotent` pass it
         on so a repeated send cannot post twice, the others ignore it.
         """
+
+    # The dispatcher's split of a send (issue 14): prepare() does everything that publishes
+    # nothing and may be repeated; the dispatcher then commits `sending` and calls publish(),
+    # which makes the ONE publishing request. An adapter that does not split keeps the
+    # defaults: nothing to prepare, publish = send.
+
+    async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:  # noqa: B027
+        """Steps before publishing (start-up calls, pacing, quota checks, uploads). Must
+        publish nothing; saves what a restart can reuse with ctx.save_progress()."""
+
+    async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        """The one publishing request (after prepare(post, ctx))."""
+        return await self.send(post, idempotency_key=ctx.idempotency_key)
+
+    async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
+        """Read back whether `post` went out: the post if found, None if it certainly did not.
+        Raises bot.outcomes.CannotTell (saying which check was tried) when it cannot decide."""
+        raise CannotTell(f"{self.platform} offers no read-back of published posts")
 
     @abstractmethod
     def measure(self, post: RenderedPost) -> PostLength:

@@ -7,10 +7,18 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from adapters._graph import POSTING_SCOPES, GraphClient, GraphError, graph_refusal, map_graph_error
-from adapters.base import Adapter
+from adapters._graph import (
+    POSTING_SCOPES,
+    READ_BACK_LIMIT,
+    GraphClient,
+    GraphError,
+    graph_refusal,
+    map_graph_error,
+    match_recent,
+)
+from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
-from bot.outcomes import DeliveryError, SetupCheck, SetupStatus
+from bot.outcomes import CannotTell, DeliveryError, SetupCheck, SetupStatus
 from bot.secrets import Secret, SecretRef
 from bot.targets import ImageFetcher, Outlet, TargetSettings
 from bot.templates import Dialect, article_url
@@ -99,6 +107,42 @@ class FacebookAdapter(Adapter):
         except GraphError as exc:
             raise map_graph_error(exc, "Facebook") from None
         return SentPost(remote_id=post_id, remote_url=f"https://www.facebook.com/{post_id}")
+
+    # Facebook has nothing to prepare: the one request is the post (the base's publish).
+    read_back: ClassVar[str] = "the Page's recent posts (GET /{page-id}/posts)"
+
+    async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
+        """The Page's recent posts, looking for this post's text (or its link)."""
+        try:
+            body = await self._client().call(
+                "GET",
+                f"{self.settings.page_id}/posts",
+                params={
+                    "fields": "id,message,link,permalink_url,created_time",
+                    "limit": READ_BACK_LIMIT,
+                },
+            )
+        except GraphError as exc:
+            raise CannotTell(f"{self.read_back}: {map_graph_error(exc, 'Facebook')}") from None
+        except DeliveryError as exc:
+            raise CannotTell(f"{self.read_back}: {exc.message}") from None
+
+        def is_this(item: dict[str, object]) -> bool:
+            if str(item.get("message") or "").strip() == post.text.strip():
+                return True
+            return bool(post.link_url) and item.get("link") == post.link_url
+
+        return match_recent(
+            body.get("data") or [],
+            is_this,
+            "created_time",
+            ctx.since,
+            lambda item: SentPost(
+                str(item["id"]),
+                item.get("permalink_url") or f"https://www.facebook.com/{item['id']}",
+            ),
+            self.read_back,
+        )
 
     async def edit(self, remote_id: str, post: RenderedPost) -> None:
         try:

@@ -32,7 +32,7 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from adapters.base import Adapter
+from adapters.base import Adapter, SendContext
 from bot.config_types import telegram_chat_id
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
@@ -270,8 +270,17 @@ class TelegramAdapter(Adapter):
         return self.measure_in(HTML_CAPTION if post.image_url else HTML_TEXT, post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
-        bot = await self._client()
+        ctx = SendContext(idempotency_key=idempotency_key)
+        await self.prepare(post, ctx)
+        return await self.publish(post, ctx)
+
+    async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
+        """getMe (once) and the pacing wait: neither posts anything."""
+        await self._client()
         await self._pace()
+
+    async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        bot = await self._client()
         s = self.settings
         common = {
             "chat_id": s.chat_id,

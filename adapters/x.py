@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from twitter_text import extract_urls, parse_tweet
 from twitter_text.regexp.invalid_chars import invalid_chars
 
-from adapters.base import Adapter
+from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -220,6 +220,11 @@ class MediaError(Exception):
     """The image could not be attached (the post still goes out without it)."""
 
 
+#: How long an uploaded media id may be attached (X: expires_after_secs, 86400); a resumed
+#: delivery uploads again after a bit less.
+MEDIA_LIFETIME = 20 * 3600
+
+
 class XAdapter(Adapter):
     platform: ClassVar[str] = "x"
     hyperlinks: ClassVar[bool] = True  # X links every URL in a post
@@ -294,15 +299,33 @@ class XAdapter(Adapter):
         return self.measure_in(PLAIN, post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
+        ctx = SendContext(idempotency_key=idempotency_key)
+        await self.prepare(post, ctx)
+        return await self.publish(post, ctx)
+
+    async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
+        """The text check and the image upload (media ids stay usable for a day): nothing is
+        posted. A restart reuses a saved media id."""
         problem = tweet_problem(post.text)
         if problem:
             raise PermanentFailure(problem)
-        media_ids: list[str] = []
-        if post.image_url:
-            try:
-                media_ids = [await self.upload_image(post.image_url, post.article_url)]
-            except Exception as exc:  # any image trouble: the post must still go out
-                log.warning("target %s: image not attached (%s)", self.name, _describe(exc))
+        uploaded = float(ctx.progress.get("media_uploaded") or 0)
+        if not post.image_url or (
+            ctx.progress.get("media_id") and time.time() - uploaded < MEDIA_LIFETIME
+        ):
+            return
+        try:
+            media_id = await self.upload_image(post.image_url, post.article_url)
+        except Exception as exc:  # any image trouble: the post must still go out
+            log.warning("target %s: image not attached (%s)", self.name, _describe(exc))
+            return
+        await ctx.save_progress(
+            {**ctx.progress, "media_id": media_id, "media_uploaded": time.time()}
+        )
+
+    async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        media_id = ctx.progress.get("media_id")
+        media_ids = [str(media_id)] if media_id else []
         client = self._tweepy()
         try:
             response = await asyncio.to_thread(

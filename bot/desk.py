@@ -407,7 +407,7 @@ class Desk:
         """An uncertain delivery did go out (an editor checked the channel)."""
 
         async def act(d: Delivery) -> str:
-            await self.store.confirm_sent(d.id, link, f"marked sent by {self.editor(who)}")
+            await self.store.editor_marks_sent(d.id, link, f"marked sent by {self.editor(who)}")
             return "marked sent" + (f" ({link})" if link else "")
 
         return await self._guarded(who, delivery_id, "mark sent", act)

@@ -1,8 +1,13 @@
 """The dispatcher: claims due deliveries from the outbox, sends them through their adapter and
 records what happened. Targets are drained concurrently; within a target, in order.
 
-Exactly-once rests on one rule: a delivery is marked `sending` (committed) before the adapter
-is called, and anything short of a clear answer leaves it `uncertain`, never resent.
+Exactly-once rests on one rule: a delivery is marked `sending` (committed) immediately before
+the one request that publishes, and anything short of a clear answer from it leaves the delivery
+`uncertain`, never blindly resent. Steps that publish nothing run first, while the delivery is
+`preparing` (adapter.prepare); a failure or a crash there is a plain retry. Where the platform
+honours an idempotency key the dispatcher resends with the same key instead of flagging; where
+it can read back its posts (adapter.find_published) an uncertain delivery is checked at once
+and only what cannot be decided goes to the editors.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from adapters.base import SendContext
 from bot.attribution import AttributionMissing, check_attribution
 from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
@@ -27,15 +33,15 @@ from bot.logs import delivery_fields
 from bot.metrics import Metrics
 from bot.outcomes import (
     AuthFailure,
+    CannotTell,
     DeliveryError,
     PermanentFailure,
     RetryLater,
     TemporaryFailure,
-    UncertainDelivery,
 )
 from bot.rules import Rule
 from bot.secrets import redact
-from bot.store import Delivery, IllegalTransition, Store, abandoned_report
+from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store, abandoned_report
 from bot.timing import SEND, Decision, Timing, decide, local_midnight
 
 if TYPE_CHECKING:
@@ -194,12 +200,81 @@ class Dispatcher:
         await self._alert(target, message)
 
     async def _flag_abandoned(self, report: DispatchReport) -> None:
-        for delivery in await self.store.expire_leases(time.time()):
-            report.uncertain += 1
+        resend_safe = [name for name, adapter in self.adapters.items() if adapter.idempotent]
+        for delivery in await self.store.expire_leases(time.time(), resend_safe):
             message = abandoned_report(delivery)  # its event was recorded with the flag
             log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
-            self.metrics.delivery(delivery.target, "uncertain")
-            await self._alert(delivery.target, message)
+        await self._reconcile_all(report)
+
+    async def _reconcile_all(self, report: DispatchReport) -> None:
+        """Read back every uncertain delivery not yet checked (after a restart, too)."""
+        for delivery in await self.store.unchecked_uncertain():
+            if delivery.target in self.adapters:
+                await self._reconcile(self.adapters[delivery.target], delivery, report)
+
+    async def _reconcile(
+        self, adapter: Adapter, delivery: Delivery, report: DispatchReport
+    ) -> None:
+        """Settle an uncertain delivery by reading the platform back: found -> sent, certainly
+        absent -> pending (sent again), else the editors are told which check was tried."""
+        ctx = self._context(delivery)
+        check = adapter.read_back or "no read-back"
+        try:
+            async with asyncio.timeout(self.config.lease * 0.8):
+                found = await adapter.find_published(delivery.post, ctx)
+        except CannotTell as exc:
+            verdict = f"read-back undecided ({exc}); an editor must check"
+            found = None
+        except Exception as exc:  # a broken read-back: reported to editors below
+            detail = exc.message if isinstance(exc, DeliveryError) else type(exc).__name__
+            verdict = f"read-back failed ({check}: {redact(str(detail))}); an editor must check"
+            found = None
+        else:
+            verdict = ""
+        progress = {**ctx.progress, "read_back": verdict or check}
+        await self.store.save_progress(delivery.id, progress)
+        try:
+            if verdict:
+                pass
+            elif found is not None:
+                how = f"confirmed by read-back ({check}): posted as {found.remote_id}"
+                await self.store.confirm_sent(delivery.id, found.remote_id, found.remote_url, how)
+                await self._recovered(delivery.target)
+                self.metrics.posted(delivery.target, delivery.sort_key)
+                report.sent += 1
+                log.info("target %s: %s", delivery.target, how, extra=delivery_fields(delivery))
+                return
+            else:
+                how = f"certainly not posted (read-back: {check}); sending it again"
+                await self.store.confirm_absent(delivery.id, how)
+                await self._recovered(delivery.target)
+                log.info("target %s: %s", delivery.target, how, extra=delivery_fields(delivery))
+                return
+        except IllegalTransition:  # an editor settled it meanwhile
+            return
+        message = (
+            f"delivery {delivery.id} of {delivery.post.article_url} may or may not have been "
+            f"posted; {verdict}. Not resent: check and decide."
+        )
+        report.uncertain += 1
+        self.metrics.delivery(delivery.target, "uncertain")
+        log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
+        await self.store.record_event(
+            "warning", "unresolved", message, delivery.target, delivery.id
+        )
+        await self._alert(delivery.target, message)
+
+    def _context(self, delivery: Delivery) -> SendContext:
+        async def store_progress(progress: dict[str, object]) -> None:
+            await self.store.save_progress(delivery.id, progress)
+
+        return SendContext(
+            delivery_id=delivery.id,
+            idempotency_key=delivery.idempotency_key,
+            progress=dict(delivery.progress),
+            since=delivery.created_at,
+            _store=store_progress,
+        )
 
     async def _expire_approvals(self) -> None:
         """Previews nobody answered in time follow their rule's default."""
@@ -292,10 +367,16 @@ class Dispatcher:
         except AttributionMissing as exc:
             await self._fail(delivery, str(exc), report)
             return True
+        ctx = self._context(delivery)
+        publishing = False
         try:
             # The adapter has its own HTTP timeouts; this bound only catches a stuck adapter.
             async with asyncio.timeout(self.config.lease * 0.8):
-                sent = await adapter.send(delivery.post)
+                await adapter.prepare(delivery.post, ctx)
+            await self.store.begin_publish(delivery.id, time.time() + self.config.lease)
+            publishing = True
+            async with asyncio.timeout(self.config.lease * 0.8):
+                sent = await adapter.publish(delivery.post, ctx)
         except RetryLater as exc:
             await self._tripped(delivery.target, exc.message, at_least=exc.retry_after)
             at = max(time.time() + exc.retry_after, self.circuits[delivery.target].open_until)
@@ -323,22 +404,20 @@ class Dispatcher:
         except AuthFailure as exc:
             await self._pause(delivery, exc.message, report)
             return False
-        except UncertainDelivery as exc:
-            await self._uncertain(delivery, exc.message, report)
-            return True
-        except DeliveryError as exc:
-            await self._uncertain(delivery, exc.message, report)
-            return True
+        except IllegalTransition:
+            raise
+        except DeliveryError as exc:  # UncertainDelivery or an unknown kind
+            return await self._unsure(adapter, delivery, exc.message, report, publishing)
         except TimeoutError:
-            await self._uncertain(delivery, "the adapter did not finish in time", report)
-            return True
+            error = "the adapter did not finish in time"
+            return await self._unsure(adapter, delivery, error, report, publishing)
         except Exception as exc:  # an adapter bug: we cannot know whether it posted
             log.exception(
                 "target %s: adapter raised", delivery.target, extra=delivery_fields(delivery)
             )
             # Its text may quote a request URL or header: no secret goes into the database.
-            await self._uncertain(delivery, f"{type(exc).__name__}: {redact(str(exc))}", report)
-            return True
+            error = f"{type(exc).__name__}: {redact(str(exc))}"
+            return await self._unsure(adapter, delivery, error, report, publishing)
         await self.store.mark_sent(delivery.id, sent.remote_id, sent.remote_url)
         await self._recovered(delivery.target)
         self.metrics.posted(delivery.target, delivery.sort_key)
@@ -398,16 +477,45 @@ class Dispatcher:
         await self.store.record_event("error", "failed", error, delivery.target, delivery.id)
         report.failed += 1
 
-    async def _uncertain(self, delivery: Delivery, error: str, report: DispatchReport) -> None:
+    async def _unsure(
+        self,
+        adapter: Adapter,
+        delivery: Delivery,
+        error: str,
+        report: DispatchReport,
+        publishing: bool,
+    ) -> bool:
+        """No clear answer. Before the publishing request nothing was published: retry. During
+        it: resend with the same key where the platform honours one, else flag and read back."""
+        if not publishing:
+            await self._temporary(delivery, f"while preparing: {error}", report, held=False)
+            return False
+        if adapter.idempotent and delivery.attempts < self.config.max_attempts:
+            note = f"{error}; resending with the same idempotency key"
+            await self._temporary(delivery, note, report, held=False)
+            return False
+        await self._uncertain(delivery, error, report, tell=not adapter.read_back)
+        if adapter.read_back:
+            fresh = await self.store.delivery(delivery.id)
+            if fresh is not None and fresh.status == DeliveryStatus.UNCERTAIN:
+                await self._reconcile(adapter, fresh, report)
+        return True
+
+    async def _uncertain(
+        self, delivery: Delivery, error: str, report: DispatchReport, *, tell: bool = True
+    ) -> None:
+        """Flag (with its event, in one commit). `tell=False`: a read-back follows at once and
+        the editors hear only if it cannot decide."""
         message = (
             f"delivery {delivery.id} of {delivery.post.article_url} may or may not have been "
             f"posted ({error}); not resent"
         )
         await self.store.flag_uncertain(delivery.id, error, message)
-        self.metrics.delivery(delivery.target, "uncertain")
         log.warning("target %s: %s", delivery.target, message, extra=delivery_fields(delivery))
-        await self._alert(delivery.target, message)
-        report.uncertain += 1
+        if tell:
+            self.metrics.delivery(delivery.target, "uncertain")
+            await self._alert(delivery.target, message)
+            report.uncertain += 1
         # No clear answer: hold the target's other posts until a health check says it is back.
         await self._tripped(delivery.target, error, trip=True)
 

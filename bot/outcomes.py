@@ -44,6 +44,11 @@ class UncertainDelivery(DeliveryError):
     """
 
 
+class CannotTell(Exception):
+    """A read-back (Adapter.find_published) could not decide whether a post went out; the
+    message says which check was tried and why it did not decide."""
+
+
 class SetupStatus(Enum):
     OK = "OK"
     FAILED = "FAILED"

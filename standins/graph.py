@@ -37,6 +37,9 @@ class GraphFault:
     usage: dict[str, Any] | None = None  # X-Business-Use-Case-Usage body to send
     #: Only calls to these edges meet the fault (e.g. ("feed", "media_publish")); None: any.
     edges: tuple[str, ...] | None = None
+    #: The request is carried out first (the post is made), then the answer is lost: the
+    #: fault's hang and error replace it. The case only a read-back can settle.
+    after: bool = False
 
 
 @dataclass
@@ -71,6 +74,11 @@ class State:
 
     def live_posts(self) -> list[dict[str, Any]]:
         return [p for p in self.posts.values() if not p["deleted"]]
+
+
+def _graph_time(at: float) -> str:
+    """Graph API timestamps: ISO 8601 in UTC with a +0000 offset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(at))
 
 
 def graph_error(
@@ -136,20 +144,34 @@ class _Graph:
             )
         if token not in self.state.tokens:
             return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
-        fault = next((f for f in self.state.faults if f.edges is None or edge in f.edges), None)
+        fault = self.fault_for(edge, after=False)
         if fault is not None:
-            self.state.faults.remove(fault)
-            if fault.hang:
-                await asyncio.sleep(fault.hang)
-            headers = {}
-            if fault.usage is not None:
-                headers["X-Business-Use-Case-Usage"] = json.dumps(fault.usage)
-            return graph_error(
-                fault.status, fault.message, fault.code, fault.error_type, headers=headers
-            )
+            return await self.fail(fault)
         return None
 
+    def fault_for(self, edge: str | None, *, after: bool) -> GraphFault | None:
+        for fault in self.state.faults:
+            if fault.after == after and (fault.edges is None or edge in fault.edges):
+                self.state.faults.remove(fault)
+                return fault
+        return None
+
+    async def fail(self, fault: GraphFault) -> Response:
+        if fault.hang:
+            await asyncio.sleep(fault.hang)
+        headers = {}
+        if fault.usage is not None:
+            headers["X-Business-Use-Case-Usage"] = json.dumps(fault.usage)
+        return graph_error(
+            fault.status, fault.message, fault.code, fault.error_type, headers=headers
+        )
+
     async def handle(self, request: Request) -> Response:
+        answer = await self.answer(request)
+        fault = self.fault_for(request.path_params.get("edge"), after=True)
+        return answer if fault is None else await self.fail(fault)
+
+    async def answer(self, request: Request) -> Response:
         data = dict(request.query_params)
         if request.method == "POST":
             data.update(dict(await request.form()))
@@ -161,6 +183,10 @@ class _Graph:
             return self.node_only(request.method, node, data)
         if node == state.page_id and edge in ("feed", "photos"):
             return self.page_post(edge, data)
+        if request.method == "GET" and edge in ("posts", "media"):
+            listed = self.recent(node, edge, data)
+            if listed is not None:
+                return listed
         if node == state.ig_user_id and edge == "media":
             return await self.create_container(data)
         if node == state.ig_user_id and edge == "media_publish":
@@ -180,6 +206,42 @@ class _Graph:
             "GraphMethodException",
             subcode=33,
         )
+
+    def recent(self, node: str, edge: str, data: dict[str, Any]) -> Response | None:
+        """GET /{page-id}/posts and /{ig-user-id}/media: newest first, only the fields asked
+        for (Graph returns just `id` without `fields`), at most `limit` (default 25)."""
+        state = self.state
+        if node == state.page_id and edge == "posts":
+            items = [
+                {
+                    "id": p["id"],
+                    "message": p["message"],
+                    "link": p["link"],
+                    "permalink_url": f"https://www.facebook.com/{p['id']}",
+                    "created_time": _graph_time(p["created"]),
+                }
+                for p in state.live_posts()
+            ]
+        elif node == state.ig_user_id and edge == "media":
+            items = [
+                {
+                    "id": m["id"],
+                    "caption": m["caption"],
+                    "permalink": f"https://www.instagram.com/p/{m['id']}/",
+                    "timestamp": _graph_time(m["created"]),
+                }
+                for m in state.media.values()
+            ]
+        else:
+            return None
+        fields = {"id", *str(data.get("fields") or "").split(",")}
+        try:
+            limit = max(1, min(100, int(data.get("limit") or 25)))
+        except ValueError:
+            return graph_error(400, "(#100) Param limit must be an integer", 100)
+        items.sort(key=lambda item: item["created_time" if "created_time" in item else "timestamp"])
+        newest = [{k: v for k, v in item.items() if k in fields} for item in reversed(items)]
+        return JSONResponse({"data": newest[:limit]})
 
     def page_post(self, edge: str, data: dict[str, Any]) -> Response:
         state = self.state

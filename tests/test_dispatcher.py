@@ -192,9 +192,10 @@ async def test_unexpected_adapter_exception_is_uncertain(store: Store) -> None:
 async def test_abandoned_send_becomes_uncertain_after_its_lease(store: Store) -> None:
     adapter = ScriptedAdapter("t", [])
     (delivery_id,) = await add(store, adapter, 1)
-    # A process claims the delivery and dies before recording the answer.
+    # A process claims the delivery, starts publishing and dies before recording the answer.
     claimed = await store.claim_next("t", time.time(), lease=0.01, claimer="dead:1")
-    assert claimed is not None and claimed.status == DeliveryStatus.SENDING
+    assert claimed is not None and claimed.status == DeliveryStatus.PREPARING
+    await store.begin_publish(claimed.id, time.time() + 0.01)
     time.sleep(0.02)
     report = await dispatcher(store, adapter).run_once()
     assert report.uncertain == 1 and adapter.sent == []
@@ -207,12 +208,14 @@ async def test_flagging_uncertain_and_its_report_are_one_commit(store: Store) ->
     first, second = await add(store, adapter, 2)
     claimed = await store.claim_next("t", time.time(), lease=0.01, claimer="dead:1")
     assert claimed is not None and claimed.id == first
+    await store.begin_publish(first, time.time() + 0.01)
     time.sleep(0.02)
     # No dispatcher involved: the store alone both flags and reports.
     flagged = await store.expire_leases(time.time())
     assert [d.id for d in flagged] == [first]
     claimed = await store.claim_next("t", time.time(), lease=60, claimer="live:1")
     assert claimed is not None and claimed.id == second
+    await store.begin_publish(second, time.time() + 60)
     await store.flag_uncertain(second, "read timeout", "may or may not be posted")
     reports = [e for e in await store.recent_events(10) if e["kind"] == "uncertain"]
     assert sorted(e["delivery_id"] for e in reports) == [first, second]

@@ -39,6 +39,10 @@ OPERATIONS: dict[Move, Callable[[Store, int], Awaitable[Any]]] = {
     Move.RESCHEDULE: lambda store, i: store.reschedule(i, time.time()),
     Move.REVIVE: lambda store, i: store.revive(i, "posted by an editor", awaiting=False),
     Move.RESUBMIT: lambda store, i: store.revive(i, "posted by an editor", awaiting=True),
+    Move.PUBLISH: lambda store, i: store.begin_publish(i, time.time() + 60),
+    Move.CONFIRM_SENT: lambda store, i: store.confirm_sent(i, "remote-2", None, "read back"),
+    Move.CONFIRM_ABSENT: lambda store, i: store.confirm_absent(i, "read back: not there"),
+    Move.EDITOR_MARKS_SENT: lambda store, i: store.editor_marks_sent(i, None, "by an editor"),
 }
 
 
@@ -56,8 +60,15 @@ def test_the_table_names_every_status_and_each_move_has_one_outcome() -> None:
     assert move_sources(Move.DECLINE) == [S.AWAITING]  # an approval answer never hits a
     assert move_sources(Move.APPROVE) == [S.AWAITING]  # post another editor already decided
     assert move_sources(Move.CLAIM) == [S.PENDING]
-    # An uncertain post is never resent by the machine: only an editor's requeue does that.
-    assert [m for m, to in TRANSITIONS[S.UNCERTAIN].items() if to == S.PENDING] == [Move.REQUEUE]
+    # An uncertain post is resent only by an editor's requeue or after a read-back of the
+    # platform said it is certainly not there.
+    back = [m for m, to in TRANSITIONS[S.UNCERTAIN].items() if to == S.PENDING]
+    assert back == [Move.REQUEUE, Move.CONFIRM_ABSENT]
+    # A lapsed lease on a preparing row is a plain retry (nothing was published); a lapsed
+    # `sending` row is uncertain, or resumed only where the platform honours the key.
+    assert TRANSITIONS[S.PREPARING][Move.RESUME] == S.PENDING
+    assert Move.EXPIRE_LEASE not in TRANSITIONS[S.PREPARING]
+    assert move_sources(Move.PUBLISH) == [S.PREPARING]
 
 
 @given(st.sampled_from(list(DeliveryStatus)), st.sampled_from(list(Move)))
@@ -89,6 +100,9 @@ async def delivery_in(store: Store, status: DeliveryStatus, n: int) -> int:
         return delivery_id
     claimed = await store.claim_next(f"t{n}", time.time(), 60, "test")
     assert claimed is not None and claimed.id == delivery_id
+    if status == S.PREPARING:
+        return delivery_id
+    await store.begin_publish(delivery_id, time.time() + 60)
     steps = {
         S.SENT: OPERATIONS[Move.MARK_SENT],
         S.FAILED: OPERATIONS[Move.FAIL],
@@ -126,12 +140,27 @@ async def test_claim_and_expire_lease_follow_the_table(store: Store) -> None:
     assert await store.claim_next("t1", time.time(), 60, "test") is None  # not claimable
     pending = await delivery_in(store, S.PENDING, 2)
     claimed = await store.claim_next("t2", time.time(), 0.0, "test")
-    assert claimed is not None and claimed.id == pending and claimed.status == S.SENDING
-    (flagged,) = await store.expire_leases(time.time() + 1)
+    assert claimed is not None and claimed.id == pending and claimed.status == S.PREPARING
+    # Its sender died while preparing: nothing was published, so it is simply due again.
+    assert await store.expire_leases(time.time() + 1) == []
+    row = await store.delivery(pending)
+    assert row is not None and row.status == S.PENDING and row.last_error
+    claimed = await store.claim_next("t2", time.time() + 2, 0.0, "test")
+    assert claimed is not None and claimed.id == pending
+    await store.begin_publish(pending, time.time())
+    # It was publishing on a platform that honours the key: resumed, not flagged.
+    assert await store.expire_leases(time.time() + 1, resend_safe=["t2"]) == []
+    assert [e["kind"] for e in await store.recent_events(2)] == ["resumed", "resumed"]
+    row = await store.delivery(pending)
+    assert row is not None and row.status == S.PENDING
+    claimed = await store.claim_next("t2", time.time() + 2, 0.0, "test")
+    assert claimed is not None
+    await store.begin_publish(pending, time.time())
+    (flagged,) = await store.expire_leases(time.time() + 3)
     assert flagged.id == pending
     row = await store.delivery(pending)
     assert row is not None and row.status == S.UNCERTAIN
-    assert await store.expire_leases(time.time() + 1) == []  # once only
+    assert await store.expire_leases(time.time() + 4) == []  # once only
     row = await store.delivery(awaiting)
     assert row is not None and row.status == S.AWAITING
 

@@ -16,11 +16,19 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
-from adapters._graph import GraphClient, GraphError, graph_refusal, map_graph_error
-from adapters.base import Adapter
+from adapters._graph import (
+    READ_BACK_LIMIT,
+    GraphClient,
+    GraphError,
+    graph_refusal,
+    map_graph_error,
+    match_recent,
+)
+from adapters.base import Adapter, SendContext
 from adapters.instagram.cards import check_instagram_image, render_card
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
+    CannotTell,
     DeliveryError,
     PermanentFailure,
     RetryLater,
@@ -34,6 +42,9 @@ from bot.templates import Dialect, article_url
 from bot.text import squash_spaces, trim_text
 
 CAPTION_LIMIT = 2200
+#: Instagram drops an unpublished media container after 24 hours; a resumed delivery with an
+#: older one makes a new one.
+CONTAINER_LIFETIME = 24 * 3600
 MAX_MENTIONS = 20
 MAX_PHOTO_BYTES = 20 * 1024 * 1024  # an article photo read to crop into a card
 _MENTION = re.compile(r"(?<![\w@])@(\w[\w.]*)")
@@ -131,23 +142,50 @@ class InstagramAdapter(Adapter):
         return self.measure_in(PLAIN, post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
+        ctx = SendContext(idempotency_key=idempotency_key)
+        await self.prepare(post, ctx)
+        return await self.publish(post, ctx)
+
+    async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
+        """Quota check, image check, container creation and status polling: nothing is
+        published until media_publish. The container is saved, so a restart reuses it unless
+        it expired (Instagram keeps an unpublished container 24 hours)."""
         graph, ig = self._client(), self.settings.ig_user_id
         try:
             await self._check_quota(graph, ig)
+            container = str(ctx.progress.get("container_id") or "")
+            created = float(ctx.progress.get("container_created") or 0)
+            fresh = container and time.time() - created < CONTAINER_LIFETIME
+            if fresh and await self._wait_finished(graph, container, allow_expired=True):
+                return  # resumed: the saved container is ready
             image_url = await self.image_for(post)
-            container = await graph.call(
+            made = await graph.call(
                 "POST", f"{ig}/media", data={"image_url": image_url, "caption": post.text}
             )
-            await self._wait_finished(graph, str(container["id"]))
+            container = str(made["id"])
+            await ctx.save_progress(
+                {**ctx.progress, "container_id": container, "container_created": time.time()}
+            )
+            await self._wait_finished(graph, container)
+        except GraphError as exc:
+            raise map_graph_error(exc, "Instagram") from None
+
+    async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        graph, ig = self._client(), self.settings.ig_user_id
+        try:
             published = await graph.call(
                 "POST",
                 f"{ig}/media_publish",
-                data={"creation_id": container["id"]},
+                data={"creation_id": ctx.progress["container_id"]},
                 may_have_posted=True,
             )
         except GraphError as exc:
             raise map_graph_error(exc, "Instagram") from None
         media_id = str(published["id"])
+        await self._comment(graph, media_id, post)
+        return SentPost(remote_id=media_id, remote_url=None)
+
+    async def _comment(self, graph: GraphClient, media_id: str, post: RenderedPost) -> None:
         if self.settings.first_comment_link:
             # The post is out; a missing comment is not worth failing it.
             with contextlib.suppress(GraphError, TemporaryFailure):
@@ -156,7 +194,29 @@ class InstagramAdapter(Adapter):
                     f"{media_id}/comments",
                     data={"message": self.source_line(post.article_url)},
                 )
-        return SentPost(remote_id=media_id, remote_url=None)
+
+    read_back: ClassVar[str] = "the account's recent media (GET /{ig-user-id}/media)"
+
+    async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
+        """The account's recent media, looking for this post's caption."""
+        try:
+            body = await self._client().call(
+                "GET",
+                f"{self.settings.ig_user_id}/media",
+                params={"fields": "id,caption,permalink,timestamp", "limit": READ_BACK_LIMIT},
+            )
+        except GraphError as exc:
+            raise CannotTell(f"{self.read_back}: {map_graph_error(exc, 'Instagram')}") from None
+        except DeliveryError as exc:
+            raise CannotTell(f"{self.read_back}: {exc.message}") from None
+        return match_recent(
+            body.get("data") or [],
+            lambda item: (item.get("caption") or "").strip() == post.text.strip(),
+            "timestamp",
+            ctx.since,
+            lambda item: SentPost(str(item["id"]), item.get("permalink")),
+            self.read_back,
+        )
 
     async def _check_quota(self, graph: GraphClient, ig: str) -> None:
         body = await graph.call(
@@ -172,14 +232,25 @@ class InstagramAdapter(Adapter):
                 f"Instagram publishing limit of {total} per {duration // 3600}h reached", 3600
             )
 
-    async def _wait_finished(self, graph: GraphClient, container: str) -> None:
+    async def _wait_finished(
+        self, graph: GraphClient, container: str, *, allow_expired: bool = False
+    ) -> bool:
+        """True once the container is ready; False if it expired and `allow_expired`."""
         deadline = time.monotonic() + self.settings.poll_timeout
         while True:
             status = (
                 await graph.call("GET", container, params={"fields": "status_code,status"})
             ).get("status_code")
-            if status in ("FINISHED", "PUBLISHED"):
-                return
+            if status == "FINISHED":
+                return True
+            if status == "PUBLISHED":
+                # Only this delivery's own earlier publish can have used it, and a read-back
+                # found no such post: never publish again, let an editor look.
+                raise PermanentFailure(
+                    f"media container {container} is already published: check the account"
+                )
+            if status == "EXPIRED" and allow_expired:
+                return False
             if status in ("ERROR", "EXPIRED"):
                 raise PermanentFailure(f"Instagram could not use the media container: {status}")
             if time.monotonic() > deadline:

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.store.schema import metadata
+from bot.store.schema import ADDED_COLUMNS, metadata
 
 
 def async_url(url: str) -> str:
@@ -55,6 +55,7 @@ class StoreBase:
     async def init(self) -> None:
         async with self._begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
 
     async def ping(self) -> bool:
         try:
@@ -63,6 +64,16 @@ class StoreBase:
             return True
         except Exception:
             return False
+
+
+def _add_missing_columns(sync_conn: Any) -> None:
+    """Bring a database made by an older version up to the current columns."""
+    present: dict[str, set[str]] = {}
+    for table, column, sql_type in ADDED_COLUMNS:
+        if table not in present:
+            present[table] = {c["name"] for c in inspect(sync_conn).get_columns(table)}
+        if column not in present[table]:
+            sync_conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

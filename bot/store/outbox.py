@@ -4,8 +4,9 @@ operations below, each an atomic UPDATE guarded by the transition table (bot.sto
 from __future__ import annotations
 
 import json
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
@@ -24,6 +25,9 @@ from bot.store.types import (
     move_sources,
     move_target,
 )
+
+#: The statuses of a claimed delivery (it holds a lease).
+IN_HAND = (DeliveryStatus.PREPARING, DeliveryStatus.SENDING)
 
 # The order a target's queue goes out in: breaking first, then publication order.
 QUEUE_ORDER = (deliveries.c.priority.desc(), deliveries.c.sort_key.asc(), deliveries.c.id.asc())
@@ -48,6 +52,7 @@ async def insert_deliveries(
                 rule=item.rule,
                 payload=json.dumps(item.post.to_json(), ensure_ascii=False),
                 last_error=item.error,
+                idempotency_key=secrets.token_hex(16),
                 created_at=now,
                 updated_at=now,
             )
@@ -112,7 +117,12 @@ class OutboxMixin(StoreBase):
 
     async def queue(self, limit: int = 50) -> list[Delivery]:
         """Deliveries not yet settled, in the order they will go."""
-        unsettled = [DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.AWAITING]
+        unsettled = [
+            DeliveryStatus.PENDING,
+            DeliveryStatus.PREPARING,
+            DeliveryStatus.SENDING,
+            DeliveryStatus.AWAITING,
+        ]
         return await self._select_deliveries(
             deliveries.c.status.in_(unsettled),
             order_by=(deliveries.c.target, *QUEUE_ORDER),
@@ -154,7 +164,7 @@ class OutboxMixin(StoreBase):
                                     deliveries.c.status == DeliveryStatus.SENT,
                                     deliveries.c.sent_at >= since,
                                 ),
-                                deliveries.c.status == DeliveryStatus.SENDING,
+                                deliveries.c.status.in_(IN_HAND),
                             ),
                         )
                     )
@@ -180,7 +190,7 @@ class OutboxMixin(StoreBase):
         UPDATE). False if it does not, or the row is gone."""
         values["status"] = move_target(move)
         values["updated_at"] = now
-        if values["status"] != DeliveryStatus.SENDING:
+        if values["status"] not in IN_HAND:
             values.setdefault("lease_until", None)
         result = await conn.execute(
             update(deliveries)
@@ -209,12 +219,12 @@ class OutboxMixin(StoreBase):
     async def claim_next(
         self, target: str, now: float, lease: float, claimer: str
     ) -> Delivery | None:
-        """claim (pending -> sending): atomically take the target's next DUE delivery
+        """claim (pending -> preparing): atomically take the target's next DUE delivery
         (next_attempt_at <= now), in priority then publication order among the due ones.
         None if nothing is due.
 
-        The status flip is committed before anything is sent, so a crash mid-send leaves
-        evidence (status sending) instead of a silent resend.
+        Preparing publishes nothing; `begin_publish` commits `sending` just before the one
+        publishing request, so a crash there leaves evidence instead of a silent resend.
         """
         async with self._begin() as conn:
             query = (
@@ -259,6 +269,61 @@ class OutboxMixin(StoreBase):
             last_error=None,
         )
 
+    async def begin_publish(self, delivery_id: int, lease_until: float) -> None:
+        """publish (preparing -> sending), committed before the one publishing request."""
+        await self._apply(delivery_id, Move.PUBLISH, lease_until=lease_until)
+
+    async def save_progress(self, delivery_id: int, progress: dict[str, Any]) -> None:
+        """Store what a delivery's preparation achieved (no status change)."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(progress=json.dumps(progress), updated_at=time.time())
+            )
+
+    async def confirm_sent(
+        self, delivery_id: int, remote_id: str, remote_url: str | None, how: str
+    ) -> None:
+        """confirm sent (uncertain or sending -> sent): a read-back found the post; its event
+        (kind "confirmed") says how, in the same commit."""
+        now = time.time()
+        async with self._begin() as conn:
+            await self._move(
+                conn,
+                delivery_id,
+                Move.CONFIRM_SENT,
+                now,
+                remote_id=remote_id,
+                remote_url=remote_url,
+                sent_at=now,
+                last_error=None,
+            )
+            await self._event_for(conn, delivery_id, "info", "confirmed", how, now)
+
+    async def confirm_absent(self, delivery_id: int, how: str) -> None:
+        """confirm absent (uncertain -> pending, due now): a read-back says it was not posted,
+        so sending it is safe; its event (kind "absent") says how, in the same commit."""
+        now = time.time()
+        async with self._begin() as conn:
+            await self._move(
+                conn, delivery_id, Move.CONFIRM_ABSENT, now, next_attempt_at=now, last_error=how
+            )
+            await self._event_for(conn, delivery_id, "info", "absent", how, now)
+
+    async def _event_for(
+        self, conn: AsyncConnection, delivery_id: int, level: str, kind: str, text: str, now: float
+    ) -> None:
+        target = (
+            await conn.execute(select(deliveries.c.target).where(deliveries.c.id == delivery_id))
+        ).scalar()
+        await conn.execute(event_row(level, kind, text, target, delivery_id, now))
+
+    async def unchecked_uncertain(self) -> list[Delivery]:
+        """Uncertain deliveries no read-back has been tried on since they were flagged."""
+        found = await self._select_deliveries(deliveries.c.status == DeliveryStatus.UNCERTAIN)
+        return [d for d in found if "read_back" not in d.progress]
+
     async def retry_later(
         self, delivery_id: int, at: float, error: str, *, count_attempt: bool = True
     ) -> None:
@@ -282,7 +347,20 @@ class OutboxMixin(StoreBase):
         commit, so no crash can leave an uncertain post nobody is told about."""
         now = time.time()
         async with self._begin() as conn:
-            await self._move(conn, delivery_id, Move.FLAG_UNCERTAIN, now, last_error=error)
+            raw = (
+                await conn.execute(
+                    select(deliveries.c.progress).where(deliveries.c.id == delivery_id)
+                )
+            ).scalar()
+            progress = {k: v for k, v in json.loads(raw or "{}").items() if k != "read_back"}
+            await self._move(
+                conn,
+                delivery_id,
+                Move.FLAG_UNCERTAIN,
+                now,
+                last_error=error,
+                progress=json.dumps(progress),
+            )
             target = (
                 await conn.execute(
                     select(deliveries.c.target).where(deliveries.c.id == delivery_id)
@@ -290,32 +368,50 @@ class OutboxMixin(StoreBase):
             ).scalar()
             await conn.execute(event_row("warning", "uncertain", report, target, delivery_id, now))
 
-    async def expire_leases(self, now: float) -> list[Delivery]:
-        """expire lease (sending -> uncertain) for rows left in `sending` past their lease:
-        the sender died mid-send. Flag, never resend; each gets its `uncertain` event in the
-        same commit. Returns the rows flagged (as they were before the move)."""
+    async def expire_leases(self, now: float, resend_safe: Collection[str] = ()) -> list[Delivery]:
+        """Rows left claimed past their lease: their sender died.
+
+        preparing -> pending (resume): nothing was published. sending on a target in
+        `resend_safe` (an idempotent platform; the resend carries the same key) -> pending
+        (resume). Any other sending row -> uncertain (expire): flag, never resend, with its
+        `uncertain` event in the same commit. Returns the rows flagged (as they were)."""
         flagged = []
         async with self._begin() as conn:
             rows = (
                 await conn.execute(
                     select(deliveries).where(
-                        deliveries.c.status.in_(move_sources(Move.EXPIRE_LEASE)),
-                        deliveries.c.lease_until < now,
+                        deliveries.c.status.in_(IN_HAND), deliveries.c.lease_until < now
                     )
                 )
             ).all()
             for row in rows:
+                delivery = Delivery.from_row(row)
+                if delivery.status == DeliveryStatus.PREPARING or row.target in resend_safe:
+                    why = (
+                        "resumed: its sender stopped before publishing"
+                        if delivery.status == DeliveryStatus.PREPARING
+                        else "resent with the same idempotency key: its sender stopped while "
+                        "publishing"
+                    )
+                    if await self._try_move(
+                        conn, row.id, Move.RESUME, now, next_attempt_at=now, last_error=why
+                    ):
+                        await conn.execute(
+                            event_row("info", "resumed", why, row.target, row.id, now)
+                        )
+                    continue
+                progress = {k: v for k, v in delivery.progress.items() if k != "read_back"}
                 expired = await self._try_move(
                     conn,
                     row.id,
                     Move.EXPIRE_LEASE,
                     now,
+                    progress=json.dumps(progress),
                     last_error="the process stopped while sending; not resent "
                     "(check the channel, then mark sent or retry)",
                 )
                 if not expired:  # its sender answered meanwhile
                     continue
-                delivery = Delivery.from_row(row)
                 report = abandoned_report(delivery)
                 await conn.execute(
                     event_row("warning", "uncertain", report, row.target, row.id, now)
@@ -384,35 +480,16 @@ class OutboxMixin(StoreBase):
                     )
                 )
 
-    async def confirm_sent(self, delivery_id: int, remote_url: str | None, note: str) -> None:
-        """mark sent by an editor (uncertain -> sent only: a post in flight is its sender's
-        to settle). Raises IllegalTransition from any other status."""
-        now = time.time()
-        async with self._begin() as conn:
-            result = await conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id == delivery_id,
-                    deliveries.c.status == DeliveryStatus.UNCERTAIN,
-                )
-                .values(
-                    status=move_target(Move.MARK_SENT),
-                    remote_url=remote_url,
-                    sent_at=now,
-                    updated_at=now,
-                    last_error=note,
-                    lease_until=None,
-                )
-            )
-            if result.rowcount == 1:
-                return
-            current = (
-                await conn.execute(
-                    select(deliveries.c.status).where(deliveries.c.id == delivery_id)
-                )
-            ).scalar()
-        raise IllegalTransition(
-            delivery_id, DeliveryStatus(current) if current is not None else None, Move.MARK_SENT
+    async def editor_marks_sent(self, delivery_id: int, remote_url: str | None, note: str) -> None:
+        """editor marks sent (uncertain -> sent only: a post in flight is its sender's to
+        settle); an editor checked the channel. Raises IllegalTransition from any other
+        status."""
+        await self._apply(
+            delivery_id,
+            Move.EDITOR_MARKS_SENT,
+            remote_url=remote_url,
+            sent_at=time.time(),
+            last_error=note,
         )
 
     async def add_deliveries(self, article_id: int, planned: Sequence[NewDelivery]) -> list[int]:

@@ -75,6 +75,10 @@ deliveries = Table(
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),
     Column("updated_at", Float, nullable=False),
+    # JSON: what prepare() saved (container id, media id); see bot.dispatcher.
+    Column("progress", Text),
+    # Random at insert, so a key never repeats across databases or a reset id sequence.
+    Column("idempotency_key", String(64)),
     UniqueConstraint("article_id", "target", name="uq_delivery_article_target"),
     Index("ix_deliveries_due", "status", "target", "next_attempt_at"),
 )
@@ -98,4 +102,12 @@ events = Table(
     Column("target", String(200)),
     Column("delivery_id", Integer),
     Column("message", Text, nullable=False),
+)
+
+
+#: Columns added after a table's first release: (table, column, SQL type). Store.init adds
+#: them to a database made by an older version (create_all leaves existing tables alone).
+ADDED_COLUMNS = (
+    ("deliveries", "progress", "TEXT"),
+    ("deliveries", "idempotency_key", "VARCHAR(64)"),
 )

@@ -4,7 +4,7 @@ the moves between them, and the row types. Pure: no database here."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -13,7 +13,8 @@ from bot.models import Article, RenderedPost
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # waiting to be sent (possibly backing off)
-    SENDING = "sending"  # claimed; a send may be in flight
+    PREPARING = "preparing"  # claimed; steps that publish nothing (pacing, uploads) under way
+    SENDING = "sending"  # the one publishing request may be in flight
     SENT = "sent"
     FAILED = "failed"  # rejected or out of attempts; an editor may requeue it
     UNCERTAIN = "uncertain"  # may or may not have been posted: an editor decides, never resent
@@ -26,7 +27,13 @@ class Move(StrEnum):
     """The named operations that change a delivery's status (one Store method each)."""
 
     CLAIM = "claim"  # the dispatcher takes the due head of a target's queue
+    PUBLISH = "publish"  # preparation done: the one publishing request is next
+    RESUME = "resume"  # its lease ran out where a resend is safe (nothing published yet, or
+    # an idempotent platform given the same key): back to the queue, progress kept
+    CONFIRM_SENT = "confirm sent"  # a read-back of the platform found the post
+    CONFIRM_ABSENT = "confirm absent"  # a read-back says it certainly was not posted
     MARK_SENT = "mark sent"
+    EDITOR_MARKS_SENT = "mark sent by editor"  # /sent ID: an editor checked the channel
     RETRY_LATER = "retry later"  # back to the queue: rate limit, backoff, paused target, timing
     DROP = "drop"  # the target's timing rules say this post is no longer worth sending
     FAIL = "fail"
@@ -52,7 +59,15 @@ _S = DeliveryStatus
 # The one transition table: status -> {move: next status}. A move is legal only from the
 # statuses listed here; each Store operation derives its "WHERE status IN (...)" from it.
 TRANSITIONS: dict[DeliveryStatus, dict[Move, DeliveryStatus]] = {
-    _S.PENDING: {Move.CLAIM: _S.SENDING, Move.SKIP: _S.SKIPPED, Move.RESCHEDULE: _S.PENDING},
+    _S.PENDING: {Move.CLAIM: _S.PREPARING, Move.SKIP: _S.SKIPPED, Move.RESCHEDULE: _S.PENDING},
+    # Nothing is published while preparing: any failure, or a lapsed lease, is a plain retry.
+    _S.PREPARING: {
+        Move.PUBLISH: _S.SENDING,
+        Move.RETRY_LATER: _S.PENDING,
+        Move.DROP: _S.SKIPPED,
+        Move.FAIL: _S.FAILED,
+        Move.RESUME: _S.PENDING,
+    },
     _S.SENDING: {
         Move.MARK_SENT: _S.SENT,
         Move.RETRY_LATER: _S.PENDING,
@@ -60,10 +75,19 @@ TRANSITIONS: dict[DeliveryStatus, dict[Move, DeliveryStatus]] = {
         Move.FAIL: _S.FAILED,
         Move.FLAG_UNCERTAIN: _S.UNCERTAIN,
         Move.EXPIRE_LEASE: _S.UNCERTAIN,
+        Move.RESUME: _S.PENDING,
+        Move.CONFIRM_SENT: _S.SENT,
     },
     _S.AWAITING: {Move.APPROVE: _S.PENDING, Move.DECLINE: _S.SKIPPED, Move.SKIP: _S.SKIPPED},
     # A sender whose lease ran out may still learn that the post went out: that settles it.
-    _S.UNCERTAIN: {Move.REQUEUE: _S.PENDING, Move.SKIP: _S.SKIPPED, Move.MARK_SENT: _S.SENT},
+    _S.UNCERTAIN: {
+        Move.REQUEUE: _S.PENDING,
+        Move.SKIP: _S.SKIPPED,
+        Move.MARK_SENT: _S.SENT,
+        Move.CONFIRM_SENT: _S.SENT,
+        Move.CONFIRM_ABSENT: _S.PENDING,
+        Move.EDITOR_MARKS_SENT: _S.SENT,
+    },
     _S.FAILED: {Move.REQUEUE: _S.PENDING, Move.SKIP: _S.SKIPPED},
     # A skipped or backlog post comes back only through /post URL (never /retry).
     _S.SKIPPED: {Move.REVIVE: _S.PENDING, Move.RESUBMIT: _S.AWAITING},
@@ -122,6 +146,11 @@ class Delivery:
     created_at: float
     sent_at: float | None
     updated_at: float
+    #: What the adapter's prepare() saved (an Instagram container, an X media id): a restart
+    #: resumes from it.
+    progress: dict[str, Any] = field(default_factory=dict)
+    #: Stable for the delivery's life: a resend with it cannot post twice where honoured.
+    idempotency_key: str = ""
 
     @classmethod
     def from_row(cls, row: Any) -> Delivery:
@@ -142,6 +171,8 @@ class Delivery:
             created_at=row.created_at,
             sent_at=row.sent_at,
             updated_at=row.updated_at,
+            progress=json.loads(row.progress) if row.progress else {},
+            idempotency_key=row.idempotency_key or f"newsbot-{row.id}",
         )
 
 
