@@ -502,7 +502,7 @@ def _now_tid() -> str:
     return "".join(alphabet[(value >> (5 * i)) & 31] for i in range(12, -1, -1))
 
 
-def HARNESS() -> Any:  # noqa: N802 - the name standins/contract.py looks for
+def HARNESS() -> Any:  # the name standins/contract.py looks for
     """The contract-test harness (kept apart: it needs standins/contract.py)."""
     from standins.bluesky_harness import BlueskyHarness
 
