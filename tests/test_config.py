@@ -107,6 +107,7 @@ def test_example_configs_are_valid() -> None:
         "X_ACCESS_TOKEN_SECRET": "u" * 8,
         "FACEBOOK_PAGE_TOKEN": "f" * 8,
         "INSTAGRAM_TOKEN": "i" * 8,
+        "BLUESKY_APP_PASSWORD": "abcd-efgh-ijkl-mnop",
     }
     examples = sorted(root.glob("*.yaml"))
     assert examples
