@@ -39,20 +39,23 @@ import regex
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import Field, field_validator
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from bot.cards import render_card
-from bot.models import Article, RenderedPost, SentPost
+from adapters._cards import render_card
+from adapters.base import Adapter
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
     DeliveryError,
     PermanentFailure,
     RetryLater,
+    SetupCheck,
+    SetupStatus,
     TemporaryFailure,
     UncertainDelivery,
 )
 from bot.secrets import Secret, SecretRef, redact
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 log = logging.getLogger("newsbot.bluesky")
 
@@ -118,7 +121,13 @@ def trim_graphemes(text: str, limit: int) -> str:
 
 
 PLAIN = Dialect(
-    "bluesky", lambda s: s, lambda url, _label: url, lambda s: s, post_length, MAX_GRAPHEMES
+    "bluesky",
+    lambda s: s,
+    lambda url, _label: url,
+    lambda s: s,
+    post_length,
+    MAX_GRAPHEMES,
+    "graphemes (or tenths of 3,000 bytes, when more)",
 )
 
 
@@ -337,9 +346,14 @@ class BlueskyAdapter(Adapter):
     settings: BlueskySettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._http: httpx.AsyncClient | None = None
         self._session: _Session | None = None
         self._session_lock = asyncio.Lock()
@@ -355,18 +369,9 @@ class BlueskyAdapter(Adapter):
         tidy = dataclasses.replace(article, title=clean(article.title), lead=clean(article.lead))
         text = ""
         if s.template:
-            text = render_template(
-                s.template,
-                tidy,
-                PLAIN,
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(tidy, PLAIN)
         if not s.template or text_problem(text) or url not in text:
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
-            text = compose(tidy.title, tidy.lead, tags, label)
+            text = compose(tidy.title, tidy.lead, self.hashtags_for(article), label)
         options: dict[str, Any] = {
             "link_label": label,
             "langs": languages(article, s.language),
@@ -392,6 +397,9 @@ class BlueskyAdapter(Adapter):
             image_url=article.image_url,
             options=options,
         )
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(PLAIN, post)
 
     def record_for(
         self, post: RenderedPost, thumb: dict[str, Any] | None = None, now: datetime | None = None
@@ -656,6 +664,30 @@ class BlueskyAdapter(Adapter):
         except httpx.HTTPError as exc:
             raise map_transport(exc) from None
         return True
+
+    async def verify(self) -> list[SetupCheck]:
+        """The app password opens a session (createSession) and getSession names the account
+        the settings name (handle or DID); nothing is posted."""
+        want = self.settings.identifier.removeprefix("@").lower()
+        try:
+            body = await self._authed("GET", "com.atproto.server.getSession")
+        except XrpcError as exc:
+            error = map_xrpc(exc)
+            if isinstance(error, AuthFailure):
+                detail = (
+                    f"Bluesky refused the login of {want} ({exc.error}): check the identifier"
+                    " and make a new app password (Settings > Privacy and security)"
+                )
+                return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+            return [SetupCheck(self.name, SetupStatus.FAILED, error.message)]
+        except httpx.HTTPError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, map_transport(exc).message)]
+        handle, did = str(body.get("handle") or ""), str(body.get("did") or "")
+        if want not in (handle.lower(), did.lower()):
+            detail = f"the session is {handle or did}'s, not {want}: check identifier"
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        detail = f"logged in as @{handle} ({did}) on {self.settings.api_base}"
+        return [SetupCheck(self.name, SetupStatus.OK, detail)]
 
     async def delete(self, remote_id: str) -> None:
         """Delete a post (a retracted article; Bluesky has no edit). Gone already is fine."""

@@ -34,19 +34,22 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field, field_validator
 from twitter_text import extract_urls_with_indices
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from bot.models import Article, RenderedPost, SentPost
+from adapters.base import Adapter
+from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
     DeliveryError,
     PermanentFailure,
     RetryLater,
+    SetupCheck,
+    SetupStatus,
     TemporaryFailure,
     UncertainDelivery,
 )
 from bot.secrets import Secret, SecretRef, redact
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 log = logging.getLogger("newsbot.mastodon")
 
@@ -231,9 +234,14 @@ class MastodonAdapter(Adapter):
     settings: MastodonSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._http: httpx.AsyncClient | None = None
         #: The instance's limits once read (None: not yet; renders use Mastodon's defaults).
         self.limits: InstanceLimits | None = None
@@ -250,18 +258,10 @@ class MastodonAdapter(Adapter):
         tidy = dataclasses.replace(article, title=clean(article.title), lead=clean(article.lead))
         text = ""
         if s.template:
-            text = render_template(
-                s.template,
-                tidy,
-                _dialect(limits.max_characters, limits.characters_reserved_per_url),
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=s.max_hashtags,
-                category_emoji=s.category_emoji,
-            )
+            dialect = _dialect(limits.max_characters, limits.characters_reserved_per_url)
+            text = self.render_template(tidy, dialect)
         if not s.template or url not in text or self.too_long(text, limits):
-            tags = hashtags([*article.categories, *article.tags], s.max_hashtags)
-            text = compose(tidy.title, tidy.lead, tags, url, limits)
+            text = compose(tidy.title, tidy.lead, self.hashtags_for(article), url, limits)
         language = s.language or language_code(article.language)
         return RenderedPost(
             target=s.name,
@@ -271,6 +271,13 @@ class MastodonAdapter(Adapter):
             markup="plain",
             image_url=article.image_url if s.with_image else None,
             options={"alt": tidy.title, **({"language": language} if language else {})},
+        )
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        """As this instance counts (Mastodon's defaults until its limits have been read)."""
+        limits = self.limits or DEFAULT_LIMITS
+        return self.measure_in(
+            _dialect(limits.max_characters, limits.characters_reserved_per_url), post
         )
 
     @staticmethod
@@ -479,6 +486,39 @@ class MastodonAdapter(Adapter):
             raise map_error(exc) from None
         await self.instance_limits()
         return True
+
+    async def prepare(self) -> None:
+        """Read the instance's limits before the first render (the service calls this at
+        start), so the first post is laid out for this instance, not Mastodon's defaults."""
+        await self.instance_limits()
+
+    async def verify(self) -> list[SetupCheck]:
+        """The token is accepted (verify_credentials names the account) and the instance's
+        limits are read; nothing is posted."""
+        try:
+            account = (await self._call("GET", "/api/v1/accounts/verify_credentials")).json()
+            limits = await self.instance_limits()
+        except MastodonError as exc:
+            if exc.status == 403:
+                detail = (
+                    f"the token may not read its account ({exc.message}): give the app the"
+                    " profile (or read:accounts), write:statuses and write:media scopes"
+                )
+            else:
+                detail = map_error(exc).message
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, exc.message)]
+        except ValueError:
+            detail = "verify_credentials did not answer JSON: is api_base a Mastodon instance?"
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        who = account.get("acct") or account.get("username") or account.get("id")
+        detail = (
+            f"account @{who} on {self.settings.api_base}; posts up to "
+            f"{limits.max_characters} characters (URLs count "
+            f"{limits.characters_reserved_per_url})"
+        )
+        return [SetupCheck(self.name, SetupStatus.OK, detail)]
 
     async def aclose(self) -> None:
         if self._http is not None:

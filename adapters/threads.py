@@ -23,14 +23,22 @@ from typing import Any, ClassVar
 import regex
 from pydantic import Field
 
-from adapters.base import Adapter, Outlet, TargetSettings
-from adapters.facebook import GraphClient, GraphError, map_graph_error
-from bot.cards import render_card
-from bot.models import Article, RenderedPost, SentPost
-from bot.outcomes import PermanentFailure, RetryLater, TemporaryFailure
+from adapters._cards import render_card
+from adapters._graph import GraphClient, GraphError, graph_refusal, map_graph_error
+from adapters.base import Adapter
+from bot.models import Article, PostLength, RenderedPost, SentPost
+from bot.outcomes import (
+    DeliveryError,
+    PermanentFailure,
+    RetryLater,
+    SetupCheck,
+    SetupStatus,
+    TemporaryFailure,
+)
 from bot.secrets import Secret, SecretRef
-from bot.templates import Dialect, article_url, render_template
-from bot.text import hashtags, squash_spaces, trim_text
+from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.templates import Dialect, article_url
+from bot.text import squash_spaces, trim_text
 
 LIMIT = 500
 MAX_LINKS = 5
@@ -126,28 +134,25 @@ class ThreadsAdapter(Adapter):
     settings: ThreadsSettings
 
     def __init__(
-        self, settings: TargetSettings, secrets: dict[str, Secret], outlet: Outlet
+        self,
+        settings: TargetSettings,
+        secrets: dict[str, Secret],
+        outlet: Outlet,
+        *,
+        fetch_image: ImageFetcher | None = None,
     ) -> None:
-        super().__init__(settings, secrets, outlet)
+        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._graph: GraphClient | None = None
 
     def render(self, article: Article) -> RenderedPost:
         s = self.settings
         url = article_url(article, s.utm)
         tidy = dataclasses.replace(article, title=clean(article.title), lead=clean(article.lead))
-        tags = hashtags([*article.categories, *article.tags], min(s.max_hashtags, MAX_TAGS))
+        tags = self.hashtags_for(article)[:MAX_TAGS]
         in_text = url if s.image_posts else None
         text = ""
         if s.template:
-            text = render_template(
-                s.template,
-                tidy,
-                _dialect(),
-                outlet=self.outlet.name,
-                utm=s.utm,
-                max_hashtags=min(s.max_hashtags, MAX_TAGS),
-                category_emoji=s.category_emoji,
-            )
+            text = self.render_template(tidy, _dialect())
         attachment = None if s.image_posts else url
         if (
             not s.template
@@ -174,6 +179,9 @@ class ThreadsAdapter(Adapter):
                 s.api_base, s.api_version, self.secrets["access_token"], s.timeout
             )
         return self._graph
+
+    def measure(self, post: RenderedPost) -> PostLength:
+        return self.measure_in(_dialect(), post)
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         # Threads has no idempotency key; the key is not used (a lost answer stays uncertain).
@@ -252,7 +260,7 @@ class ThreadsAdapter(Adapter):
         name = hashlib.sha256(card).hexdigest()[:24] + ".jpg"
         folder = Path(self.settings.card_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(card)
+        await asyncio.to_thread((folder / name).write_bytes, card)
         return f"{self.settings.public_base_url.rstrip('/')}/cards/{name}"
 
     async def delete(self, remote_id: str) -> None:
@@ -266,6 +274,35 @@ class ThreadsAdapter(Adapter):
 
     async def check(self) -> bool:
         return await self._client().check_node(self.settings.user_id, "Threads")
+
+    async def verify(self) -> list[SetupCheck]:
+        """The token is this user's (/me) and may publish (threads_publishing_limit answers,
+        with the posts left in 24 h); nothing is posted."""
+        user, graph = self.settings.user_id, self._client()
+        try:
+            me = await graph.call("GET", "me", params={"fields": "id,username"})
+            limit = await graph.call(
+                "GET", f"{user}/threads_publishing_limit", params={"fields": "quota_usage,config"}
+            )
+        except GraphError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, graph_refusal(exc, "user", user))]
+        except DeliveryError as exc:
+            return [SetupCheck(self.name, SetupStatus.FAILED, exc.message)]
+        if str(me.get("id")) != user:
+            detail = (
+                f"the token is {me.get('username') or me.get('id')}'s, not user {user}:"
+                " set user_id to the token's user or use that user's token"
+            )
+            return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
+        data = (limit.get("data") or [{}])[0]
+        total = min(
+            self.settings.quota_total, int((data.get("config") or {}).get("quota_total", QUOTA))
+        )
+        detail = (
+            f"user @{me.get('username') or user} may post; {data.get('quota_usage', '?')} of"
+            f" {total} posts used in 24 h"
+        )
+        return [SetupCheck(self.name, SetupStatus.OK, detail)]
 
     async def aclose(self) -> None:
         if self._graph is not None:

@@ -184,8 +184,9 @@ def create_app(state: State) -> Starlette:
         return JSONResponse({"id": post_id})
 
     def node_only(method: str, node: str) -> Response:
-        if method == "GET" and node == state.user_id:
-            return JSONResponse({"id": node, "username": "newsroom"})
+        if method == "GET" and node in ("me", state.user_id):
+            # /me is the token's own user (the stand-in has one user).
+            return JSONResponse({"id": state.user_id, "username": "newsroom"})
         container = state.containers.get(node)
         if container is not None and method == "GET":
             if container["status"] == "IN_PROGRESS":

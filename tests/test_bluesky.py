@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.base import Outlet
 from adapters.bluesky import (
     BlueskyAdapter,
     XrpcError,
@@ -36,6 +35,7 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
+from bot.targets import Outlet
 from standins import bluesky as bs
 from standins.server import serve
 

@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.base import Outlet
 from adapters.mastodon import MastodonAdapter, compose, mastodon_length
 from bot.attribution import check_attribution
 from bot.models import Article
@@ -31,6 +30,7 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
+from bot.targets import Outlet
 from standins import mastodon as ms
 from standins.server import serve
 

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from adapters.base import Outlet
 from adapters.threads import LIMIT, ThreadsAdapter, clean, compose, links_in, threads_length
 from bot.attribution import check_attribution
 from bot.models import Article
@@ -30,6 +29,7 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
+from bot.targets import Outlet
 from standins import threads as ts
 from standins.graph import GraphFault
 from standins.server import serve

@@ -16,9 +16,10 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
+from adapters._cards import render_card
 from adapters._graph import GraphClient, GraphError, graph_refusal, map_graph_error
 from adapters.base import Adapter
-from adapters.instagram.cards import check_instagram_image, render_card
+from adapters.instagram.images import check_instagram_image
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     DeliveryError,
