@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import regex
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +34,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from standins.contract import MAX_TIMEOUT, Fault, Harness, Published
+from standins.server import LoopbackServer
 
 IDEMPOTENCY_TTL = 3600.0
 VISIBILITIES = {"public", "unlisted", "private", "direct"}
@@ -345,3 +348,64 @@ def create_app(state: State) -> Starlette:
             Route("/api/v1/media/{id}", get_media),
         ]
     )
+
+
+# The contract-test harness (standins/contract.py) ------------------------------------------
+
+CONTRACT_TOKEN = "contract-mastodon-token"
+
+
+class MastodonHarness(Harness):
+    platform: ClassVar[str] = "mastodon"
+
+    def __init__(self) -> None:
+        self.state = State(tokens={CONTRACT_TOKEN})
+        self.server = LoopbackServer(create_app(self.state))
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    def target(self) -> dict[str, Any]:
+        return {
+            "name": "mastodon-contract",
+            "platform": "mastodon",
+            "api_base": self.server.url,
+            "access_token": {"env": "MASTODON_TOKEN"},
+            "timeout": MAX_TIMEOUT,
+        }
+
+    def env(self) -> dict[str, str]:
+        return {"MASTODON_TOKEN": CONTRACT_TOKEN}
+
+    def published(self) -> list[Published]:
+        # Mastodon links every URL with a scheme in a status.
+        return [
+            Published(s["id"], s["text"], tuple(_URL.findall(s["text"])), s["deleted"])
+            for s in self.state.statuses.values()
+        ]
+
+    async def arm(self, fault: Fault) -> float | None:
+        match fault:
+            case Fault.AUTH:
+                self.state.tokens.clear()  # 401 {"error": "The access token is invalid"}
+            case Fault.RATE_LIMIT:
+                wait = 240.0
+                reset = datetime.fromtimestamp(time.time() + wait, UTC)
+                headers = {
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": reset.isoformat(timespec="milliseconds"),
+                }
+                self.state.inject(MastodonFault(429, "Too many requests", headers=headers))
+                return wait
+            case Fault.REFUSED:
+                await self.server.stop()
+            case Fault.TIMEOUT_AFTER_SEND:
+                # The status is made, the answer comes after the client has given up.
+                self.state.inject(MastodonFault(hang=MAX_TIMEOUT + 1.0, after_commit=True))
+        return None
+
+
+HARNESS = MastodonHarness

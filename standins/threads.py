@@ -21,7 +21,7 @@ import itertools
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import regex
@@ -31,7 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from standins.contract import MAX_TIMEOUT, Fault, Harness, Published
 from standins.graph import GraphFault, graph_error
+from standins.server import LoopbackServer
 
 TEXT_LIMIT = 500
 LINK_LIMIT = 5
@@ -221,3 +223,70 @@ def create_app(state: State) -> Starlette:
             Route("/{version}/{node}/{edge}", handle, methods=["GET", "POST"]),
         ]
     )
+
+
+# The contract-test harness (standins/contract.py) ------------------------------------------
+
+CONTRACT_TOKEN = "contract-threads-token"
+
+
+class ThreadsHarness(Harness):
+    platform: ClassVar[str] = "threads"
+
+    def __init__(self) -> None:
+        self.state = State(tokens={CONTRACT_TOKEN})
+        self.server = LoopbackServer(create_app(self.state))
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    def target(self) -> dict[str, Any]:
+        return {
+            "name": "threads-contract",
+            "platform": "threads",
+            "api_base": self.server.url,
+            "user_id": self.state.user_id,
+            "access_token": {"env": "THREADS_TOKEN"},
+            "poll_interval": 0.05,
+            "poll_timeout": 5,
+            "timeout": MAX_TIMEOUT,
+        }
+
+    def env(self) -> dict[str, str]:
+        return {"THREADS_TOKEN": CONTRACT_TOKEN}
+
+    def published(self) -> list[Published]:
+        # The link attachment is a hyperlink; Threads also links URLs in the text.
+        return [
+            Published(
+                p["id"],
+                p["text"],
+                tuple(u for u in (p["link_attachment"], *_CONTRACT_URL.findall(p["text"])) if u),
+                p["deleted"],
+            )
+            for p in self.state.posts.values()
+        ]
+
+    async def arm(self, fault: Fault) -> float | None:
+        match fault:
+            case Fault.AUTH:
+                self.state.tokens.clear()  # 400 OAuthException code 190
+            case Fault.RATE_LIMIT:
+                # Code 4 without usage headers: Graph clients wait their floor of 60 s.
+                self.state.inject(GraphFault(code=4, status=400, message=RATE_MESSAGE))
+                return 60.0
+            case Fault.REFUSED:
+                await self.server.stop()
+            case Fault.TIMEOUT_AFTER_SEND:
+                # Published first, the answer after the client has given up.
+                self.state.inject(ThreadsFault(hang=MAX_TIMEOUT + 1.0, after_commit=True))
+        return None
+
+
+RATE_MESSAGE = "(#4) Application request limit reached"
+_CONTRACT_URL = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?)\]'»]")
+
+HARNESS = ThreadsHarness
