@@ -76,12 +76,14 @@ def demo_config(
     poll_every: float,
     http_port: int,
     cards_dir: str,
-    bluesky_url: str,
-    mastodon_url: str,
-    threads_url: str,
+    bluesky_url: str | None = None,
+    mastodon_url: str | None = None,
+    threads_url: str | None = None,
 ) -> dict[str, Any]:
-    """The embedded default configuration (the same shape as config/newsbot.example.yaml)."""
-    return {
+    """The embedded default configuration (the same shape as config/newsbot.example.yaml).
+    Bluesky, Mastodon and Threads targets are there when their stand-in's URL is given."""
+    new_urls = {"bluesky": bluesky_url, "mastodon": mastodon_url, "threads": threads_url}
+    config = {
         "outlet": {"name": "Sample Times", "url": site_url},
         "database": db_url,
         "sources": [
@@ -168,6 +170,8 @@ def demo_config(
             "push_token": {"env": "DEMO_PUSH_TOKEN"},
         },
     }
+    config["targets"] = [t for t in config["targets"] if new_urls.get(t["name"], "") is not None]
+    return config
 
 
 @dataclass(frozen=True)
