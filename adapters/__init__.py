@@ -3,9 +3,10 @@
 A new platform `<name>` is:
 
 1. `adapters/<name>.py`, or a package `adapters/<name>/` when it has helpers of its own (the
-   way Instagram keeps its image cards in adapters/instagram/cards.py). Names starting with `_`
-   are private helpers shared by platforms, not platforms (adapters/_graph.py is the Graph API
-   client of Facebook and Instagram); `base` is the base class.
+   way Instagram keeps its image rules in adapters/instagram/images.py). Names starting with
+   `_` are private helpers shared by platforms, not platforms (adapters/_graph.py is the Graph
+   API client of Facebook, Instagram and Threads; adapters/_cards.py draws the image cards of
+   Instagram, Threads and Bluesky); `base` is the base class.
 2. A `Settings` model: a subclass of `bot.targets.TargetSettings` with the platform's fields
    (`api_base` with the real API's URL as default: it must stay configurable, tests point it at
    the stand-in), every credential a `bot.secrets.SecretRef` (resolved values arrive in

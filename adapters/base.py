@@ -149,6 +149,11 @@ class Adapter(ABC):
             category_emoji=s.category_emoji,
         )
 
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook, most adapters need none
+        """Load what render() needs from the platform before the first post (Mastodon: the
+        instance's limits). The service calls it once at start; a failure is logged and the
+        adapter renders with the platform's defaults meanwhile."""
+
     async def check(self) -> bool:
         """A cheap read-only call: is the platform answering and the login accepted?
 

@@ -1,4 +1,4 @@
-"""Latency from publication to posted on all four platforms, all on loopback.
+"""Latency from publication to posted on all seven platforms, all on loopback.
 
 Push: the sample site calls the bot's /push the moment it publishes. Polling: no push; the
 feed is polled every POLL_INTERVAL seconds, so latency should stay within that interval.
@@ -19,11 +19,16 @@ import httpx
 from bot.config import validate
 from bot.demo.runner import (
     CHANNELS,
+    DEMO_BLUESKY_HANDLE,
+    DEMO_BLUESKY_PASSWORD,
     DEMO_ENV,
     DEMO_IG_USER,
+    DEMO_MASTODON_TOKEN,
     DEMO_META_TOKEN,
     DEMO_PAGE_ID,
     DEMO_PUSH_TOKEN,
+    DEMO_THREADS_TOKEN,
+    DEMO_THREADS_USER,
     DEMO_TOKEN,
     DEMO_X,
     demo_config,
@@ -31,7 +36,7 @@ from bot.demo.runner import (
 from bot.demo.site import SampleSite, create_app, make_sample
 from bot.httpserver import LoopbackServer
 from bot.service import Service
-from standins import graph, telegram, x
+from standins import bluesky, graph, mastodon, telegram, threads, x
 
 POLL_INTERVAL = 5.0
 
@@ -52,6 +57,10 @@ async def _measure(push: bool, samples: int) -> list[float]:
     xs.allow(x.Credentials(*DEMO_X.values()))
     gs = graph.State(page_id=DEMO_PAGE_ID, ig_user_id=DEMO_IG_USER, in_progress_polls=0)
     gs.tokens.add(DEMO_META_TOKEN)
+    bs = bluesky.State()
+    bs.add_account(DEMO_BLUESKY_HANDLE, DEMO_BLUESKY_PASSWORD)
+    ms = mastodon.State(tokens={DEMO_MASTODON_TOKEN}, rate_limit=100_000)
+    ts = threads.State(tokens={DEMO_THREADS_TOKEN}, user_id=DEMO_THREADS_USER, in_progress_polls=0)
     servers = [
         LoopbackServer(app)
         for app in (
@@ -59,14 +68,17 @@ async def _measure(push: bool, samples: int) -> list[float]:
             telegram.create_app(tg),
             x.create_app(xs),
             graph.create_app(gs),
+            bluesky.create_app(bs),
+            mastodon.create_app(ms),
+            threads.create_app(ts),
         )
     ]
     for server in servers:
         await server.start()
-    site_url, tg_url, x_url, graph_url = (s.url for s in servers)
+    site_url, tg_url, x_url, graph_url, bs_url, ms_url, ts_url = (s.url for s in servers)
     site.base_url = site_url
     port = _port()
-    # The demo's configuration, cut to English: one Telegram channel, X, Facebook, Instagram.
+    # The demo's configuration, cut to English: one Telegram channel and the six others.
     raw = demo_config(
         site_url,
         tg_url,
@@ -76,13 +88,16 @@ async def _measure(push: bool, samples: int) -> list[float]:
         poll_every=3600 if push else POLL_INTERVAL,
         http_port=port,
         cards_dir=str(tmp / "cards"),
+        bluesky_url=bs_url,
+        mastodon_url=ms_url,
+        threads_url=ts_url,
     )
     raw["sources"] = [s for s in raw["sources"] if s["name"] == "en"]
     raw["targets"] = [t for t in raw["targets"] if t["name"] not in ("telegram-ru", "telegram-az")]
     for target in raw["targets"]:
         if target["platform"] == "telegram":
             target["min_interval"] = 0
-        if target["platform"] == "instagram":
+        if target["platform"] in ("instagram", "threads"):
             target["poll_interval"] = 0.02
     service = Service(validate(raw, "bench", environ=DEMO_ENV))
     stop = asyncio.Event()
@@ -104,14 +119,17 @@ async def _measure(push: bool, samples: int) -> list[float]:
 
                 site.on_publish.append(hook)
             for i in range(samples):
-                counts = (len(tg.messages), len(xs.posts), len(gs.posts), len(gs.media))
+
+                def counts() -> tuple[int, ...]:
+                    seven = (tg.messages, xs.posts, gs.posts, gs.media, bs.posts, ms.statuses)
+                    return (*(len(c) for c in seven), len(ts.posts))
+
+                before = counts()
                 started = time.perf_counter()
                 await site.publish(
                     make_sample(f"bench-{i}", f"Bench article number {i}", image=None)
                 )
-                while (len(tg.messages), len(xs.posts), len(gs.posts), len(gs.media)) != tuple(
-                    c + 1 for c in counts
-                ):
+                while counts() != tuple(c + 1 for c in before):
                     if time.perf_counter() - started > POLL_INTERVAL * 3:
                         raise RuntimeError("an article did not reach every platform")
                     await asyncio.sleep(0.002)

@@ -27,6 +27,7 @@ from bot.httpserver import LoopbackServer
 from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
+from bot.secrets import redact
 from bot.store import DeliveryStatus, IllegalTransition, Store
 from bot.web import create_app
 from consoles import console_class
@@ -127,6 +128,23 @@ class Service:
 
     async def start(self) -> None:
         await self.store.init()
+        await self._warm_up_adapters()
+
+    async def _warm_up_adapters(self) -> None:
+        """Each enabled adapter loads what its renders need (e.g. Mastodon's instance
+        limits) before the first article is planned; one slow platform stalls nothing."""
+
+        async def warm_up(adapter: Adapter) -> None:
+            try:
+                await asyncio.wait_for(adapter.warm_up(), adapter.settings.timeout)
+            except Exception as exc:
+                log.warning(
+                    "target %s: not warmed up (%s); the platform's defaults until it answers",
+                    adapter.name,
+                    redact(str(exc) or type(exc).__name__),
+                )
+
+        await asyncio.gather(*(warm_up(a) for a in self.adapters.values() if a.settings.enabled))
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,17 +110,23 @@ async def test_demo_posts_every_sample_once() -> None:
     assert await run_demo(every=0.05, out=out) == 0
     text = out.getvalue()
     assert (
-        "Done: 12 of 12 articles published; posts: Telegram 12, X 7, Facebook 12, Instagram 7."
-        in text
+        "Done: 12 of 12 articles published; posts: Telegram 12, X 7, Facebook 12, Instagram 7,"
+        " Bluesky 12, Mastodon 12, Threads 7." in text
     )
     assert "── published 3 of 12: http://127.0.0.1:" in text
     # Each Telegram box shows the attribution hyperlink's target, not only its label.
     assert text.count("│ 🔗 Read more at Sample Times → http://127.0.0.1:") == 7
     assert text.count("│ 🔗 Читать на Sample Times → http://127.0.0.1:") == 3
     assert text.count("│ 🔗 card → http://127.0.0.1:") == 12  # Facebook's link card
-    assert text.count(" after publication\n") == 12 + 7 + 12 + 7
+    assert text.count("│ 🔗 link card → http://127.0.0.1:") == 12  # Mastodon's URL in the text
+    assert text.count("│ 🔗 link attachment → http://127.0.0.1:") == 7  # Threads
+    # Bluesky: a short label whose link facet points at the whole article URL.
+    assert len(re.findall(r"│ 🔗 127\.0\.0\.1:\d+/\S+ → http://127\.0\.0\.1:", text)) == 12
+    assert text.count("┌─ Bluesky langs=ru") == 3
+    assert text.count(" after publication\n") == 12 + 7 + 12 + 7 + 12 + 12 + 7
     summary = text.split("Summary (time from publication to posted):")[1]
-    for platform, posts in (("Telegram", 12), ("X", 7), ("Facebook", 12), ("Instagram", 7)):
+    seven = (("Telegram", 12), ("X", 7), ("Facebook", 12), ("Instagram", 7), ("Bluesky", 12))
+    for platform, posts in (*seven, ("Mastodon", 12), ("Threads", 7)):
         assert f"{platform:<10} {posts:>3} posts, median " in summary
     assert "[generated card]" in text  # the article without a photo got a card
     assert text.count("┌─ X (") == 7

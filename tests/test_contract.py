@@ -8,6 +8,7 @@ Per-platform details (media, flood control, template dialects) stay in the platf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ async def send(world: World, item: Article) -> tuple[RenderedPost, Published]:
 
 
 def test_every_platform_is_covered() -> None:
-    assert {"telegram", "x", "facebook", "instagram"} <= set(PLATFORMS)
+    seven = {"telegram", "x", "facebook", "instagram", "bluesky", "mastodon", "threads"}
+    assert seven <= set(PLATFORMS)
     assert not [p for p in PLATFORMS if p.startswith("_") or p == "base"]
 
 
@@ -166,6 +168,28 @@ async def test_uncertain_send_may_have_posted_but_is_never_resent(world: World) 
         await world.adapter.send(post)
     await asyncio.sleep(MAX_TIMEOUT + 0.5)  # the stand-in finishes the call it received
     assert len(world.harness.published()) <= 1  # the adapter itself never retried
+
+
+async def test_keyed_timeout_never_makes_a_second_post(world: World) -> None:
+    """A lost answer to a send with the delivery's key. A platform that honours the key
+    (`idempotent`) may settle it itself: the post it finds (read back), or TemporaryFailure
+    ("not there, safe to retry"), or UncertainDelivery; a resend with the same key then
+    publishes nothing new. Any other platform must say UncertainDelivery (never resent)."""
+    key = "delivery-contract-42"
+    post = world.adapter.render(article("Keyed slow answer"))
+    await world.harness.arm(Fault.TIMEOUT_AFTER_SEND)
+    if not world.adapter.idempotent:
+        with pytest.raises(UncertainDelivery):
+            await world.adapter.send(post, idempotency_key=key)
+        return
+    with contextlib.suppress(TemporaryFailure, UncertainDelivery):
+        await world.adapter.send(post, idempotency_key=key)
+    await asyncio.sleep(MAX_TIMEOUT + 0.5)  # the stand-in finishes the call it received
+    again = await world.adapter.send(post, idempotency_key=key)
+    live = [p for p in world.harness.published() if not p.deleted]
+    assert len(live) == 1, live
+    assert live[0].remote_id == again.remote_id
+    assert_attributed(world.adapter, live[0], ARTICLE_URL)
 
 
 async def test_edit_where_supported(world: World) -> None:

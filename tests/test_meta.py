@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from adapters._cards import render_card
 from adapters.facebook import FacebookAdapter
 from adapters.instagram import InstagramAdapter
-from adapters.instagram.cards import check_instagram_image, render_card
+from adapters.instagram.images import check_instagram_image
 from bot.attribution import check_attribution
 from bot.httpserver import serve
 from bot.models import Article

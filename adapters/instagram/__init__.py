@@ -16,6 +16,7 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
+from adapters._cards import render_card
 from adapters._graph import (
     READ_BACK_LIMIT,
     GraphClient,
@@ -25,7 +26,7 @@ from adapters._graph import (
     match_recent,
 )
 from adapters.base import Adapter, SendContext
-from adapters.instagram.cards import check_instagram_image, render_card
+from adapters.instagram.images import check_instagram_image
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     CannotTell,

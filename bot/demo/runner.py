@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -30,8 +31,11 @@ from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
 from bot.service import Service
 from bot.store import DeliveryStatus
+from standins import bluesky as bluesky_standin
 from standins import graph as graph_standin
+from standins import mastodon as mastodon_standin
 from standins import telegram as telegram_standin
+from standins import threads as threads_standin
 from standins import x as x_standin
 
 DEMO_TOKEN = "100000001:DEMO-token-for-the-local-stand-in"
@@ -39,6 +43,11 @@ DEMO_META_TOKEN = "demo-graph-api-page-token"
 DEMO_PUSH_TOKEN = "demo-cms-push-token"
 DEMO_PAGE_ID = "1000001"
 DEMO_IG_USER = "17841400000000001"
+DEMO_BLUESKY_HANDLE = "sampletimes.bsky.social"
+DEMO_BLUESKY_PASSWORD = "demo-appp-assw-ord0"
+DEMO_MASTODON_TOKEN = "demo-mastodon-app-token"
+DEMO_THREADS_TOKEN = "demo-threads-user-token"
+DEMO_THREADS_USER = "27000000000000001"
 # Fake X credentials: the X stand-in checks OAuth 1.0a signatures made with them.
 DEMO_X = {
     "DEMO_X_KEY": "demo-consumer-key",
@@ -51,6 +60,9 @@ DEMO_ENV = {
     "DEMO_TELEGRAM_TOKEN": DEMO_TOKEN,
     "DEMO_META_TOKEN": DEMO_META_TOKEN,
     "DEMO_PUSH_TOKEN": DEMO_PUSH_TOKEN,
+    "DEMO_BLUESKY_APP_PASSWORD": DEMO_BLUESKY_PASSWORD,
+    "DEMO_MASTODON_TOKEN": DEMO_MASTODON_TOKEN,
+    "DEMO_THREADS_TOKEN": DEMO_THREADS_TOKEN,
     **DEMO_X,
 }
 CHANNELS = {"en": "@sample_times_en", "ru": "@sample_times_ru", "az": "@sample_times_az"}
@@ -65,9 +77,14 @@ def demo_config(
     poll_every: float,
     http_port: int,
     cards_dir: str,
+    bluesky_url: str | None = None,
+    mastodon_url: str | None = None,
+    threads_url: str | None = None,
 ) -> dict[str, Any]:
-    """The embedded default configuration (the same shape as config/newsbot.example.yaml)."""
-    return {
+    """The embedded default configuration (the same shape as config/newsbot.example.yaml).
+    Bluesky, Mastodon and Threads targets are there when their stand-in's URL is given."""
+    new_urls = {"bluesky": bluesky_url, "mastodon": mastodon_url, "threads": threads_url}
+    config = {
         "outlet": {"name": "Sample Times", "url": site_url},
         "database": db_url,
         "sources": [
@@ -121,6 +138,30 @@ def demo_config(
                 "poll_interval": 0.2,
                 "languages": ["en"],
             },
+            {
+                # Bluesky and Mastodon posts carry their language: every edition goes there.
+                "name": "bluesky",
+                "platform": "bluesky",
+                "api_base": bluesky_url,
+                "identifier": DEMO_BLUESKY_HANDLE,
+                "app_password": {"env": "DEMO_BLUESKY_APP_PASSWORD"},
+            },
+            {
+                "name": "mastodon",
+                "platform": "mastodon",
+                "api_base": mastodon_url,
+                "access_token": {"env": "DEMO_MASTODON_TOKEN"},
+                "media_poll_interval": 0.2,
+            },
+            {
+                "name": "threads",
+                "platform": "threads",
+                "api_base": threads_url,
+                "user_id": DEMO_THREADS_USER,
+                "access_token": {"env": "DEMO_THREADS_TOKEN"},
+                "poll_interval": 0.2,
+                "languages": ["en"],
+            },
         ],
         "dispatch": {"interval": 1},
         "http": {
@@ -130,6 +171,8 @@ def demo_config(
             "push_token": {"env": "DEMO_PUSH_TOKEN"},
         },
     }
+    config["targets"] = [t for t in config["targets"] if new_urls.get(t["name"], "") is not None]
+    return config
 
 
 @dataclass(frozen=True)
@@ -193,14 +236,62 @@ def instagram_post(item: dict[str, Any]) -> ShownPost:
     return ShownPost("", item["caption"], card, (), item.get("created"))
 
 
+def _epoch(iso: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def bluesky_post(post: dict[str, Any]) -> ShownPost:
+    record = post["record"]
+    raw = record["text"].encode("utf-8")
+    links = tuple(
+        # Facet offsets are UTF-8 byte offsets: the label is the bytes they span.
+        (raw[f["index"]["byteStart"] : f["index"]["byteEnd"]].decode("utf-8", "replace"), x["uri"])
+        for f in record.get("facets") or []
+        for x in f["features"]
+        if x.get("$type") == "app.bsky.richtext.facet#link"
+    )
+    external = (record.get("embed") or {}).get("external") or {}
+    note = ""
+    if external:
+        note = "[link card with thumbnail]" if external.get("thumb") else "[link card]"
+    where = f"langs={','.join(record.get('langs') or [])}"
+    return ShownPost(where, record["text"], note, links, _epoch(record.get("createdAt")))
+
+
+def mastodon_post(status: dict[str, Any]) -> ShownPost:
+    # Mastodon links each URL in the text and builds the link card from it.
+    links = tuple(("link card", url) for url in mastodon_standin._URL.findall(status["text"]))
+    note = f"[{len(status['media_ids'])} image]" if status["media_ids"] else ""
+    where = f"lang={status.get('language') or '-'}"
+    return ShownPost(where, status["text"], note, links, _epoch(status.get("created_at")))
+
+
+def threads_post(post: dict[str, Any]) -> ShownPost:
+    link = post.get("link_attachment")
+    links = (("link attachment", link),) if link else ()
+    note = "[image]" if post.get("media_type") == "IMAGE" else ""
+    return ShownPost("", post["text"], note, links)
+
+
 def platform_views(
-    telegram: telegram_standin.State, x: x_standin.State, graph: graph_standin.State
+    telegram: telegram_standin.State,
+    x: x_standin.State,
+    graph: graph_standin.State,
+    bluesky: bluesky_standin.State,
+    mastodon: mastodon_standin.State,
+    threads: threads_standin.State,
 ) -> list[PlatformView]:
     return [
         PlatformView("Telegram", lambda: telegram.messages, telegram_post),
         PlatformView("X", lambda: x.posts, x_post),
         PlatformView("Facebook", lambda: list(graph.posts.values()), facebook_post),
         PlatformView("Instagram", lambda: list(graph.media.values()), instagram_post),
+        PlatformView("Bluesky", lambda: bluesky.posts, bluesky_post),
+        PlatformView("Mastodon", lambda: list(mastodon.statuses.values()), mastodon_post),
+        PlatformView("Threads", lambda: list(threads.posts.values()), threads_post),
     ]
 
 
@@ -300,6 +391,18 @@ async def run_demo(
     graph_state.tokens.add(DEMO_META_TOKEN)
     graph_server = LoopbackServer(graph_standin.create_app(graph_state))
     await graph_server.start()
+    bluesky_state = bluesky_standin.State()
+    bluesky_state.add_account(DEMO_BLUESKY_HANDLE, DEMO_BLUESKY_PASSWORD)
+    mastodon_state = mastodon_standin.State(tokens={DEMO_MASTODON_TOKEN})
+    threads_state = threads_standin.State(tokens={DEMO_THREADS_TOKEN}, user_id=DEMO_THREADS_USER)
+    new_servers = [
+        LoopbackServer(bluesky_standin.create_app(bluesky_state)),
+        LoopbackServer(mastodon_standin.create_app(mastodon_state)),
+        LoopbackServer(threads_standin.create_app(threads_state)),
+    ]
+    for server in new_servers:
+        await server.start()
+    bluesky_server, mastodon_server, threads_server = new_servers
     await site_server.start()
     await tg_server.start()
     site.base_url = site_server.url
@@ -312,6 +415,9 @@ async def run_demo(
         poll_every=30,
         http_port=_free_port(),
         cards_dir=str(Path(tmp.name) / "cards"),
+        bluesky_url=bluesky_server.url,
+        mastodon_url=mastodon_server.url,
+        threads_url=threads_server.url,
     )
     desk = DemoDesk()
     environ = dict(DEMO_ENV)
@@ -320,13 +426,21 @@ async def run_demo(
     service = Service(config)
     stop = asyncio.Event()
     bot_task = asyncio.create_task(service.run(stop))
-    printer = PostPrinter(out, platform_views(tg_state, x_state, graph_state))
+    printer = PostPrinter(
+        out,
+        platform_views(
+            tg_state, x_state, graph_state, bluesky_state, mastodon_state, threads_state
+        ),
+    )
     total = len(site.queue)
     backlog = len(site.published)
     out.write(
         f"newsbot demo\n  sample site:     {site_server.url}/\n"
         f"  Telegram stand-in: {tg_server.url}\n  X stand-in:      {x_server.url}\n"
         f"  Graph API stand-in (Facebook, Instagram): {graph_server.url}\n"
+        f"  Bluesky PDS stand-in: {bluesky_server.url}\n"
+        f"  Mastodon stand-in: {mastodon_server.url}\n"
+        f"  Threads stand-in: {threads_server.url}\n"
         f"  state database:  {db_path}\n"
         f"The site already lists {len(site.published)} articles: the first poll records them "
         "without posting.\nA new article is published every "
@@ -377,6 +491,8 @@ async def run_demo(
         await tg_server.stop()
         await x_server.stop()
         await graph_server.stop()
+        for server in new_servers:
+            await server.stop()
         tmp.cleanup()
     out.write(printer.summary())
     posts = ", ".join(f"{v.name} {printer.seen[v.name]}" for v in printer.views)
