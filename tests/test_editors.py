@@ -261,13 +261,34 @@ async def test_a_restart_does_not_send_the_same_preview_again(world: World) -> N
     def previews() -> list[dict[str, Any]]:
         return [m for m in editor_messages(world) if "Approval needed" in m.get("text", "")]
 
-    await run_for_a_while(1.5)  # first run: the backlog is recorded
+    # First run: until every source's backlog is recorded (not a fixed time: a busy machine
+    # may take longer to start, and r3 must arrive after the backlog, as a new article).
+    service = Service(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        deadline = time.monotonic() + 30
+        names = [source.name for source in config.sources]
+
+        async def recorded() -> bool:
+            try:
+                states = [await service.store.source_state(n) for n in names]
+            except Exception:  # the database is not made yet
+                return False
+            return all(state.initialized for state in states)
+
+        while not await recorded():
+            assert time.monotonic() < deadline, "the first poll did not record the backlog"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
     await world.site.publish(make_sample("r3", "For review: harbour contract"))
     service = Service(config)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
-        await wait_for(lambda: len(previews()) == 1, 10)
+        await wait_for(lambda: len(previews()) == 1, 30)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
