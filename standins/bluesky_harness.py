@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from starlette.types import ASGIApp
+
 from standins import bluesky as bs
 from standins.contract import MAX_TIMEOUT, Fault, Harness, Published
-from standins.server import LoopbackServer
 
 HANDLE = "contract.bsky.social"
 APP_PASSWORD = "cont-ract-test-pass"
@@ -18,13 +19,9 @@ class BlueskyHarness(Harness):
     def __init__(self) -> None:
         self.state = bs.State()
         self.state.add_account(HANDLE, APP_PASSWORD)
-        self.server = LoopbackServer(bs.create_app(self.state))
 
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
+    def app(self) -> ASGIApp:
+        return bs.create_app(self.state)
 
     def target(self) -> dict[str, Any]:
         return {

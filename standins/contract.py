@@ -11,7 +11,8 @@ imports the right harness class as `HARNESS`.
 
 A harness, in order of use:
 
-- `await start()`: run the stand-in on 127.0.0.1 (standins.server.LoopbackServer, port 0),
+- `app()`: the stand-in's ASGI app; the base's `start()` serves it on 127.0.0.1
+  (standins.server.LoopbackServer, port 0),
   accepting the credentials in `env()`. Anything else the platform needs (a chat, a page, a
   server for generated images) is set up here too.
 - `target()`: the target's raw config dict, exactly as it would appear in config/*.yaml:
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar, Self
+
+from starlette.types import ASGIApp
 
 from standins.server import LoopbackServer
 
@@ -78,13 +81,22 @@ class Harness(ABC):
     #: The platform name, as in `adapters.available_platforms()`.
     platform: ClassVar[str]
 
-    @abstractmethod
-    async def start(self) -> None:
-        """Run the stand-in on 127.0.0.1."""
+    #: The server running app() on 127.0.0.1, once started.
+    server: LoopbackServer | None = None
 
     @abstractmethod
+    def app(self) -> ASGIApp:
+        """The stand-in's ASGI application (its state kept on the harness)."""
+
+    async def start(self) -> None:
+        """Run the stand-in on 127.0.0.1 (a harness with more servers extends this)."""
+        self.server = LoopbackServer(self.app())
+        await self.server.start()
+
     async def stop(self) -> None:
         """Stop whatever start() started. Safe to call twice, and after arm(REFUSED)."""
+        if self.server is not None:
+            await self.server.stop()
 
     @abstractmethod
     def target(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from standins.contract import Fault, Harness, Published, close_port
 from standins.server import LoopbackServer
@@ -399,15 +400,9 @@ class _GraphHarness(Harness):
 
     def __init__(self) -> None:
         self.state = State(tokens={_CONTRACT_TOKEN}, in_progress_polls=1)
-        self.server: LoopbackServer | None = None
 
-    async def start(self) -> None:
-        self.server = LoopbackServer(create_app(self.state))
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
+    def app(self) -> ASGIApp:
+        return create_app(self.state)
 
     def env(self) -> dict[str, str]:
         return {"GRAPH_TOKEN": _CONTRACT_TOKEN}

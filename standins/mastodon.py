@@ -34,9 +34,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from standins.contract import MAX_TIMEOUT, Fault, Harness, Published
-from standins.server import LoopbackServer
 
 IDEMPOTENCY_TTL = 3600.0
 VISIBILITIES = {"public", "unlisted", "private", "direct"}
@@ -360,13 +360,9 @@ class MastodonHarness(Harness):
 
     def __init__(self) -> None:
         self.state = State(tokens={CONTRACT_TOKEN})
-        self.server = LoopbackServer(create_app(self.state))
 
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
+    def app(self) -> ASGIApp:
+        return create_app(self.state)
 
     def target(self) -> dict[str, Any]:
         return {

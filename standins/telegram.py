@@ -23,10 +23,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from standins.contract import Fault as ContractFault
 from standins.contract import Harness, Published, close_port
-from standins.server import LoopbackServer
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -660,15 +660,9 @@ class TelegramHarness(Harness):
     def __init__(self) -> None:
         self.state = State(valid_tokens={_CONTRACT_TOKEN})
         self.state.add_channel(self.CHANNEL)
-        self.server: LoopbackServer | None = None
 
-    async def start(self) -> None:
-        self.server = LoopbackServer(create_app(self.state))
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
+    def app(self) -> ASGIApp:
+        return create_app(self.state)
 
     def target(self) -> dict[str, Any]:
         assert self.server is not None, "start() first"

@@ -30,10 +30,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from standins.contract import MAX_TIMEOUT, Fault, Harness, Published
 from standins.graph import GraphFault, graph_error
-from standins.server import LoopbackServer
 
 TEXT_LIMIT = 500
 LINK_LIMIT = 5
@@ -235,13 +235,9 @@ class ThreadsHarness(Harness):
 
     def __init__(self) -> None:
         self.state = State(tokens={CONTRACT_TOKEN})
-        self.server = LoopbackServer(create_app(self.state))
 
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
+    def app(self) -> ASGIApp:
+        return create_app(self.state)
 
     def target(self) -> dict[str, Any]:
         return {

@@ -38,11 +38,10 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from twitter_text import parse_tweet
 
 from standins.contract import Fault, Harness, Published, close_port
-from standins.server import LoopbackServer
 
 DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
 TOO_LONG = (
@@ -631,15 +630,9 @@ class XHarness(Harness):
         self.state = State()
         e = _CONTRACT_ENV
         self.state.allow(Credentials(e["X_KEY"], e["X_SECRET"], e["X_TOKEN"], e["X_TOKEN_SECRET"]))
-        self.server: LoopbackServer | None = None
 
-    async def start(self) -> None:
-        self.server = LoopbackServer(create_app(self.state))
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
+    def app(self) -> ASGIApp:
+        return create_app(self.state)
 
     def target(self) -> dict[str, Any]:
         assert self.server is not None, "start() first"
