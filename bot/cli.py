@@ -435,11 +435,28 @@ def cmd_desk(args: argparse.Namespace) -> int:
     """`newsbot retry|skip|sent|schedule|history`: the editors' desk operations (the same
     code as the editors' chat), for newsrooms without an editors' chat."""
     import getpass
+    import time
 
-    from bot.desk import Desk, Editor
+    from bot.desk import Desk, Editor, parse_id, parse_when
     from bot.store import Store
 
+    delivery_id = None
+    if args.command != "history":
+        delivery_id = parse_id(args.id)
+        if delivery_id is None:
+            raise CLIError(
+                f"{args.id[:40]!r} is not a delivery number (see `newsbot status`)", Exit.USAGE
+            )
+    if args.command == "history" and args.limit < 1:
+        raise CLIError("--limit must be 1 or more", Exit.USAGE)
     config = _load(args, resolve_secrets=False)
+    at = None
+    if args.command == "schedule":
+        at = parse_when(" ".join(args.when), config.timezone, time.time())
+        if isinstance(at, str):
+            raise CLIError(at.replace("/schedule", "newsbot schedule"), Exit.USAGE)
+    if args.command == "sent" and args.link and not args.link.startswith(("http://", "https://")):
+        raise CLIError("the link must start with https://", Exit.USAGE)
     url = config.file.database
     path = _sqlite_file(url)
     if path is not None and not path.exists():
@@ -464,21 +481,23 @@ def cmd_desk(args: argparse.Namespace) -> int:
                 lambda: None,
                 tz=config.timezone,
             )
-            if args.command == "history":
-                reply = await desk.history(args.limit)
+            if delivery_id is None:
+                reply = await desk.history(args.limit, args.page)
             elif args.command == "retry":
-                reply = await desk.retry(editor, args.id)
+                reply = await desk.retry(editor, delivery_id)
             elif args.command == "skip":
-                reply = await desk.skip(editor, args.id)
+                reply = await desk.skip(editor, delivery_id)
             elif args.command == "sent":
-                reply = await desk.mark_sent(editor, args.id, args.link)
+                reply = await desk.mark_sent(editor, delivery_id, args.link)
             else:
-                reply = await desk.command(editor, f"/schedule {args.id} {' '.join(args.when)}")
-                assert reply is not None
+                assert isinstance(at, float)
+                reply = await desk.schedule(editor, delivery_id, at)
         finally:
             await store.close()
+        if not reply.ok:  # refused: one line on stderr, exit 1 (nothing changed)
+            raise CLIError(reply.text.replace("\n", " "), Exit.PROBLEMS)
         print(reply.text)
-        return 0 if reply.ok else int(Exit.RUNTIME)
+        return 0
 
     return asyncio.run(main())
 
@@ -555,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("schedule", "post a waiting delivery at a time in the newsroom's zone"),
     ):
         desk_cmd = command(name, cmd_desk, summary, f"The editors' /{name}, recorded as yours.")
-        desk_cmd.add_argument("id", type=int, help="the delivery number (see `newsbot status`)")
+        desk_cmd.add_argument("id", help="the delivery number (see `newsbot status`)")
         if name == "sent":
             desk_cmd.add_argument("link", nargs="?", help="the published post's link")
         if name == "schedule":
@@ -563,7 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     history = command(
         "history", cmd_desk, "the editors' last decisions", "Who decided what, and when."
     )
-    history.add_argument("--limit", type=int, default=20, metavar="N", help="decisions (20)")
+    history.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="decisions a page (20, at most 100)"
+    )
+    history.add_argument(
+        "--page", type=int, default=1, metavar="P", help="page 2: the N decisions before (1)"
+    )
 
     demo = command(
         "demo",

@@ -21,7 +21,7 @@ from bot.logs import escape_log
 from bot.models import PostLength, RenderedPost
 from bot.render import RenderProblem, guard
 from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store
-from bot.store.events import PREVIEW_SHOWN, PREVIEWED
+from bot.store.events import DECISION, PREVIEW_SHOWN, PREVIEWED
 
 log = logging.getLogger("newsbot.desk")
 
@@ -38,10 +38,12 @@ HELP = (
     "/sent ID [link]: an uncertain delivery did go out: mark it posted\n"
     "/post URL: post an article now (also one skipped or recorded on the first run)\n"
     "/preview URL: show how each target would post it\n"
-    "/history [N]: the last N decisions\n"
+    "/history [N] [PAGE]: the last N decisions (at most 100 a page; page 2: the N before)\n"
     "/find WORDS: deliveries whose post contains the words"
 )
 
+# Decisions a /history page shows at most (a longer list is paged: /history 100 2).
+HISTORY_MAX = 100
 # The id column is a 32-bit INTEGER on PostgreSQL: a larger "id" names no delivery.
 MAX_ID = 2**31 - 1
 DELAY = 3600.0
@@ -70,6 +72,8 @@ class Reply:
 
 
 Who = Editor | int | None
+# A desk operation's move on a loaded delivery, given the decision line to record with it.
+Act = Callable[[Delivery, str], Awaitable[str]]
 
 
 def refusal(exc: IllegalTransition) -> Reply:
@@ -136,10 +140,12 @@ class Desk:
         self.measure = measure or {}
 
     def when(self, ts: float | None) -> str:
-        """A time as editors read it: in the newsroom's zone, with the zone's name."""
+        """A time as editors read it: in the newsroom's zone, with the zone's name
+        ("2026-01-05 14:30 Asia/Baku"; a bare "+04" would leave them guessing)."""
         if ts is None:
             return "-"
-        return datetime.fromtimestamp(ts, self.tz).strftime("%Y-%m-%d %H:%M %Z")
+        zone = getattr(self.tz, "key", None) or datetime.fromtimestamp(ts, self.tz).tzname()
+        return f"{datetime.fromtimestamp(ts, self.tz):%Y-%m-%d %H:%M} {zone}"
 
     def allowed(self, who: Who) -> bool:
         """Chat users must be listed in allowed_user_ids; an Editor with a text id comes from
@@ -170,6 +176,8 @@ class Desk:
 
     async def who_decided(self, delivery_id: int) -> str | None:
         """The latest decision on a delivery, as one line: what, who, when."""
+        if not 0 < delivery_id <= MAX_ID:
+            return None
         found = await self.store.decisions(1, delivery_id)
         if not found:
             return None
@@ -319,73 +327,86 @@ class Desk:
         return answer if isinstance(answer, Reply) else Reply(answer)
 
     async def _history(self, _: Editor, arg: str) -> Reply:
-        return await self.history(
-            int(arg) if arg.isascii() and arg.isdigit() and len(arg) < 4 else 10
-        )
+        words = arg.split()
+        numbers = [int(w) if w.isascii() and w.isdigit() and len(w) < 10 else 0 for w in words]
+        if len(numbers) > 2 or any(n < 1 for n in numbers):
+            return Reply("Give how many and which page, e.g. /history 20 2", ok=False)
+        return await self.history(*numbers) if numbers else await self.history()
 
     async def _find(self, _: Editor, arg: str) -> Reply:
         return await self.find(arg.split())
 
     # The operations (one implementation for the chat, the web desk and the CLI) ----------
 
-    async def _settle(
-        self, editor: Editor, delivery_id: int, what: str, act: Callable[[Delivery], Awaitable[str]]
-    ) -> Reply:
-        """Load, act, record who did what; a refused move names the current state and, if
-        another editor decided, who and when."""
+    async def _settle(self, editor: Editor, delivery_id: int, what: str, act: Act) -> Reply:
+        """Load, act, and record who did what in the same transaction as the move; a refused
+        move names the current state and the decision that put it there (who and when)."""
         found = await self._load(delivery_id)
         if isinstance(found, Reply):
             return found
         try:
-            done = await act(found)
+            done = await act(found, f"{editor}: {what} #{delivery_id}")
         except IllegalTransition as exc:
             reply = refusal(exc)
             earlier = await self.who_decided(delivery_id)
             if earlier:
                 reply = Reply(f"{reply.text} Last decision: {earlier}.", ok=False)
             return reply
-        await self._record(editor, f"{what} #{delivery_id}", found)
         return Reply(f"#{delivery_id} {found.target}: {done}, decided by {editor}.")
 
-    async def post_now(self, who: Who, delivery_id: int) -> Reply:
-        """Approve a waiting post, or bring a delayed/scheduled one forward: due now, first."""
+    async def post_now(self, who: Who, delivery_id: int, *, awaiting_only: bool = False) -> Reply:
+        """Approve a waiting post, or bring a delayed/scheduled one forward: due now, first.
+        `awaiting_only`: only as the answer to its approval (a preview's button)."""
 
-        async def act(d: Delivery) -> str:
-            if d.status == DeliveryStatus.AWAITING:
-                await self.store.approve(d.id, f"approved by {self.editor(who)}", priority=1)
+        async def act(d: Delivery, decision: str) -> str:
+            if awaiting_only or d.status == DeliveryStatus.AWAITING:
+                await self.store.approve(
+                    d.id, f"approved by {self.editor(who)}", priority=1, decision=decision
+                )
             else:
-                await self.store.post_now(d.id)
+                await self.store.post_now(d.id, decision)
             self.wake()
             return "posting now"
 
         return await self._guarded(who, delivery_id, "post now", act)
 
-    async def delay(self, who: Who, delivery_id: int, seconds: float = DELAY) -> Reply:
-        return await self.schedule(who, delivery_id, time.time() + seconds, "delayed 1h")
+    async def delay(
+        self, who: Who, delivery_id: int, seconds: float = DELAY, *, awaiting_only: bool = False
+    ) -> Reply:
+        return await self.schedule(
+            who, delivery_id, time.time() + seconds, "delayed 1h", awaiting_only=awaiting_only
+        )
 
     async def schedule(
-        self, who: Who, delivery_id: int, at: float, what: str | None = None
+        self,
+        who: Who,
+        delivery_id: int,
+        at: float,
+        what: str | None = None,
+        *,
+        awaiting_only: bool = False,
     ) -> Reply:
         """Post at `at` (a waiting post is approved for then; a queued one moves)."""
         label = what or f"scheduled for {self.when(at)}"
 
-        async def act(d: Delivery) -> str:
-            if d.status == DeliveryStatus.AWAITING:
-                await self.store.approve(d.id, f"{label} by {self.editor(who)}", not_before=at)
+        async def act(d: Delivery, decision: str) -> str:
+            if awaiting_only or d.status == DeliveryStatus.AWAITING:
+                note = f"{label} by {self.editor(who)}"
+                await self.store.approve(d.id, note, not_before=at, decision=decision)
             else:
-                await self.store.reschedule(d.id, at)
+                await self.store.reschedule(d.id, at, decision)
             self.wake()
             return f"{label} (posts at {self.when(at)})" if what else label
 
         return await self._guarded(who, delivery_id, label, act)
 
-    async def skip(self, who: Who, delivery_id: int) -> Reply:
-        async def act(d: Delivery) -> str:
+    async def skip(self, who: Who, delivery_id: int, *, awaiting_only: bool = False) -> Reply:
+        async def act(d: Delivery, decision: str) -> str:
             note = f"skipped by {self.editor(who)}"
-            if d.status == DeliveryStatus.AWAITING:
-                await self.store.decline(d.id, note)
+            if awaiting_only or d.status == DeliveryStatus.AWAITING:
+                await self.store.decline(d.id, note, decision)
             else:
-                await self.store.skip(d.id, note)
+                await self.store.skip(d.id, note, decision)
             return "skipped"
 
         return await self._guarded(who, delivery_id, "skip", act)
@@ -393,8 +414,8 @@ class Desk:
     async def retry(self, who: Who, delivery_id: int) -> Reply:
         """Send a failed or uncertain delivery again (never a skipped one: /post URL)."""
 
-        async def act(d: Delivery) -> str:
-            await self.store.requeue(d.id, f"retried by {self.editor(who)}")
+        async def act(d: Delivery, decision: str) -> str:
+            await self.store.requeue(d.id, f"retried by {self.editor(who)}", decision)
             self.wake()
             return "queued again"
 
@@ -406,30 +427,42 @@ class Desk:
     async def mark_sent(self, who: Who, delivery_id: int, link: str | None = None) -> Reply:
         """An uncertain delivery did go out (an editor checked the channel)."""
 
-        async def act(d: Delivery) -> str:
-            await self.store.editor_marks_sent(d.id, link, f"marked sent by {self.editor(who)}")
+        async def act(d: Delivery, decision: str) -> str:
+            note = f"marked sent by {self.editor(who)}"
+            await self.store.editor_marks_sent(d.id, link, note, decision)
             return "marked sent" + (f" ({link})" if link else "")
 
         return await self._guarded(who, delivery_id, "mark sent", act)
 
-    async def _guarded(
-        self, who: Who, delivery_id: int, what: str, act: Callable[[Delivery], Awaitable[str]]
-    ) -> Reply:
+    async def _guarded(self, who: Who, delivery_id: int, what: str, act: Act) -> Reply:
         if not self.allowed(who):
             log.warning("refused %s from user %s", what, escape_log(self.editor(who).id, 100))
             return Reply("You are not allowed to do that.", ok=False)
         return await self._settle(self.editor(who), delivery_id, what, act)
 
-    async def history(self, limit: int = 10) -> Reply:
-        rows = await self.store.decisions(max(1, min(limit, 100)))
+    async def history(self, limit: int = 10, page: int = 1) -> Reply:
+        """The last `limit` decisions (at most HISTORY_MAX a page), newest first; `page` 2
+        is the `limit` before those, and so on."""
+        size = max(1, min(limit, HISTORY_MAX))
+        page = max(1, min(page, MAX_ID // HISTORY_MAX))
+        rows = await self.store.decisions(size, offset=(page - 1) * size)
+        note = (
+            f"(at most {HISTORY_MAX} a page: /history {HISTORY_MAX} 2 shows the ones before)"
+            if limit > HISTORY_MAX
+            else ""
+        )
         if not rows:
-            return Reply("No decisions yet.")
+            return Reply("No decisions yet." if page == 1 else f"No decisions on page {page}.")
         lines = [
             f"{self.when(e['at'])} "
             + (f"#{e['delivery_id']} " if e["delivery_id"] else "")
             + (e["message"] if e["kind"] == "decision" else f"approval timeout: {e['message']}")
             for e in rows
         ]
+        if len(rows) == size:
+            lines.append(f"(older: /history {size} {page + 1})")
+        if note:
+            lines.insert(0, note)
         return Reply("\n".join(lines))
 
     async def find(self, words: Sequence[str]) -> Reply:
@@ -465,11 +498,28 @@ class Desk:
         return found
 
     async def decide(self, who: Who, delivery_id: int, action: str) -> Reply:
-        """An editor's answer to an approval preview: post, skip, or delay1h."""
+        """An editor's answer to an approval preview: post, skip, or delay1h. The preview asks
+        once: the first answer wins (two editors pressing at once, a stale button, a press
+        after the timeout) and any later press is told what was decided, by whom and when.
+        A decided post can still be changed with /postnow, /schedule or /skip."""
         operation = {"post": self.post_now, "skip": self.skip, "delay1h": self.delay}.get(action)
         if operation is None:
             return Reply(f"Unknown action {escape_log(action, 40)!r}", ok=False)
-        return await operation(who, delivery_id)
+        reply = await operation(who, delivery_id, awaiting_only=True)
+        if reply.ok or not self.allowed(who):
+            return reply
+        earlier = await self.who_decided(delivery_id)
+        if earlier is None:
+            return reply
+        found = await self.store.delivery(delivery_id)
+        status = found.status if found is not None else None
+        change = (
+            f" Change it with /postnow {delivery_id}, /schedule {delivery_id} HH:MM or"
+            f" /skip {delivery_id}."
+            if status == DeliveryStatus.PENDING
+            else ""
+        )
+        return Reply(f"#{delivery_id} was already decided: {earlier}.{change}", ok=False)
 
     async def edit_text(self, who: Who, delivery_id: int, text: str) -> Reply:
         """Replace an awaiting post's text; it must still carry the article link and fit
@@ -505,65 +555,93 @@ class Desk:
 
     # The preview as the record -------------------------------------------------------------
 
-    def record_line(self, delivery: Delivery, decision: dict[str, object] | None) -> str:
-        """What happened to a previewed post, who decided and when, and where it went
-        (plain text; a console formats it)."""
+    def record_line(
+        self, delivery: Delivery, decision: dict[str, object] | None, now: float | None = None
+    ) -> str:
+        """What happened to a previewed post, as lines of plain text (a console formats them):
+        the outcome ("Posted", "Skipped", "Scheduled for 2026-01-05 14:30 Asia/Baku",
+        "Timed out: skipped by rule"), who decided and when, and once sent the published link.
+        The first line replaces the preview's "Approval needed"."""
+        now = time.time() if now is None else now
         status = delivery.status
+        timed_out = decision is not None and decision["kind"] != DECISION
+        lines: list[str] = []
         if status == DeliveryStatus.SENT:
-            state = f"POSTED {self.when(delivery.sent_at)}" + (
-                f": {delivery.remote_url}" if delivery.remote_url else ""
-            )
+            head = "Posted"
+            lines.append(f"Published {self.when(delivery.sent_at)}: {delivery.remote_url or '-'}")
         elif status == DeliveryStatus.PENDING:
-            state = f"QUEUED, posts at {self.when(delivery.next_attempt_at)} or soon after"
+            due = delivery.next_attempt_at or now
+            head = f"Scheduled for {self.when(due)}" if due > now + 60 else "Approved: being posted"
         elif status == DeliveryStatus.SENDING:
-            state = "BEING POSTED"
+            head = "Approved: being posted"
         elif status == DeliveryStatus.UNCERTAIN:
-            state = (
-                f"UNCERTAIN: check {delivery.target}, then /sent {delivery.id} [link] or"
-                f" /retry {delivery.id}"
+            head = "Uncertain whether it went out"
+            lines.append(
+                f"Check {delivery.target}, then /sent {delivery.id} [link] or /retry {delivery.id}"
             )
+        elif status == DeliveryStatus.FAILED:
+            head = "Failed"
+            if delivery.last_error:
+                lines.append(delivery.last_error)
+            lines.append(f"/retry {delivery.id} sends it again")
         else:
-            state = str(status).upper() + (
-                f": {delivery.last_error}"
-                if status == DeliveryStatus.FAILED and delivery.last_error
-                else ""
-            )
-        if decision is None:
-            return state
-        at = decision["at"]
-        who = (
-            f"no editor answered: {decision['message']}"
-            if decision["kind"] != "decision"
-            else str(decision["message"])
-        )
-        return f"{state}\n{who} at {self.when(at if isinstance(at, float) else None)}"
+            head = str(status).capitalize()
+        if timed_out and status == DeliveryStatus.SKIPPED:
+            head = "Timed out: skipped by rule"
+        elif timed_out:
+            head = f"{head} (timed out: posted by rule)"
+        if decision is not None:
+            at = decision["at"]
+            when = self.when(at if isinstance(at, float) else None)
+            message = str(decision["message"])
+            if timed_out:
+                lines.insert(0, f"{message.capitalize()}, {when}")
+            else:
+                who, _, what = message.rpartition(": ")
+                what = what.removesuffix(f" #{delivery.id}")
+                lines.insert(0, f"{what.capitalize()}: decided by {who or message}, {when}")
+        return "\n".join([head, *lines])
 
     async def preview_records(self, since: float) -> list[tuple[Delivery, str, str, bool]]:
         """Previews shown since `since` whose message no longer says what happened:
-        (delivery, where the preview is, the record line, whether nobody decided in time).
-        A console replaces the preview's buttons with the line, then calls
-        `record_shown` so each change is shown once (across restarts and leaders)."""
-        shown: dict[int, str] = {}
+        (delivery, where the preview is, the record lines, whether nobody decided in time:
+        announce it once). A console replaces the preview's buttons with the record, then
+        calls `record_shown` so each change is shown once (across restarts and leaders)."""
+        shown: dict[tuple[int, str], str] = {}
         for event in await self.store.preview_events(PREVIEW_SHOWN, since):
-            shown[int(event["delivery_id"])] = str(event["message"])
+            key, _, where = str(event["message"]).partition(" @ ")
+            shown[int(event["delivery_id"]), where] = key
+        announced = {delivery_id for delivery_id, _ in shown}
         due = []
         for event in await self.store.preview_events(PREVIEWED, since):
             delivery = await self.store.delivery(int(event["delivery_id"]))
             if delivery is None or delivery.status == DeliveryStatus.AWAITING:
                 continue
-            key = f"{delivery.status}|{delivery.remote_url or ''}|{delivery.next_attempt_at}"
-            if shown.get(delivery.id) == key:
+            where = str(event["message"])
+            if shown.get((delivery.id, where)) == self._record_key(delivery):
                 continue
             decisions = await self.store.decisions(1, delivery.id)
             decision = decisions[0] if decisions else None
             timed_out = (
-                decision is not None and decision["kind"] != "decision" and delivery.id not in shown
+                decision is not None
+                and decision["kind"] != DECISION
+                and delivery.id not in announced
             )
-            line = self.record_line(delivery, decision)
-            due.append((delivery, str(event["message"]), line, timed_out))
-            shown[delivery.id] = key
+            announced.add(delivery.id)
+            due.append((delivery, where, self.record_line(delivery, decision), timed_out))
+            shown[delivery.id, where] = self._record_key(delivery)
         return due
 
-    async def record_shown(self, delivery: Delivery) -> None:
-        key = f"{delivery.status}|{delivery.remote_url or ''}|{delivery.next_attempt_at}"
-        await self.store.record_event("info", PREVIEW_SHOWN, key, delivery.target, delivery.id)
+    @staticmethod
+    def _record_key(delivery: Delivery) -> str:
+        return f"{delivery.status}|{delivery.remote_url or ''}|{delivery.next_attempt_at}"
+
+    async def record_shown(self, delivery: Delivery, where: str = "") -> None:
+        """The preview at `where` (as given by preview_records) now shows its record."""
+        await self.store.record_event(
+            "info",
+            PREVIEW_SHOWN,
+            f"{self._record_key(delivery)} @ {where}",
+            delivery.target,
+            delivery.id,
+        )

@@ -42,6 +42,7 @@ from bot.outcomes import (
 from bot.rules import Rule
 from bot.secrets import redact
 from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store, abandoned_report
+from bot.store.events import APPROVAL_TIMEOUT
 from bot.timing import SEND, Decision, Timing, decide, local_midnight
 
 if TYPE_CHECKING:
@@ -286,18 +287,17 @@ class Dispatcher:
                 continue
             default = rule.approval_default if rule else "skip"
             note = f"no editor answered within {timeout:g}s: {default} by rule"
-            try:
+            try:  # recorded with the move: a late button press is told who decided
                 if default == "post":
-                    await self.store.approve(delivery.id, note)
+                    await self.store.approve(
+                        delivery.id, note, decision=note, kind=APPROVAL_TIMEOUT
+                    )
                 else:
-                    await self.store.decline(delivery.id, note)
+                    await self.store.decline(delivery.id, note, note, APPROVAL_TIMEOUT)
             except IllegalTransition:  # an editor answered meanwhile
                 continue
             if default != "post":
                 self.metrics.delivery(delivery.target, "skipped")
-            await self.store.record_event(
-                "info", "approval-timeout", note, delivery.target, delivery.id
-            )
 
     async def _drain(self, target: str, report: DispatchReport) -> None:
         adapter = self.adapters[target]

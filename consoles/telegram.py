@@ -56,13 +56,18 @@ def keyboard(delivery_id: int) -> InlineKeyboardMarkup:
     )
 
 
-def preview_text(delivery: Delivery) -> str:
+def preview_text(delivery: Delivery, record: str | None = None) -> str:
+    """The approval preview; once decided (`record`: the desk's record lines), the record's
+    first line (the outcome) replaces "Approval needed" and the others follow it."""
     post = delivery.post
     body = post.text if post.markup == "html" else html.escape(post.text, quote=False)
     photo = f"\n[photo: {html.escape(post.image_url)}]" if post.image_url else ""
+    head, *details = (record or "Approval needed").split("\n")
+    detail = "".join(f"\n{html.escape(line, quote=False)}" for line in details)
     return (
-        f"<b>Approval needed</b> #{delivery.id} for <b>{html.escape(delivery.target)}</b> "
-        f"({html.escape(post.platform)}){photo}\n\n{body}"
+        f"<b>{html.escape(head, quote=False)}</b> #{delivery.id} for"
+        f" <b>{html.escape(delivery.target)}</b> ({html.escape(post.platform)}){detail}{photo}"
+        f"\n\n{body}"
     )[:4000]
 
 
@@ -136,18 +141,20 @@ class TelegramConsole(Console):
         return None
 
     async def reply(self, reply: Reply) -> None:
-        """A desk answer: HTML (previews) in blocks that fit a message, else plain text."""
-        if not reply.html:
-            await self.say(reply.text, disable_web_page_preview=True)
-            return
+        """A desk answer in messages that fit (a long /history is not cut off): HTML
+        (previews) split between blocks, plain text between lines."""
+        options: dict[str, Any] = {"disable_web_page_preview": True}
+        if reply.html:
+            options["parse_mode"] = "HTML"
+        separator = "\n\n" if reply.html else "\n"
         chunk = ""
-        for block in reply.text.split("\n\n"):
-            if chunk and len(chunk) + len(block) + 2 > 4000:
-                await self.say(chunk, parse_mode="HTML", disable_web_page_preview=True)
+        for block in reply.text.split(separator):
+            if chunk and len(chunk) + len(block) + len(separator) > 4000:
+                await self.say(chunk, **options)
                 chunk = ""
-            chunk = f"{chunk}\n\n{block}" if chunk else block
+            chunk = f"{chunk}{separator}{block}" if chunk else block
         if chunk:
-            await self.say(chunk[:4000], parse_mode="HTML", disable_web_page_preview=True)
+            await self.say(chunk[:4000], **options)
 
     async def send_previews(self) -> None:
         # The desk remembers which previews were shown (across restarts and leaders), and
@@ -165,25 +172,28 @@ class TelegramConsole(Console):
     async def update_records(self) -> None:
         """Each decided preview shows what happened, who decided, and the published link."""
         since = time.time() - RECORD_WINDOW
-        for delivery, where, line, timed_out in await self.desk.preview_records(since):
+        for delivery, where, record, timed_out in await self.desk.preview_records(since):
             place = re.search(r"telegram:(-?\d+):(\d+)$", where)
             if place is not None:
-                text = f"<b>{html.escape(line)}</b>\n\n{preview_text(delivery)}"
                 try:
+                    # An edit without reply_markup removes the inline keyboard (Telegram's
+                    # behaviour; see standins/telegram.py editMessageText): the buttons go.
                     await self.bot.edit_message_text(
-                        text[:4000],
+                        preview_text(delivery, record),
                         chat_id=int(place.group(1)),
                         message_id=int(place.group(2)),
-                        parse_mode="HTML",  # no reply_markup: the buttons go
+                        parse_mode="HTML",
                         disable_web_page_preview=True,
                     )
                 except TelegramError as exc:
                     log.warning(
-                        "editors' console: preview of #%s not updated: %s", delivery.id, exc
+                        "editors' console: preview of #%s not updated: %s",
+                        delivery.id,
+                        escape_log(exc, 200),
                     )
-            if timed_out:
-                await self.say(f"#{delivery.id} {delivery.target}: {line}")
-            await self.desk.record_shown(delivery)
+            if timed_out:  # nobody pressed a button: say so where the editors will see it
+                await self.say(f"#{delivery.id} {delivery.target}: {record}")
+            await self.desk.record_shown(delivery, where)
 
     async def alert(self, text: str) -> None:
         await self.say(f"⚠️ {text}")
@@ -215,11 +225,17 @@ class TelegramConsole(Console):
             if reply.ok:
                 delivery = await self.desk.awaiting_delivery(delivery_id)
                 if delivery is not None:
-                    await self.say(
+                    sent = await self.say(
                         preview_text(delivery),
                         parse_mode="HTML",
                         reply_markup=keyboard(delivery_id),
                     )
+                    if sent:  # this preview, too, becomes the record once decided
+                        await self.desk.mark_previewed(
+                            delivery.id,
+                            delivery.target,
+                            f"telegram:{sent.chat.id}:{sent.message_id}",
+                        )
             return
         reply = await self.desk.command(editor if editor else None, message.text)
         if reply is not None:
@@ -236,26 +252,41 @@ class TelegramConsole(Console):
                 escape_log(user_id, 40),
                 escape_log(query.data, 80),
             )
-            with contextlib.suppress(TelegramError):
-                await query.answer("Unknown button")
+            await self._answer(query, "Unknown button")
             return
         action = parsed.group(2)
         if not self.desk.allowed(editor):
             log.warning("refused button %s from user %s", action, escape_log(user_id, 40))
-            await query.answer("You are not allowed to decide on posts.", show_alert=True)
+            await self._answer(query, "You are not allowed to decide on posts.", alert=True)
             return
         if action == "edit":
+            if await self.desk.awaiting_delivery(delivery_id) is None:
+                earlier = await self.desk.who_decided(delivery_id)
+                text = f"#{delivery_id} was already decided" + (f": {earlier}." if earlier else ".")
+                await self._answer(query, text, alert=True)
+                return
             self.editing[user_id] = delivery_id
-            await query.answer()
+            await self._answer(query)
             await self.say(
                 f"Send the new text for #{delivery_id}. The article link is kept.",
                 reply_markup=ForceReply(selective=True),
             )
             return
         reply = await self.desk.decide(editor, delivery_id, action)
-        await query.answer(reply.text[:200])
+        # The presser sees the answer on the button; the chat sees who decided (or, for a
+        # press that came too late, what had already been decided, by whom and when).
+        await self._answer(query, reply.text, alert=not reply.ok)
         await self.say(reply.text)
         await self.update_records()
+
+    @staticmethod
+    async def _answer(query: Any, text: str | None = None, alert: bool = False) -> None:
+        """answerCallbackQuery (its text is 0-200 characters); a query too old to answer is
+        one log line, never a traceback."""
+        try:
+            await query.answer(text[:200] if text else None, show_alert=alert)
+        except TelegramError as exc:
+            log.info("editors' console: button press not answered: %s", escape_log(exc, 200))
 
     @staticmethod
     async def verify_settings(

@@ -168,7 +168,7 @@ def test_desk_commands_on_the_command_line(
     uncertain, skipped = asyncio.run(prepare())
     args = ["-c", str(path)]
     assert main([*args, "retry", str(skipped)]) != 0
-    assert "only with /post URL" in capsys.readouterr().out
+    assert "only with /post URL" in capsys.readouterr().err  # a refusal: one line on stderr
     assert main([*args, "sent", str(uncertain), "https://t.me/cli_chan/5"]) == 0
     assert "marked sent" in capsys.readouterr().out
     assert main([*args, "history"]) == 0

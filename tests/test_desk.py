@@ -3,8 +3,10 @@ the previews a console must show (its only way to the outbox)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -42,17 +44,110 @@ async def test_a_second_decision_is_refused_naming_the_state_once(store: Store) 
     first = await desk.decide(EDITOR, delivery_id, "post")
     assert first.ok and woken
     assert first.text == f"#{delivery_id} t1: posting now, decided by user 5 (id 5)."
+    # The preview asks once: a second button press is told what was decided, by whom.
     again = await desk.decide(EDITOR, delivery_id, "skip")
-    # Pending (not yet sent) a post can still be skipped; once sent, nothing changes it.
-    assert again.ok and "skipped" in again.text
+    assert not again.ok
+    assert again.text.startswith(
+        f"#{delivery_id} was already decided: user 5 (id 5): post now #{delivery_id} at "
+    )
+    assert f"/skip {delivery_id}" in again.text  # how to change it while it is not sent
+    # Pending (not yet sent) a post can still be skipped by command; once sent, nothing.
+    skipped = await desk.command(EDITOR, f"/skip {delivery_id}")
+    assert skipped is not None and skipped.ok and "skipped" in skipped.text
     row = await store.delivery(delivery_id)
     assert row is not None and row.status == DeliveryStatus.SKIPPED and row.priority == 1
     third = await desk.decide(EDITOR, delivery_id, "post")
     assert not third.ok
-    assert third.text.startswith(f"#{delivery_id} is skipped: not changed. Last decision: ")
-    assert "user 5 (id 5): skip" in third.text
+    assert third.text.startswith(f"#{delivery_id} was already decided: user 5 (id 5): skip")
+    assert "/postnow" not in third.text  # skipped: only /post URL brings it back
     stranger = await desk.decide(EDITOR + 1, delivery_id, "skip")
-    assert not stranger.ok
+    assert not stranger.ok and stranger.text == "You are not allowed to do that."
+
+
+async def test_two_editors_deciding_at_once_one_wins_the_other_is_told(store: Store) -> None:
+    delivery_id = await delivery_in(store, DeliveryStatus.AWAITING, 1)
+    desk, _ = desk_for(store, "t1")
+    desk.allowed_users = {EDITOR, EDITOR + 1}
+    alice, bob = Editor(EDITOR, "alice"), Editor(EDITOR + 1, "bob")
+    answers = await asyncio.gather(
+        desk.decide(alice, delivery_id, "post"), desk.decide(bob, delivery_id, "skip")
+    )
+    won = [a for a in answers if a.ok]
+    lost = [a for a in answers if not a.ok]
+    assert len(won) == 1 and len(lost) == 1
+    row = await store.delivery(delivery_id)
+    assert row is not None
+    winner = "alice" if row.status == DeliveryStatus.PENDING else "bob"
+    assert row.status in (DeliveryStatus.PENDING, DeliveryStatus.SKIPPED)
+    assert f"already decided: {winner} (id " in lost[0].text
+    assert len(await store.decisions(10, delivery_id)) == 1  # only the winner's is recorded
+
+
+def test_the_record_reads_as_what_happened_in_the_newsrooms_zone() -> None:
+    from bot.models import RenderedPost
+    from bot.store import Delivery
+
+    baku = ZoneInfo("Asia/Baku")
+    desk = Desk(None, ["t1"], {}, set(), nothing, nothing, lambda: None, tz=baku)  # type: ignore[arg-type]
+    at = datetime(2026, 1, 5, 14, 30, tzinfo=baku).timestamp()
+    post = RenderedPost(target="t1", platform="telegram", article_url="https://s/a", text="x")
+    base = Delivery(
+        id=7,
+        article_id=1,
+        target="t1",
+        status=DeliveryStatus.PENDING,
+        post=post,
+        attempts=0,
+        next_attempt_at=at,
+        priority=0,
+        rule="review",
+        sort_key=at,
+        remote_id=None,
+        remote_url=None,
+        last_error=None,
+        created_at=at,
+        sent_at=None,
+        updated_at=at,
+    )
+    decided = {"kind": "decision", "message": "alice (id 5): delayed 1h #7", "at": at - 3600}
+    assert desk.record_line(base, decided, now=at - 3600) == (
+        "Scheduled for 2026-01-05 14:30 Asia/Baku\n"
+        "Delayed 1h: decided by alice (id 5), 2026-01-05 13:30 Asia/Baku"
+    )
+    sent = replace(base, status=DeliveryStatus.SENT, sent_at=at, remote_url="https://t.me/c/9")
+    assert desk.record_line(sent, decided).splitlines() == [
+        "Posted",
+        "Delayed 1h: decided by alice (id 5), 2026-01-05 13:30 Asia/Baku",
+        "Published 2026-01-05 14:30 Asia/Baku: https://t.me/c/9",
+    ]
+    timeout = {"kind": "approval-timeout", "message": "no editor answered within 2s: skip by rule"}
+    skipped = replace(base, status=DeliveryStatus.SKIPPED)
+    assert desk.record_line(skipped, {**timeout, "at": at}).splitlines() == [
+        "Timed out: skipped by rule",
+        "No editor answered within 2s: skip by rule, 2026-01-05 14:30 Asia/Baku",
+    ]
+
+
+async def test_history_pages_beyond_a_hundred(store: Store) -> None:
+    desk, _ = desk_for(store, "t1")
+    for n in range(130):
+        await store.record_decision(None, None, "user 5 (id 5)", f"decision {n}")
+    first = await desk.command(EDITOR, "/history 200")
+    assert first is not None and first.ok
+    lines = first.text.splitlines()
+    assert lines[0].startswith("(at most 100 a page")
+    assert lines[1].endswith("decision 129") and lines[100].endswith("decision 30")
+    assert lines[-1] == "(older: /history 100 2)"
+    second = await desk.command(EDITOR, "/history 100 2")
+    assert second is not None
+    assert [line.rsplit(" ", 1)[-1] for line in second.text.splitlines()] == [
+        str(n) for n in range(29, -1, -1)
+    ]
+    page = await desk.command(EDITOR, "/history 20 3")
+    assert page is not None and page.text.splitlines()[0].endswith("decision 89")
+    assert (await desk.command(EDITOR, "/history 20 9")).text == "No decisions on page 9."  # type: ignore[union-attr]
+    bad = await desk.command(EDITOR, "/history 20 two")
+    assert bad is not None and not bad.ok and "/history 20 2" in bad.text
 
 
 async def test_commands_say_whether_they_worked(store: Store) -> None:
@@ -99,7 +194,8 @@ async def test_a_delayed_post_never_holds_up_the_due_ones_and_can_be_brought_for
         assert stored is not None
         ids.extend(stored[1])
     desk, _ = desk_for(store, "t")
-    delayed = await desk.decide(EDITOR, ids[0], "delay1h")
+    delayed = await desk.command(EDITOR, f"/delay {ids[0]}")
+    assert delayed is not None
     assert delayed.ok and "delayed 1h" in delayed.text
     now = time.time()
     first = await store.claim_next("t", now, 60, "test")

@@ -143,10 +143,12 @@ async def test_approval_preview_stranger_refused_editor_posts(daemon) -> None:
         )
         return "" if message.get("reply_markup") else message["text"]
 
-    await wait_for(lambda: "\nU1001" in record() and record().startswith("POSTED"), 10, record)
+    await wait_for(lambda: record().startswith(f"Posted #{delivery_id} for tg-en"), 10, record)
     (sent,) = await service.store.recent_deliveries(1, ["sent"])
+    assert "Approval needed" not in record()
+    assert f"\nPost now: decided by U{EDITOR} (id {EDITOR}), " in record()
+    assert f"\nPublished {time.strftime('%Y-%m-%d')}" in record()  # the outlet's zone: UTC
     assert sent.remote_url and sent.remote_url in record()
-    assert f"U{EDITOR} (id {EDITOR}): post now #{delivery_id} at " in record()
     assert "For review: budget draft" in record()
 
 

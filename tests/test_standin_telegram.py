@@ -95,6 +95,33 @@ async def test_forum_topics(bot_and_state) -> None:
         await bot.send_message("@forum", "x", message_thread_id=8)
 
 
+async def test_an_edit_without_reply_markup_removes_the_inline_keyboard(bot_and_state) -> None:
+    """As the real API does (sources in standins/telegram.py editMessageText)."""
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+    bot, state, _ = bot_and_state
+    buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Post now", callback_data="d:1:post")]])
+    message = await bot.send_message("@news", "question", reply_markup=buttons)
+
+    def keyboard() -> object:
+        return next(m for m in state.in_chat("@news") if m["message_id"] == message.message_id)[
+            "reply_markup"
+        ]
+
+    assert keyboard() is not None
+    await bot.edit_message_text(
+        "question (edited)", chat_id="@news", message_id=message.message_id, reply_markup=buttons
+    )
+    assert keyboard() is not None  # repeated: kept
+    # The same text without the keyboard is a change (the markup differs), and removes it.
+    await bot.edit_message_text("question (edited)", chat_id="@news", message_id=message.message_id)
+    assert keyboard() is None
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await bot.edit_message_text(
+            "question (edited)", chat_id="@news", message_id=message.message_id
+        )
+
+
 async def test_edit_delete_and_updates(bot_and_state) -> None:
     bot, state, _ = bot_and_state
     message = await bot.send_message("@news", "first")

@@ -75,14 +75,16 @@ class EventsMixin(StoreBase):
         await self.record_event("info", DECISION, f"{who}: {what}", target, delivery_id)
 
     async def decisions(
-        self, limit: int = 10, delivery_id: int | None = None
+        self, limit: int = 10, delivery_id: int | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """The latest decisions (editors' and approval timeouts), newest first."""
+        """The latest decisions (editors' and approval timeouts), newest first, after skipping
+        the `offset` newest (a page of /history)."""
         query = select(events).where(events.c.kind.in_(DECISION_KINDS))
         if delivery_id is not None:
             query = query.where(events.c.delivery_id == delivery_id)
+        query = query.order_by(events.c.id.desc()).limit(limit).offset(offset)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query.order_by(events.c.id.desc()).limit(limit))).all()
+            rows = (await conn.execute(query)).all()
         return [dict(r._mapping) for r in rows]
 
     async def preview_events(self, kind: str, since: float) -> list[dict[str, Any]]:

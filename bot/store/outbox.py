@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.models import RenderedPost
 from bot.store.base import StoreBase
-from bot.store.events import PREVIEWED, event_row
+from bot.store.events import DECISION, PREVIEWED, event_row
 from bot.store.schema import deliveries, events
 from bot.store.types import (
     Delivery,
@@ -212,9 +212,31 @@ class OutboxMixin(StoreBase):
             delivery_id, DeliveryStatus(current) if current is not None else None, move
         )
 
-    async def _apply(self, delivery_id: int, move: Move, **values: Any) -> None:
+    async def _apply(
+        self,
+        delivery_id: int,
+        move: Move,
+        decision: str | None = None,
+        kind: str = DECISION,
+        **values: Any,
+    ) -> None:
+        """Apply `move`; with `decision` (who decided what), record it in the same
+        transaction, so whoever reads the row's new status also finds who moved it there
+        (two editors deciding at once: the loser is told the winner's decision)."""
+        now = time.time()
         async with self._begin() as conn:
-            await self._move(conn, delivery_id, move, time.time(), **values)
+            await self._move(conn, delivery_id, move, now, **values)
+            if decision is not None:
+                await self._record_decision(conn, delivery_id, decision, kind, now)
+
+    @staticmethod
+    async def _record_decision(
+        conn: AsyncConnection, delivery_id: int, decision: str, kind: str, now: float
+    ) -> None:
+        target = (
+            await conn.execute(select(deliveries.c.target).where(deliveries.c.id == delivery_id))
+        ).scalar()
+        await conn.execute(event_row("info", kind, decision, target, delivery_id, now))
 
     async def claim_next(
         self, target: str, now: float, lease: float, claimer: str
@@ -426,35 +448,44 @@ class OutboxMixin(StoreBase):
         *,
         not_before: float | None = None,
         priority: int | None = None,
+        decision: str | None = None,
+        kind: str = DECISION,
     ) -> None:
-        """approve (awaiting -> pending), due at `not_before` (default now)."""
+        """approve (awaiting -> pending), due at `not_before` (default now). `decision`
+        (here and below): who decided, recorded with the move (an event of `kind`)."""
         values: dict[str, Any] = {"next_attempt_at": not_before or time.time(), "last_error": note}
         if priority is not None:
             values["priority"] = priority
-        await self._apply(delivery_id, Move.APPROVE, **values)
+        await self._apply(delivery_id, Move.APPROVE, decision, kind, **values)
 
-    async def decline(self, delivery_id: int, note: str) -> None:
+    async def decline(
+        self, delivery_id: int, note: str, decision: str | None = None, kind: str = DECISION
+    ) -> None:
         """decline (awaiting -> skipped): the answer to an approval request is no."""
-        await self._apply(delivery_id, Move.DECLINE, last_error=note)
+        await self._apply(delivery_id, Move.DECLINE, decision, kind, last_error=note)
 
-    async def skip(self, delivery_id: int, note: str) -> None:
+    async def skip(self, delivery_id: int, note: str, decision: str | None = None) -> None:
         """skip (pending, awaiting, failed or uncertain -> skipped); never a post in flight."""
-        await self._apply(delivery_id, Move.SKIP, last_error=note)
+        await self._apply(delivery_id, Move.SKIP, decision, last_error=note)
 
-    async def requeue(self, delivery_id: int, note: str) -> None:
+    async def requeue(self, delivery_id: int, note: str, decision: str | None = None) -> None:
         """requeue (failed, uncertain or skipped -> pending, due now)."""
-        await self._apply(delivery_id, Move.REQUEUE, next_attempt_at=time.time(), last_error=note)
+        await self._apply(
+            delivery_id, Move.REQUEUE, decision, next_attempt_at=time.time(), last_error=note
+        )
 
-    async def reschedule(self, delivery_id: int, at: float) -> None:
+    async def reschedule(self, delivery_id: int, at: float, decision: str | None = None) -> None:
         """reschedule (pending -> pending, due at `at`)."""
-        await self._apply(delivery_id, Move.RESCHEDULE, next_attempt_at=at)
+        await self._apply(delivery_id, Move.RESCHEDULE, decision, next_attempt_at=at)
 
     # The editors' desk ----------------------------------------------------------------------
 
-    async def post_now(self, delivery_id: int) -> None:
+    async def post_now(self, delivery_id: int, decision: str | None = None) -> None:
         """post now (pending -> pending, due now, breaking priority): an editor brings a
         delayed or scheduled post forward."""
-        await self._apply(delivery_id, Move.RESCHEDULE, next_attempt_at=time.time(), priority=1)
+        await self._apply(
+            delivery_id, Move.RESCHEDULE, decision, next_attempt_at=time.time(), priority=1
+        )
 
     async def revive(self, delivery_id: int, note: str, *, awaiting: bool) -> None:
         """revive (skipped or backlog -> pending, due now) or resubmit (... -> awaiting, when
@@ -480,17 +511,25 @@ class OutboxMixin(StoreBase):
                     )
                 )
 
-    async def editor_marks_sent(self, delivery_id: int, remote_url: str | None, note: str) -> None:
+    async def editor_marks_sent(
+        self, delivery_id: int, remote_url: str | None, note: str, decision: str | None = None
+    ) -> None:
         """editor marks sent (uncertain -> sent only: a post in flight is its sender's to
-        settle); an editor checked the channel. Raises IllegalTransition from any other
-        status."""
-        await self._apply(
-            delivery_id,
-            Move.EDITOR_MARKS_SENT,
-            remote_url=remote_url,
-            sent_at=time.time(),
-            last_error=note,
-        )
+        settle); an editor checked the channel. The decision is recorded in the same commit.
+        Raises IllegalTransition from any other status."""
+        now = time.time()
+        async with self._begin() as conn:
+            await self._move(
+                conn,
+                delivery_id,
+                Move.EDITOR_MARKS_SENT,
+                now,
+                remote_url=remote_url,
+                sent_at=now,
+                last_error=note,
+            )
+            if decision is not None:
+                await self._record_decision(conn, delivery_id, decision, DECISION, now)
 
     async def add_deliveries(self, article_id: int, planned: Sequence[NewDelivery]) -> list[int]:
         """Outbox rows for an article stored without them (recorded on a first run)."""
