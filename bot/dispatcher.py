@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from adapters.base import SendContext
-from bot.attribution import AttributionMissing, check_attribution
 from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
 from bot.logs import delivery_fields
@@ -39,6 +38,7 @@ from bot.outcomes import (
     RetryLater,
     TemporaryFailure,
 )
+from bot.render import RenderProblem, guard
 from bot.rules import Rule
 from bot.secrets import redact
 from bot.store import Delivery, DeliveryStatus, IllegalTransition, Store, abandoned_report
@@ -362,10 +362,11 @@ class Dispatcher:
 
     async def _deliver(self, adapter: Adapter, delivery: Delivery, report: DispatchReport) -> bool:
         """Send one claimed delivery and record the outcome. Returns False to stop the target."""
-        try:
-            check_attribution(delivery.post, adapter.hyperlinks)
-        except AttributionMissing as exc:
-            await self._fail(delivery, str(exc), report)
+        # The last look before it leaves (an edited text passed the desk's guard; this is the
+        # same guard, in case anything else touched the stored post).
+        checked = guard(delivery.post, adapter.hyperlinks)
+        if isinstance(checked, RenderProblem):
+            await self._fail(delivery, checked.message, report)
             return True
         ctx = self._context(delivery)
         publishing = False
