@@ -3,10 +3,14 @@ Threads against their stand-ins, and Mastodon's start-up limits (Adapter.prepare
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bot.models import Article
+from bot.config import validate
+from bot.models import Article, RenderedPost
 from bot.outcomes import SetupStatus
+from bot.service import Service
 from standins.contract import Fault, harness_for
 from tests.test_contract import build
 
@@ -89,3 +93,27 @@ async def test_mastodon_first_post_uses_the_instances_limit_after_warm_up() -> N
         finally:
             await adapter.aclose()
     assert [p.remote_id for p in harness.published()] == [sent.remote_id]
+
+
+async def test_the_service_warms_up_its_adapters_at_start(tmp_path: Path) -> None:
+    """Service.start() is what calls warm_up(): a Mastodon target knows its instance's limit
+    before the first article is planned."""
+    async with harness_for("mastodon") as harness:
+        harness.state.max_characters = 321
+        target = {**harness.target(), "name": "masto"}
+        raw = {
+            "database": f"sqlite:///{tmp_path}/state.db",
+            "http": {"enabled": False},
+            "sources": [{"name": "s", "url": "http://127.0.0.1:9/feed.xml"}],
+            "targets": [target],
+        }
+        service = Service(validate(raw, environ=harness.env()))
+        try:
+            post = RenderedPost(
+                target="masto", platform="mastodon", article_url="https://a.example/1", text="x"
+            )
+            assert service.adapters["masto"].measure(post).limit == 500  # Mastodon's default
+            await service.start()
+            assert service.adapters["masto"].measure(post).limit == 321  # the instance's own
+        finally:
+            await service.close()
