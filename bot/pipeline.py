@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
 import logging
 import re
@@ -18,7 +19,7 @@ import httpx
 
 from bot.config import Config, SourceConfig
 from bot.enrich import EnrichmentError, extract_article
-from bot.fetch import FetchError, RefusedURL, fetch, fetch_image
+from bot.fetch import FetchError, FetchResult, RefusedURL, fetch, fetch_image
 from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.models import Article, FeedEntry, RenderedPost
@@ -66,7 +67,7 @@ def entry_only_key(link: str) -> str:
 @dataclass
 class PollReport:
     source: str
-    outcome: str  # "ok", "not-modified", "error"
+    outcome: str  # "ok", "not-modified", "unchanged" (same body as last time), "error"
     entries: int = 0
     new: int = 0
     updated: int = 0
@@ -93,6 +94,18 @@ def entry_keys(entry: FeedEntry) -> list[str]:
     if entry.guid and entry.guid.strip():
         keys.append(f"guid:{entry.source}:{entry.guid.strip()}")
     return keys
+
+
+def entry_changes(stored: Article, entry: FeedEntry) -> bool:
+    """Whether a feed entry says a known article changed (another title or update time)."""
+    changed_title = bool(entry.title) and (entry.title or "").strip() != stored.title
+    changed_time = entry.updated is not None and entry.updated != stored.updated
+    return changed_title or changed_time
+
+
+def body_digest(content: bytes) -> bytes:
+    """A feed body's fingerprint: the same bytes as last time need no parsing at all."""
+    return hashlib.blake2b(content, digest_size=16).digest()
 
 
 def _same_headline(a: str, b: str) -> bool:
@@ -158,6 +171,11 @@ class Pipeline:
         # Source state cached between polls: a 304 then costs no database round trip.
         self._states: dict[str, SourceState] = {}
         self._saved_at: dict[str, float] = {}
+        self._states_loaded = False
+        self._states_loading = asyncio.Lock()
+        # Per source, the fingerprint of the last body read in full with nothing left to
+        # retry: the same body again is answered like a 304 (issue 18; 16 bytes a source).
+        self._body_digests: dict[str, bytes] = {}
         # Thousands of sources fall due together; more polls in flight than this only queue
         # for sockets and database connections (and time out there).
         self._polls = asyncio.Semaphore(config.file.fetch.concurrency)
@@ -194,8 +212,39 @@ class Pipeline:
             )
             return PollReport(source.name, "error", error=f"{type(exc).__name__}: {exc}")
 
+    async def _state(self, name: str) -> SourceState:
+        """The source's polling state; every source's is read in one query at the first poll."""
+        if not self._states_loaded:
+            async with self._states_loading:
+                if not self._states_loaded:
+                    for key, value in (await self.store.source_states()).items():
+                        self._states.setdefault(key, value)
+                    self._states_loaded = True
+        return self._states.get(name) or SourceState(name)
+
+    async def _unchanged(
+        self, source: SourceConfig, state: SourceState, result: FetchResult
+    ) -> None:
+        """A 304 or the same body as last time: skip the database unless the state needs
+        refreshing (a past error to clear, new validators, or a "last polled" older than a
+        few minutes)."""
+        quiet = (
+            state.failures == 0
+            and (result.etag or state.etag) == state.etag
+            and time.monotonic() - self._saved_at.get(source.name, -1e9) < STATE_REFRESH
+        )
+        if not quiet:
+            await self._save_state(
+                source.name,
+                etag=result.etag or state.etag,
+                last_modified=result.last_modified or state.last_modified,
+                initialized=state.initialized,
+                status=result.status,
+                error=None,
+            )
+
     async def _poll(self, source: SourceConfig) -> PollReport:
-        state = self._states.get(source.name) or await self.store.source_state(source.name)
+        state = await self._state(source.name)
         fetch_cfg = self.config.file.fetch
         policy = await self.guard.policy(source.name, source.url, source.allow_hosts)
         try:
@@ -213,23 +262,13 @@ class Pipeline:
         except FetchError as exc:
             return await self._poll_failed(source, state, str(exc))
         if result.not_modified:
-            # Nothing changed: skip the database unless the state needs refreshing (a past
-            # error to clear, new validators, or a "last polled" older than a few minutes).
-            quiet = (
-                state.failures == 0
-                and (result.etag or state.etag) == state.etag
-                and time.monotonic() - self._saved_at.get(source.name, -1e9) < STATE_REFRESH
-            )
-            if not quiet:
-                await self._save_state(
-                    source.name,
-                    etag=result.etag or state.etag,
-                    last_modified=result.last_modified or state.last_modified,
-                    initialized=state.initialized,
-                    status=304,
-                    error=None,
-                )
+            await self._unchanged(source, state, result)
             return PollReport(source.name, "not-modified")
+        digest = body_digest(result.content)
+        if state.initialized and self._body_digests.get(source.name) == digest:
+            await self._unchanged(source, state, result)
+            return PollReport(source.name, "unchanged")
+        self._body_digests.pop(source.name, None)
         try:
             parse = parse_sitemap if source.type == "sitemap" else parse_feed
             # Off the event loop: a big feed takes a parser seconds (issue 15).
@@ -244,12 +283,12 @@ class Pipeline:
         first_run = not state.initialized
         post_now = self._first_run_selection(entries) if first_run else None
         capped = 0
-        awaiting_pages = False
-        for entry in entries:
-            record_only = post_now is not None and entry not in post_now
+        awaiting_pages = failed = False
+        for entry, record_only in await self._ingest_settled(entries, post_now, report):
             over_cap = not record_only and report.new >= source.max_new_per_poll
             outcome = await self.ingest_entry(entry, record_only=record_only or over_cap)
             awaiting_pages = awaiting_pages or outcome.awaiting_page
+            failed = failed or outcome.kind == "failed"
             if outcome.kind == "new":
                 report.new += 1
             elif outcome.kind == "updated":
@@ -281,7 +320,59 @@ class Pipeline:
             status=result.status,
             error=None,
         )
+        if not (awaiting_pages or failed):
+            self._body_digests[source.name] = digest
         return report
+
+    async def _ingest_settled(
+        self,
+        entries: Sequence[FeedEntry],
+        post_now: Sequence[FeedEntry] | None,
+        report: PollReport,
+    ) -> list[tuple[FeedEntry, bool]]:
+        """Settle a feed's plain cases in bulk: its identities in one query, entries known
+        and unchanged counted as such, and entries to record without posting stored in one
+        transaction. Returns the rest, in feed order, with their record-only flag, for
+        ingest_entry one by one (anything new to post, changed, retracted, posted from the
+        entry alone, or sharing an identity with another entry of the feed)."""
+        planned = []
+        seen: dict[str, int] = {}
+        for entry in entries:
+            keys = entry_keys(entry)
+            marker = entry_only_key(entry.link)
+            planned.append((entry, keys, marker))
+            for key in [*keys, marker] if marker else keys:
+                seen[key] = seen.get(key, 0) + 1
+        known = await self.store.articles_by_key(k for k in seen if k)
+        rest: list[tuple[FeedEntry, bool]] = []
+        records: list[tuple[FeedEntry, Article, list[str]]] = []
+        for entry, keys, marker in planned:
+            record_only = post_now is not None and entry not in post_now
+            by_url = next((known[k] for k in keys if k.startswith("url:") and k in known), None)
+            hit = by_url or next((known[k] for k in keys if k in known), None)
+            shared = any(seen[k] > 1 for k in keys) or (marker and seen[marker] > 1)
+            if shared or (by_url is None and marker in known):
+                rest.append((entry, record_only))
+            elif hit is not None:
+                retracting = entry.retracted and not hit.retracted and self.on_retracted
+                settled = all(k in known for k in keys) and not retracting
+                if settled and not entry_changes(hit.article, entry):
+                    self.metrics.article_seen(entry.source, "known")
+                    continue
+                rest.append((entry, record_only))
+            elif record_only and keys:
+                records.append((entry, article_from_entry(entry), keys))
+            else:
+                rest.append((entry, record_only))
+        if records:
+            ids = await self.store.add_articles([(a, k) for _, a, k in records])
+            if ids is None:  # a concurrent writer took one of them: one by one instead
+                rest = [(entry, True) for entry, _, _ in records] + rest
+            else:
+                for entry, _, _ in records:
+                    self.metrics.article_seen(entry.source, "recorded")
+                report.recorded += len(records)
+        return rest
 
     async def _own_site_entries(
         self, source: SourceConfig, entries: Sequence[FeedEntry]
@@ -646,10 +737,9 @@ class Pipeline:
     async def _maybe_updated(
         self, article_id: int, stored: Article, entry: FeedEntry
     ) -> IngestResult:
-        changed_title = bool(entry.title) and entry.title.strip() != stored.title
-        changed_time = entry.updated is not None and entry.updated != stored.updated
-        if not (changed_title or changed_time):
+        if not entry_changes(stored, entry):
             return IngestResult("known", article_id)
+        changed_title = bool(entry.title) and entry.title.strip() != stored.title
         # The feed says the article changed: read the page again for the current text.
         try:
             fresh, _ = await self.load_article(entry.link, entry, stored.source)
