@@ -192,14 +192,18 @@ class Pipeline:
 
     # Polling ---------------------------------------------------------------------------
 
-    async def _save_state(self, name: str, **values: Any) -> None:
-        await self.store.save_source_state(name, **values)
+    async def _save_state(self, name: str, **values: Any) -> bool:
+        """Save (and cache) a source's state; False, with nothing saved, when `records`
+        (articles to record with it) met one already stored."""
+        if await self.store.save_source_state(name, **values) is None:
+            return False
         previous = self._states.get(name) or SourceState(name)
         failures = 0 if values.get("error") is None else previous.failures + 1
         self._states[name] = SourceState(
             name, values["etag"], values["last_modified"], values["initialized"], failures
         )
         self._saved_at[name] = time.monotonic()
+        return True
 
     async def poll(self, source: SourceConfig) -> PollReport:
         """One poll of one source. Never raises: a broken source is reported and logged."""
@@ -284,7 +288,13 @@ class Pipeline:
         post_now = self._first_run_selection(entries) if first_run else None
         capped = 0
         awaiting_pages = failed = False
-        for entry, record_only in await self._ingest_settled(entries, post_now, report):
+        notes: list[tuple[str, str, str]] = []
+        settled, records = await self._settle(entries, post_now)
+        if records and settled:
+            # The entries ingested one by one must find these already stored.
+            settled = await self._record(records, report) + settled
+            records = []
+        for entry, record_only in settled:
             over_cap = not record_only and report.new >= source.max_new_per_poll
             outcome = await self.ingest_entry(entry, record_only=record_only or over_cap)
             awaiting_pages = awaiting_pages or outcome.awaiting_page
@@ -302,39 +312,45 @@ class Pipeline:
                 f"({source.max_new_per_poll}) recorded without posting"
             )
             log.warning(message, extra={"source": source.name})
-            await self.store.record_event("warning", "poll-cap", message)
-        if first_run and report.recorded:
+            notes.append(("warning", "poll-cap", message))
+        if first_run and report.recorded + len(records):
             message = (
-                f"first run of source {source.name}: recorded {report.recorded} existing "
-                f"article(s) without posting"
+                f"first run of source {source.name}: recorded "
+                f"{report.recorded + len(records)} existing article(s) without posting"
             )
             log.info(message, extra={"source": source.name})
-            await self.store.record_event("info", "first-run", message)
+            notes.append(("info", "first-run", message))
         # While a page is awaited, forget the validators: an unchanged feed must still be
         # read so the entry is tried again (a 304 would leave it waiting for ever).
-        await self._save_state(
-            source.name,
-            etag=None if awaiting_pages else result.etag,
-            last_modified=None if awaiting_pages else result.last_modified,
-            initialized=True,
-            status=result.status,
-            error=None,
-        )
+        state = {
+            "etag": None if awaiting_pages else result.etag,
+            "last_modified": None if awaiting_pages else result.last_modified,
+            "initialized": True,
+            "status": result.status,
+            "error": None,
+        }
+        # The recorded entries, the events and the state in one write.
+        rows = [(article, keys) for _, article, keys in records]
+        if await self._save_state(source.name, records=rows, notes=notes, **state):
+            self._count_recorded(records, report)
+        else:  # a concurrent writer stored one of them first: one by one, then the state
+            for entry, _, _ in records:
+                outcome = await self.ingest_entry(entry, record_only=True)
+                report.recorded += outcome.kind == "recorded"
+                failed = failed or outcome.kind == "failed"
+            await self._save_state(source.name, notes=notes, **state)
         if not (awaiting_pages or failed):
             self._body_digests[source.name] = digest
         return report
 
-    async def _ingest_settled(
-        self,
-        entries: Sequence[FeedEntry],
-        post_now: Sequence[FeedEntry] | None,
-        report: PollReport,
-    ) -> list[tuple[FeedEntry, bool]]:
-        """Settle a feed's plain cases in bulk: its identities in one query, entries known
-        and unchanged counted as such, and entries to record without posting stored in one
-        transaction. Returns the rest, in feed order, with their record-only flag, for
-        ingest_entry one by one (anything new to post, changed, retracted, posted from the
-        entry alone, or sharing an identity with another entry of the feed)."""
+    async def _settle(
+        self, entries: Sequence[FeedEntry], post_now: Sequence[FeedEntry] | None
+    ) -> tuple[list[tuple[FeedEntry, bool]], list[tuple[FeedEntry, Article, list[str]]]]:
+        """Settle a feed's plain cases in bulk: its identities in one query, and entries known
+        and unchanged counted as such. Returns the entries to record without posting (to be
+        stored in one transaction), and the rest, in feed order, with their record-only flag,
+        for ingest_entry one by one (anything new to post, changed, retracted, posted from
+        the entry alone, or sharing an identity with another entry of the feed)."""
         planned = []
         seen: dict[str, int] = {}
         for entry in entries:
@@ -364,15 +380,24 @@ class Pipeline:
                 records.append((entry, article_from_entry(entry), keys))
             else:
                 rest.append((entry, record_only))
-        if records:
-            ids = await self.store.add_articles([(a, k) for _, a, k in records])
-            if ids is None:  # a concurrent writer took one of them: one by one instead
-                rest = [(entry, True) for entry, _, _ in records] + rest
-            else:
-                for entry, _, _ in records:
-                    self.metrics.article_seen(entry.source, "recorded")
-                report.recorded += len(records)
-        return rest
+        return rest, records
+
+    async def _record(
+        self, records: Sequence[tuple[FeedEntry, Article, list[str]]], report: PollReport
+    ) -> list[tuple[FeedEntry, bool]]:
+        """Store entries recorded without posting in one transaction; those to record one by
+        one (when a concurrent writer stored one of them first)."""
+        if await self.store.add_articles([(a, k) for _, a, k in records]) is None:
+            return [(entry, True) for entry, _, _ in records]
+        self._count_recorded(records, report)
+        return []
+
+    def _count_recorded(
+        self, records: Sequence[tuple[FeedEntry, Article, list[str]]], report: PollReport
+    ) -> None:
+        for entry, _, _ in records:
+            self.metrics.article_seen(entry.source, "recorded")
+        report.recorded += len(records)
 
     async def _own_site_entries(
         self, source: SourceConfig, entries: Sequence[FeedEntry]

@@ -286,3 +286,23 @@ async def test_broken_feed_is_reported_and_keeps_its_state(
     site.items.insert(0, Item("after", "After the outage", "g-after"))
     report = await pipeline.poll(source)
     assert report.outcome == "ok" and report.new == 1
+
+
+async def test_state_saved_with_records_is_all_or_nothing(env: dict) -> None:
+    """A poll's recorded articles, events and state go in one transaction: when one article
+    is already stored (a concurrent writer), nothing of it is saved and the caller is told."""
+    store = env["store"]
+    first = Article(url="https://mini.example/a", title="A", source="mini")
+    second = Article(url="https://mini.example/b", title="B", source="mini")
+    state = {"etag": '"e"', "last_modified": None, "initialized": True, "status": 200}
+    ids = await store.save_source_state(
+        "mini", error=None, records=[(first, ["url:a"])], notes=[("info", "k", "m")], **state
+    )
+    assert ids is not None and len(ids) == 1
+    clash = await store.save_source_state(
+        "other", error=None, records=[(second, ["url:b"]), (first, ["url:a2"])], **state
+    )
+    assert clash is None  # `first`'s URL is taken
+    assert await store.count_articles() == 1
+    assert (await store.source_state("other")).initialized is False
+    assert [e["kind"] for e in await store.recent_events()] == ["k"]

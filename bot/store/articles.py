@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.models import Article
 from bot.store.base import StoreBase
@@ -31,6 +32,25 @@ def _article_row(article: Article, now: float) -> dict[str, object]:
         "updated_at": now,
         "retracted": False,
     }
+
+
+async def insert_articles(
+    conn: AsyncConnection, items: Sequence[tuple[Article, Sequence[str]]], now: float
+) -> list[int]:
+    """Insert articles and their keys within `conn`'s transaction; their ids in order.
+    IntegrityError when a key or URL is taken."""
+    ids = []
+    for article, _ in items:
+        result = await conn.execute(insert(articles).values(_article_row(article, now)))
+        ids.append(int(result.inserted_primary_key[0]))
+    key_rows = [
+        {"key": key, "article_id": article_id}
+        for (_, keys), article_id in zip(items, ids, strict=True)
+        for key in dict.fromkeys(keys)
+    ]
+    if key_rows:
+        await conn.execute(insert(article_keys), key_rows)
+    return ids
 
 
 class ArticlesMixin(StoreBase):
@@ -77,21 +97,9 @@ class ArticlesMixin(StoreBase):
         or URL is already taken (the caller then goes one by one)."""
         if not items:
             return []
-        now = time.time()
         try:
             async with self._begin() as conn:
-                ids = []
-                for article, _ in items:
-                    result = await conn.execute(insert(articles).values(_article_row(article, now)))
-                    ids.append(int(result.inserted_primary_key[0]))
-                key_rows = [
-                    {"key": key, "article_id": article_id}
-                    for (_, keys), article_id in zip(items, ids, strict=True)
-                    for key in dict.fromkeys(keys)
-                ]
-                if key_rows:
-                    await conn.execute(insert(article_keys), key_rows)
-            return ids
+                return await insert_articles(conn, items, time.time())
         except IntegrityError:
             return None
 
