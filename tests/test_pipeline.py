@@ -22,6 +22,7 @@ from bot.httpserver import serve
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.netguard import BlockedURL, Checker
 from bot.pipeline import Pipeline
+from bot.sources import INCREMENTAL_ITEMS
 from bot.store import Store
 from bot.targets import Outlet, TargetSettings
 
@@ -306,3 +307,23 @@ async def test_state_saved_with_records_is_all_or_nothing(env: dict) -> None:
     assert await store.count_articles() == 1
     assert (await store.source_state("other")).initialized is False
     assert [e["kind"] for e in await store.recent_events()] == ["k"]
+
+
+async def test_a_big_feed_parses_only_its_changed_items(env: dict) -> None:
+    """A feed of INCREMENTAL_ITEMS or more: after a clean poll, a change parses only the
+    items that changed; a new item is still posted once, an edited one still updated."""
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    site.items = [Item(f"old-{n}", f"Old {n}", f"g-old-{n}") for n in range(INCREMENTAL_ITEMS)]
+    report = await pipeline.poll(source)
+    assert (report.entries, report.recorded) == (INCREMENTAL_ITEMS, INCREMENTAL_ITEMS)
+
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.entries, report.new) == ("ok", 1, 1)
+    assert await deliveries(store) == 1
+
+    site.items[5] = Item("old-4", "Old four, corrected", "g-old-4")
+    report = await pipeline.poll(source)
+    assert (report.entries, report.new, report.updated) == (1, 0, 1)
+    assert await deliveries(store) == 1
+    assert await store.count_articles() == INCREMENTAL_ITEMS + 1
