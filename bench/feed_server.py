@@ -2,8 +2,9 @@
 
 Run as: python -m bench.feed_server PORT FEEDS [HOSTS]. With HOSTS > 1 it listens on
 127.0.0.1 .. 127.0.0.HOSTS (all loopback on Linux), so feeds can be spread over many hosts.
-POST /bump?n=K adds an item to K feeds. /big/N is one feed of N entries; /big/N?nocache=1 has
-no ETag (the poller must notice an unchanged body itself); POST /bump-big adds one entry to it.
+POST /bump?n=K adds an item to K feeds. /big/N is one feed of N entries: POST /bump-big adds
+one entry to it, POST /big-etag?on=0 stops its ETag (the poller must then notice an unchanged
+body itself).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.routing import Route
 FEEDS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 items: dict[int, int] = dict.fromkeys(range(FEEDS), 1)
 big_extra = 0
+big_etag = True
 _big_cache: dict[tuple[int, int, str], bytes] = {}
 
 
@@ -69,7 +71,7 @@ async def feed(request: Request) -> Response:
 
 async def big(request: Request) -> Response:
     body = big_rss(int(request.path_params["n"]), str(request.base_url).rstrip("/"))
-    return _answer(request, body, etag_on="nocache" not in request.query_params)
+    return _answer(request, body, etag_on=big_etag)
 
 
 async def page(request: Request) -> Response:
@@ -95,6 +97,12 @@ async def bump_big(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def big_validators(request: Request) -> Response:
+    global big_etag
+    big_etag = request.query_params.get("on") == "1"
+    return PlainTextResponse("ok")
+
+
 app = Starlette(
     routes=[
         Route("/feed/{n}", feed),
@@ -102,6 +110,7 @@ app = Starlette(
         Route("/page/{feed}/{item}", page),
         Route("/bump", bump, methods=["POST"]),
         Route("/bump-big", bump_big, methods=["POST"]),
+        Route("/big-etag", big_validators, methods=["POST"]),
     ]
 )
 
