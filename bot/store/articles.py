@@ -39,10 +39,15 @@ async def insert_articles(
 ) -> list[int]:
     """Insert articles and their keys within `conn`'s transaction; their ids in order.
     IntegrityError when a key or URL is taken."""
-    ids = []
-    for article, _ in items:
-        result = await conn.execute(insert(articles).values(_article_row(article, now)))
-        ids.append(int(result.inserted_primary_key[0]))
+    if not items:
+        return []
+    # One executemany with RETURNING (SQLAlchemy's "insertmanyvalues", in parameter order),
+    # not a statement per article: 10,000 recorded entries took 8 s one by one.
+    result = await conn.execute(
+        insert(articles).returning(articles.c.id, sort_by_parameter_order=True),
+        [_article_row(article, now) for article, _ in items],
+    )
+    ids = [int(row[0]) for row in result.all()]
     key_rows = [
         {"key": key, "article_id": article_id}
         for (_, keys), article_id in zip(items, ids, strict=True)
