@@ -104,12 +104,16 @@ class PerHostTransport(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
+#: Connections to one host at a time (kept open between requests too). httpcore checks each
+#: of a pool's connections on every request, so this bounds that cost; it is also a polite
+#: ceiling for the many feeds a newsroom serves from one host.
+HOST_CONNECTIONS = 16
+
+
 def _guarded_transport(config: FetchConfig) -> httpx.AsyncHTTPTransport:
-    # One host's pool: as many connections as polls in flight, a few kept idle.
-    limits = httpx.Limits(
-        max_connections=config.concurrency + 10,
-        max_keepalive_connections=min(20, config.concurrency),
-    )
+    # One host's pool.
+    per_host = min(HOST_CONNECTIONS, config.concurrency)
+    limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
     transport = httpx.AsyncHTTPTransport(limits=limits)
     # httpx does not pass a network backend through; its pool takes one. Connections then
     # go to the addresses the SSRF guard judged (see netguard.GuardedBackend).
