@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import htmldate
 import lxml.html
+import trafilatura
 from lxml import etree
 
 from bot.models import Article, FeedEntry
@@ -706,10 +708,6 @@ def main_text(tree: lxml.html.HtmlElement, url: str) -> str:
         # Measured on the 181 fixture pages: fast + favor_recall + tables gives the best
         # token F1 of the settings tried (0.964 vs 0.958 default-fast, 0.956 full cascade)
         # and is the quickest (~6 ms median). trafilatura works on a copy of the tree.
-        # Imported on first use: trafilatura (with py3langid and numpy) is 40 MB that a CLI
-        # command or a daemon with nothing new to read does not need (issue 18).
-        import trafilatura
-
         document = trafilatura.bare_extraction(
             tree,
             url=url or None,
@@ -969,8 +967,6 @@ def _image_url(
 def _htmldate(tree: lxml.html.HtmlElement, url: str) -> datetime | None:
     """Last resort for the publication date: htmldate (ships with trafilatura) reading the
     URL, less common markup and the page's visible dates. On a copy: it edits the tree."""
-    import htmldate  # on first use, as trafilatura
-
     try:
         found = htmldate.find_date(
             copy.deepcopy(tree), extensive_search=False, original_date=True, url=url or None

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+from PIL import Image, UnidentifiedImageError
 
 from bot.config import FetchConfig
 from bot.netguard import BlockedURL, GuardedBackend, Unresolvable, URLCheck, url_host
@@ -286,9 +287,6 @@ def image_problem(content: bytes) -> str | None:
     """Why `content` is not a usable JPEG, PNG, GIF or WebP image, or None when it is one."""
     if not content:
         return "empty body, not an image"
-    # Pillow on first use: only image checks and cards need it.
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(io.BytesIO(content)) as image:
             kind, (width, height) = image.format or "", image.size
