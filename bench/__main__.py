@@ -108,6 +108,36 @@ def _polling_lines(polls: list[dict[str, Any]], big: dict[str, Any] | None) -> l
     return [*lines, ""]
 
 
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmarks `args` choose; their raw figures."""
+    sizes = (1000,) if args.quick else tuple(int(n) for n in args.sizes.split(","))
+    runs = 1 if args.quick else args.runs
+    figures: dict[str, Any] = {"cost": None, "lat": None, "polls": [], "big": None}
+    if not args.polling_only:
+        print("per-article cost ...", flush=True)
+        figures["cost"] = article_cost.run()
+        print("latency ...", flush=True)
+        figures["lat"] = latency.run(10 if args.quick else 30, 3 if args.quick else 6)
+    if not args.no_polling:
+        print("polling ...", flush=True)
+        figures["polls"] = polling.run(sizes, runs=runs)
+    if not (args.quick or args.no_big):
+        print(f"one feed of {polling.BIG_ENTRIES:,} entries ...", flush=True)
+        figures["big"] = polling.big_case()
+    return figures
+
+
+def merged(paths: list[Path]) -> dict[str, Any]:
+    """Figures saved by several partial runs (--json), as one run's."""
+    figures: dict[str, Any] = {"cost": None, "lat": None, "polls": [], "big": None}
+    for path in paths:
+        part = json.loads(path.read_text())
+        figures["polls"] += part.get("polls") or []
+        for key in ("cost", "lat", "big"):
+            figures[key] = figures[key] or part.get(key)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="1,000 feeds, one run, no big feed")
@@ -115,25 +145,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=polling.RUNS, help="interleaved runs per peer")
     parser.add_argument("--no-big", action="store_true", help="skip the 100,000-entry feed")
     parser.add_argument("--polling-only", action="store_true", help="skip latency and cost")
-    parser.add_argument("--json", type=Path, help="also write the raw polling figures here")
+    parser.add_argument("--no-polling", action="store_true", help="skip the polling peers")
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--from-json", type=Path, nargs="+", help="write the report from saved figures instead"
+    )
     args = parser.parse_args()
-    sizes = (1000,) if args.quick else tuple(int(n) for n in args.sizes.split(","))
-    runs = 1 if args.quick else args.runs
-    cost: dict[str, Any] = {"skipped": "--polling-only"}
-    lat: dict[str, Any] | None = None
-    if not args.polling_only:
-        print("per-article cost ...", flush=True)
-        cost = article_cost.run()
-        print("latency ...", flush=True)
-        lat = latency.run(10 if args.quick else 30, 3 if args.quick else 6)
-    print("polling ...", flush=True)
-    polls = polling.run(sizes, runs=runs)
-    big = None
-    if not (args.quick or args.no_big):
-        print(f"one feed of {polling.BIG_ENTRIES:,} entries ...", flush=True)
-        big = polling.big_case()
+    figures = merged(args.from_json) if args.from_json else measure(args)
     if args.json:
-        args.json.write_text(json.dumps({"polls": polls, "big": big}, indent=1))
+        args.json.write_text(json.dumps(figures, indent=1))
+    cost = figures["cost"] or {"skipped": "not measured in this run"}
+    lat, polls, big = figures["lat"], figures["polls"], figures["big"]
     lines = [
         "# Benchmarks",
         "",
