@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
 import logging
 import re
@@ -18,14 +19,21 @@ import httpx
 
 from bot.config import Config, SourceConfig
 from bot.enrich import EnrichmentError, extract_article
-from bot.fetch import FetchError, RefusedURL, fetch, fetch_image
+from bot.fetch import FetchError, FetchResult, RefusedURL, fetch, fetch_image
 from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.models import Article, FeedEntry, RenderedPost
 from bot.netguard import PUBLIC, Guard, Policy, URLCheck
 from bot.render import RenderProblem, render_for
 from bot.rules import route
-from bot.sources import SourceFormatError, parse_feed, parse_sitemap
+from bot.sources import (
+    SourceFormatError,
+    changed_items_document,
+    header_charset,
+    item_digests,
+    parse_feed,
+    parse_sitemap,
+)
 from bot.store import DeliveryStatus, NewDelivery, SourceState, Store
 from bot.urls import host_listed, host_of, is_http_url, normalize_url, on_site
 
@@ -66,7 +74,7 @@ def entry_only_key(link: str) -> str:
 @dataclass
 class PollReport:
     source: str
-    outcome: str  # "ok", "not-modified", "error"
+    outcome: str  # "ok", "not-modified", "unchanged" (same body as last time), "error"
     entries: int = 0
     new: int = 0
     updated: int = 0
@@ -93,6 +101,40 @@ def entry_keys(entry: FeedEntry) -> list[str]:
     if entry.guid and entry.guid.strip():
         keys.append(f"guid:{entry.source}:{entry.guid.strip()}")
     return keys
+
+
+def entry_changes(stored: Article, entry: FeedEntry) -> bool:
+    """Whether a feed entry says a known article changed (another title or update time)."""
+    changed_title = bool(entry.title) and (entry.title or "").strip() != stored.title
+    changed_time = entry.updated is not None and entry.updated != stored.updated
+    return changed_title or changed_time
+
+
+def body_digest(content: bytes) -> bytes:
+    """A feed body's fingerprint: the same bytes as last time need no parsing at all."""
+    return hashlib.blake2b(content, digest_size=16).digest()
+
+
+def read_entries(
+    source: SourceConfig, result: FetchResult, known_items: set[bytes] | None
+) -> tuple[list[FeedEntry], set[bytes] | None]:
+    """A downloaded feed's entries, and for a big UTF-8 RSS 2.0 or Atom feed the
+    fingerprints of its items. Given the fingerprints of the last clean poll, only the
+    items not among them are parsed: a 100,000-entry feed with one new item costs an XML
+    parse and a hash per item, not feedparser's work on every entry (issue 18)."""
+    if source.type == "sitemap":
+        return parse_sitemap(
+            result.content, source.name, source.language, result.content_type
+        ), None
+    charset = (header_charset(result.content_type) or "utf-8").lower().replace("_", "-")
+    split = item_digests(result.content) if charset in ("utf-8", "utf8") else None
+    content, content_type = result.content, result.content_type
+    if split is not None and known_items:
+        root, items, digests = split
+        content = changed_items_document(root, items, digests, known_items)
+        content_type = "application/xml; charset=utf-8"
+    entries = parse_feed(content, source.name, source.language, content_type)
+    return entries, (set(split[2]) if split is not None else None)
 
 
 def _same_headline(a: str, b: str) -> bool:
@@ -158,6 +200,14 @@ class Pipeline:
         # Source state cached between polls: a 304 then costs no database round trip.
         self._states: dict[str, SourceState] = {}
         self._saved_at: dict[str, float] = {}
+        self._states_loaded = False
+        self._states_loading = asyncio.Lock()
+        # Per source, the fingerprint of the last body read in full with nothing left to
+        # retry: the same body again is answered like a 304 (issue 18; 16 bytes a source).
+        self._body_digests: dict[str, bytes] = {}
+        # Per big feed, the fingerprints of its items read last time: a change then parses
+        # only the items that changed (see read_entries).
+        self._item_digests: dict[str, set[bytes]] = {}
         # Thousands of sources fall due together; more polls in flight than this only queue
         # for sockets and database connections (and time out there).
         self._polls = asyncio.Semaphore(config.file.fetch.concurrency)
@@ -174,14 +224,18 @@ class Pipeline:
 
     # Polling ---------------------------------------------------------------------------
 
-    async def _save_state(self, name: str, **values: Any) -> None:
-        await self.store.save_source_state(name, **values)
+    async def _save_state(self, name: str, **values: Any) -> bool:
+        """Save (and cache) a source's state; False, with nothing saved, when `records`
+        (articles to record with it) met one already stored."""
+        if await self.store.save_source_state(name, **values) is None:
+            return False
         previous = self._states.get(name) or SourceState(name)
         failures = 0 if values.get("error") is None else previous.failures + 1
         self._states[name] = SourceState(
             name, values["etag"], values["last_modified"], values["initialized"], failures
         )
         self._saved_at[name] = time.monotonic()
+        return True
 
     async def poll(self, source: SourceConfig) -> PollReport:
         """One poll of one source. Never raises: a broken source is reported and logged."""
@@ -194,8 +248,39 @@ class Pipeline:
             )
             return PollReport(source.name, "error", error=f"{type(exc).__name__}: {exc}")
 
+    async def _state(self, name: str) -> SourceState:
+        """The source's polling state; every source's is read in one query at the first poll."""
+        if not self._states_loaded:
+            async with self._states_loading:
+                if not self._states_loaded:
+                    for key, value in (await self.store.source_states()).items():
+                        self._states.setdefault(key, value)
+                    self._states_loaded = True
+        return self._states.get(name) or SourceState(name)
+
+    async def _unchanged(
+        self, source: SourceConfig, state: SourceState, result: FetchResult
+    ) -> None:
+        """A 304 or the same body as last time: skip the database unless the state needs
+        refreshing (a past error to clear, new validators, or a "last polled" older than a
+        few minutes)."""
+        quiet = (
+            state.failures == 0
+            and (result.etag or state.etag) == state.etag
+            and time.monotonic() - self._saved_at.get(source.name, -1e9) < STATE_REFRESH
+        )
+        if not quiet:
+            await self._save_state(
+                source.name,
+                etag=result.etag or state.etag,
+                last_modified=result.last_modified or state.last_modified,
+                initialized=state.initialized,
+                status=result.status,
+                error=None,
+            )
+
     async def _poll(self, source: SourceConfig) -> PollReport:
-        state = self._states.get(source.name) or await self.store.source_state(source.name)
+        state = await self._state(source.name)
         fetch_cfg = self.config.file.fetch
         policy = await self.guard.policy(source.name, source.url, source.allow_hosts)
         try:
@@ -213,28 +298,18 @@ class Pipeline:
         except FetchError as exc:
             return await self._poll_failed(source, state, str(exc))
         if result.not_modified:
-            # Nothing changed: skip the database unless the state needs refreshing (a past
-            # error to clear, new validators, or a "last polled" older than a few minutes).
-            quiet = (
-                state.failures == 0
-                and (result.etag or state.etag) == state.etag
-                and time.monotonic() - self._saved_at.get(source.name, -1e9) < STATE_REFRESH
-            )
-            if not quiet:
-                await self._save_state(
-                    source.name,
-                    etag=result.etag or state.etag,
-                    last_modified=result.last_modified or state.last_modified,
-                    initialized=state.initialized,
-                    status=304,
-                    error=None,
-                )
+            await self._unchanged(source, state, result)
             return PollReport(source.name, "not-modified")
+        digest = body_digest(result.content)
+        if state.initialized and self._body_digests.get(source.name) == digest:
+            await self._unchanged(source, state, result)
+            return PollReport(source.name, "unchanged")
+        self._body_digests.pop(source.name, None)
+        known_items = self._item_digests.pop(source.name, None)
         try:
-            parse = parse_sitemap if source.type == "sitemap" else parse_feed
             # Off the event loop: a big feed takes a parser seconds (issue 15).
-            entries = await asyncio.to_thread(
-                parse, result.content, source.name, source.language, result.content_type
+            entries, item_digests = await asyncio.to_thread(
+                read_entries, source, result, known_items
             )
         except SourceFormatError as exc:
             # Keep the old validators: the next poll must fetch and parse again.
@@ -244,12 +319,18 @@ class Pipeline:
         first_run = not state.initialized
         post_now = self._first_run_selection(entries) if first_run else None
         capped = 0
-        awaiting_pages = False
-        for entry in entries:
-            record_only = post_now is not None and entry not in post_now
+        awaiting_pages = failed = False
+        notes: list[tuple[str, str, str]] = []
+        settled, records = await self._settle(entries, post_now)
+        if records and settled:
+            # The entries ingested one by one must find these already stored.
+            settled = await self._record(records, report) + settled
+            records = []
+        for entry, record_only in settled:
             over_cap = not record_only and report.new >= source.max_new_per_poll
             outcome = await self.ingest_entry(entry, record_only=record_only or over_cap)
             awaiting_pages = awaiting_pages or outcome.awaiting_page
+            failed = failed or outcome.kind == "failed"
             if outcome.kind == "new":
                 report.new += 1
             elif outcome.kind == "updated":
@@ -263,25 +344,94 @@ class Pipeline:
                 f"({source.max_new_per_poll}) recorded without posting"
             )
             log.warning(message, extra={"source": source.name})
-            await self.store.record_event("warning", "poll-cap", message)
-        if first_run and report.recorded:
+            notes.append(("warning", "poll-cap", message))
+        if first_run and report.recorded + len(records):
             message = (
-                f"first run of source {source.name}: recorded {report.recorded} existing "
-                f"article(s) without posting"
+                f"first run of source {source.name}: recorded "
+                f"{report.recorded + len(records)} existing article(s) without posting"
             )
             log.info(message, extra={"source": source.name})
-            await self.store.record_event("info", "first-run", message)
+            notes.append(("info", "first-run", message))
         # While a page is awaited, forget the validators: an unchanged feed must still be
         # read so the entry is tried again (a 304 would leave it waiting for ever).
-        await self._save_state(
-            source.name,
-            etag=None if awaiting_pages else result.etag,
-            last_modified=None if awaiting_pages else result.last_modified,
-            initialized=True,
-            status=result.status,
-            error=None,
-        )
+        state = {
+            "etag": None if awaiting_pages else result.etag,
+            "last_modified": None if awaiting_pages else result.last_modified,
+            "initialized": True,
+            "status": result.status,
+            "error": None,
+        }
+        # The recorded entries, the events and the state in one write.
+        rows = [(article, keys) for _, article, keys in records]
+        if await self._save_state(source.name, records=rows, notes=notes, **state):
+            self._count_recorded(records, report)
+        else:  # a concurrent writer stored one of them first: one by one, then the state
+            for entry, _, _ in records:
+                outcome = await self.ingest_entry(entry, record_only=True)
+                report.recorded += outcome.kind == "recorded"
+                failed = failed or outcome.kind == "failed"
+            await self._save_state(source.name, notes=notes, **state)
+        if not (awaiting_pages or failed):
+            self._body_digests[source.name] = digest
+            if item_digests is not None:
+                self._item_digests[source.name] = item_digests
         return report
+
+    async def _settle(
+        self, entries: Sequence[FeedEntry], post_now: Sequence[FeedEntry] | None
+    ) -> tuple[list[tuple[FeedEntry, bool]], list[tuple[FeedEntry, Article, list[str]]]]:
+        """Settle a feed's plain cases in bulk: its identities in one query, and entries known
+        and unchanged counted as such. Returns the entries to record without posting (to be
+        stored in one transaction), and the rest, in feed order, with their record-only flag,
+        for ingest_entry one by one (anything new to post, changed, retracted, posted from
+        the entry alone, or sharing an identity with another entry of the feed)."""
+        planned = []
+        seen: dict[str, int] = {}
+        for entry in entries:
+            keys = entry_keys(entry)
+            marker = entry_only_key(entry.link)
+            planned.append((entry, keys, marker))
+            for key in [*keys, marker] if marker else keys:
+                seen[key] = seen.get(key, 0) + 1
+        known = await self.store.articles_by_key(k for k in seen if k)
+        rest: list[tuple[FeedEntry, bool]] = []
+        records: list[tuple[FeedEntry, Article, list[str]]] = []
+        for entry, keys, marker in planned:
+            record_only = post_now is not None and entry not in post_now
+            by_url = next((known[k] for k in keys if k.startswith("url:") and k in known), None)
+            hit = by_url or next((known[k] for k in keys if k in known), None)
+            shared = any(seen[k] > 1 for k in keys) or (marker and seen[marker] > 1)
+            if shared or (by_url is None and marker in known):
+                rest.append((entry, record_only))
+            elif hit is not None:
+                retracting = entry.retracted and not hit.retracted and self.on_retracted
+                settled = all(k in known for k in keys) and not retracting
+                if settled and not entry_changes(hit.article, entry):
+                    self.metrics.article_seen(entry.source, "known")
+                    continue
+                rest.append((entry, record_only))
+            elif record_only and keys:
+                records.append((entry, article_from_entry(entry), keys))
+            else:
+                rest.append((entry, record_only))
+        return rest, records
+
+    async def _record(
+        self, records: Sequence[tuple[FeedEntry, Article, list[str]]], report: PollReport
+    ) -> list[tuple[FeedEntry, bool]]:
+        """Store entries recorded without posting in one transaction; those to record one by
+        one (when a concurrent writer stored one of them first)."""
+        if await self.store.add_articles([(a, k) for _, a, k in records]) is None:
+            return [(entry, True) for entry, _, _ in records]
+        self._count_recorded(records, report)
+        return []
+
+    def _count_recorded(
+        self, records: Sequence[tuple[FeedEntry, Article, list[str]]], report: PollReport
+    ) -> None:
+        for entry, _, _ in records:
+            self.metrics.article_seen(entry.source, "recorded")
+        report.recorded += len(records)
 
     async def _own_site_entries(
         self, source: SourceConfig, entries: Sequence[FeedEntry]
@@ -646,10 +796,9 @@ class Pipeline:
     async def _maybe_updated(
         self, article_id: int, stored: Article, entry: FeedEntry
     ) -> IngestResult:
-        changed_title = bool(entry.title) and entry.title.strip() != stored.title
-        changed_time = entry.updated is not None and entry.updated != stored.updated
-        if not (changed_title or changed_time):
+        if not entry_changes(stored, entry):
             return IngestResult("known", article_id)
+        changed_title = bool(entry.title) and entry.title.strip() != stored.title
         # The feed says the article changed: read the page again for the current text.
         try:
             fresh, _ = await self.load_article(entry.link, entry, stored.source)

@@ -4,6 +4,7 @@ encoding is logged as a warning)."""
 from __future__ import annotations
 
 import calendar
+import hashlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +43,8 @@ def _looks_like_html(content: bytes, content_type: str | None = None) -> bool:
     )
 
 
-def _charset(content_type: str | None) -> str | None:
+def header_charset(content_type: str | None) -> str | None:
+    """The charset a Content-Type header declares, if any."""
     for part in (content_type or "").split(";")[1:]:
         key, _, value = part.partition("=")
         if key.strip().lower() == "charset" and value.strip(" \"'"):
@@ -61,7 +63,7 @@ def _feedparser(content: bytes, charset: str | None) -> Any:
 def _read_feed(content: bytes, source: str, content_type: str | None) -> Any:
     """Parse with the declared encoding (Content-Type charset, else the XML prolog). When the
     declaration is missing or wrong, guess the encoding rather than post mojibake."""
-    parsed = _feedparser(content, _charset(content_type))
+    parsed = _feedparser(content, header_charset(content_type))
     if not isinstance(parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride):
         return parsed
     reason = parsed.get("bozo_exception")
@@ -198,6 +200,46 @@ def parse_sitemap(
             )
         )
     return _oldest_first(entries)
+
+
+#: Feeds with at least this many items remember a fingerprint per item, so that a change
+#: parses only the changed items (a small feed is cheaper to parse again than to remember).
+INCREMENTAL_ITEMS = 500
+_ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def item_digests(content: bytes) -> tuple[Any, list[Any], list[bytes]] | None:
+    """A big, well-formed RSS 2.0 or Atom feed split into its items, each with a fingerprint
+    of its bytes: (document root, items, digests). None for anything else (a small feed, RSS
+    1.0, broken XML): that is parsed whole."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(content, parser)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    if (root.getroottree().docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "UTF8"):
+        return None
+    if root.tag == "rss":
+        items = root.findall("channel/item")
+    elif root.tag == f"{_ATOM}feed":
+        items = root.findall(f"{_ATOM}entry")
+    else:
+        return None
+    if len(items) < INCREMENTAL_ITEMS:
+        return None
+    digests = [hashlib.blake2b(etree.tostring(item), digest_size=12).digest() for item in items]
+    return root, items, digests
+
+
+def changed_items_document(
+    root: Any, items: list[Any], digests: list[bytes], known: set[bytes]
+) -> bytes:
+    """The feed document with only the items whose fingerprint is not in `known` (the
+    channel's own elements, such as its language, stay)."""
+    for item, digest in zip(items, digests, strict=True):
+        if digest in known:
+            item.getparent().remove(item)
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
 
 
 def _oldest_first(entries: list[FeedEntry]) -> list[FeedEntry]:

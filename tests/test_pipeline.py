@@ -20,7 +20,9 @@ from adapters.base import Adapter
 from bot.config import validate
 from bot.httpserver import serve
 from bot.models import Article, PostLength, RenderedPost, SentPost
+from bot.netguard import BlockedURL, Checker
 from bot.pipeline import Pipeline
+from bot.sources import INCREMENTAL_ITEMS
 from bot.store import Store
 from bot.targets import Outlet, TargetSettings
 
@@ -40,6 +42,7 @@ class MiniSite:
     feed_body: bytes | None = None
     hits: dict[str, int] = field(default_factory=dict)
     not_modified: int = 0
+    send_etag: bool = True
 
     def rss(self, base: str) -> bytes:
         entries = "".join(
@@ -71,6 +74,8 @@ def make_app(site: MiniSite) -> Starlette:
         base = str(request.base_url).rstrip("/")
         body = site.feed_body if site.feed_body is not None else site.rss(base)
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        if not site.send_etag:
+            return Response(body, media_type="application/rss+xml")
         if request.headers.get("if-none-match") == etag:
             site.not_modified += 1
             return Response(status_code=304, headers={"ETag": etag})
@@ -159,6 +164,51 @@ async def test_first_run_records_backlog_then_new_article_is_queued_once(env: di
     assert await deliveries(store) == 1
 
 
+async def test_same_body_without_validators_is_not_parsed_again(env: dict) -> None:
+    """A feed with no ETag or Last-Modified: the same bytes again cost no parsing and no
+    database work; a changed body is read in full (issue 18)."""
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    site.send_etag = False
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.recorded) == ("ok", 2)
+    assert await store.count_articles() == 2  # the backlog, stored in one transaction
+    found = await store.articles_by_key([f"guid:mini:g-old-{n}" for n in (1, 2)])
+    assert {stored.article.title for stored in found.values()} == {"Old one", "Old two"}
+
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.entries, report.recorded) == ("unchanged", 0, 0)
+
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.entries, report.new) == ("ok", 3, 1)
+    assert await deliveries(store) == 1 and await store.count_articles() == 3
+    report = await pipeline.poll(source)
+    assert report.outcome == "unchanged" and await deliveries(store) == 1
+
+
+async def test_a_body_with_a_failed_entry_is_read_again(env: dict) -> None:
+    """An entry whose page is awaited (or that failed) keeps its feed from counting as
+    unchanged: the next poll reads it again."""
+    site, pipeline, source = env["site"], env["pipeline"], env["source"]
+    site.send_etag = False
+    await pipeline.poll(source)
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    pipeline.guard.checker = lambda policy: RefusingPages(pipeline.guard, policy)
+    report = await pipeline.poll(source)
+    assert report.outcome == "ok" and report.new == 0
+    report = await pipeline.poll(source)
+    assert report.outcome == "ok" and report.entries == 3
+
+
+class RefusingPages(Checker):
+    """The SSRF guard refusing every article page (the feed itself passes)."""
+
+    async def __call__(self, url: str) -> None:
+        if "/news/" in url:
+            raise BlockedURL("refused by the test")
+        await super().__call__(url)
+
+
 async def test_reordered_repeated_and_changed_guid_entries_are_not_new(env: dict) -> None:
     site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
     await pipeline.poll(source)
@@ -237,3 +287,43 @@ async def test_broken_feed_is_reported_and_keeps_its_state(
     site.items.insert(0, Item("after", "After the outage", "g-after"))
     report = await pipeline.poll(source)
     assert report.outcome == "ok" and report.new == 1
+
+
+async def test_state_saved_with_records_is_all_or_nothing(env: dict) -> None:
+    """A poll's recorded articles, events and state go in one transaction: when one article
+    is already stored (a concurrent writer), nothing of it is saved and the caller is told."""
+    store = env["store"]
+    first = Article(url="https://mini.example/a", title="A", source="mini")
+    second = Article(url="https://mini.example/b", title="B", source="mini")
+    state = {"etag": '"e"', "last_modified": None, "initialized": True, "status": 200}
+    ids = await store.save_source_state(
+        "mini", error=None, records=[(first, ["url:a"])], notes=[("info", "k", "m")], **state
+    )
+    assert ids is not None and len(ids) == 1
+    clash = await store.save_source_state(
+        "other", error=None, records=[(second, ["url:b"]), (first, ["url:a2"])], **state
+    )
+    assert clash is None  # `first`'s URL is taken
+    assert await store.count_articles() == 1
+    assert (await store.source_state("other")).initialized is False
+    assert [e["kind"] for e in await store.recent_events()] == ["k"]
+
+
+async def test_a_big_feed_parses_only_its_changed_items(env: dict) -> None:
+    """A feed of INCREMENTAL_ITEMS or more: after a clean poll, a change parses only the
+    items that changed; a new item is still posted once, an edited one still updated."""
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    site.items = [Item(f"old-{n}", f"Old {n}", f"g-old-{n}") for n in range(INCREMENTAL_ITEMS)]
+    report = await pipeline.poll(source)
+    assert (report.entries, report.recorded) == (INCREMENTAL_ITEMS, INCREMENTAL_ITEMS)
+
+    site.items.insert(0, Item("fresh", "Fresh news", "g-fresh"))
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.entries, report.new) == ("ok", 1, 1)
+    assert await deliveries(store) == 1
+
+    site.items[5] = Item("old-4", "Old four, corrected", "g-old-4")
+    report = await pipeline.poll(source)
+    assert (report.entries, report.new, report.updated) == (1, 0, 1)
+    assert await deliveries(store) == 1
+    assert await store.count_articles() == INCREMENTAL_ITEMS + 1
