@@ -97,6 +97,7 @@ def test_health_shows_todays_posts_against_the_daily_cap(desk) -> None:
     async def send_one() -> None:
         claimed = await world.store.claim_next("tg", time.time(), 60, "test")
         assert claimed is not None
+        await world.store.begin_publish(claimed.id, time.time() + 60)
         await world.store.mark_sent(claimed.id, "m1", "https://t.me/dailychan/1")
 
     client.portal.call(send_one)
