@@ -217,7 +217,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.service import Service
 
     config = _load(args)
-    service = Service(config)
+    # The daemon reloads its file when it changes and on SIGHUP (bot/reload.py).
+    service = Service(config, config_path=None if args.once else _config_path(args))
 
     async def main() -> int:
         if not args.once:

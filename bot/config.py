@@ -148,6 +148,15 @@ class FollowUpsConfig(_Strict):
     )
 
 
+class ReloadConfig(_Strict):
+    """Reloading the file while running (also on SIGHUP and after a desk edit)."""
+
+    #: Seconds between looks at the file's size, time and hash; 0: only SIGHUP and the desk.
+    watch_interval: float = Field(default=3.0, ge=0)
+
+    _interval = field_validator("watch_interval", mode="before")(parse_duration)
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -171,6 +180,7 @@ class ConfigFile(_Strict):
     followups: FollowUpsConfig = FollowUpsConfig()
     logging: LoggingConfig = LoggingConfig()
     desk: DeskConfig = DeskConfig()
+    reload: ReloadConfig = ReloadConfig()
 
 
 #: A place in the parsed YAML: keys and list indexes, e.g. ("targets", 2, "chat_id").
@@ -658,19 +668,27 @@ def load(
         raise ConfigError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem("", f"{path} is not UTF-8 text")], str(path)) from None
+    return load_text(text, str(path), environ, resolve_secrets)
+
+
+def load_text(
+    text: str, origin: str, environ: dict[str, str] | None = None, resolve_secrets: bool = True
+) -> Config:
+    """Validate the text of a config file (as `load` does; the desk's edits are checked this
+    way before they are written); problems name their line in `origin`."""
     try:
         data = yaml.safe_load(text)
         lines = line_marks(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else ""
+        where = f"{origin}:{mark.line + 1}" if mark else ""
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem("", f"invalid YAML{at}: {problem}", where)], str(path)) from None
+        raise ConfigError([Problem("", f"invalid YAML{at}: {problem}", where)], origin) from None
     if isinstance(data, dict):
         env = os.environ if environ is None else environ
         # The container sets the database location; the YAML stays the same everywhere.
         if env.get("NEWSBOT_DATABASE"):
             data["database"] = env["NEWSBOT_DATABASE"]
             lines.pop(("database",), None)
-    return validate(data, str(path), environ, resolve_secrets, lines)
+    return validate(data, origin, environ, resolve_secrets, lines)

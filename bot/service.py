@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from adapters import adapter_class
+from bot.circuit import Circuit
 from bot.config import Config, SourceConfig
 from bot.desk import Desk, Reply
 from bot.dispatcher import Dispatcher, DispatchReport
@@ -27,6 +28,7 @@ from bot.httpserver import LoopbackServer
 from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
+from bot.reload import Reloader, ReloadResult
 from bot.secrets import redact
 from bot.store import DeliveryStatus, IllegalTransition, Store
 from bot.web import create_app
@@ -61,7 +63,11 @@ class Service:
         return await self.pipeline.download_image(image_url, article_url, max_bytes)
 
     def __init__(
-        self, config: Config, claimer: str | None = None, dispatch_on_new: bool = True
+        self,
+        config: Config,
+        claimer: str | None = None,
+        dispatch_on_new: bool = True,
+        config_path: str | Path | None = None,
     ) -> None:
         self.config = config
         self.store = Store(config.file.database)
@@ -116,6 +122,13 @@ class Service:
         # after polling, and a caller may hold new posts in the outbox (tests, previews).
         self._auto_dispatch = dispatch_on_new
         self._background: set[asyncio.Task[object]] = set()
+        # Rules without a restart: the file is watched, re-read on SIGHUP and desk edits.
+        self.reloader: Reloader | None = None
+        if config_path is not None:
+            self.reloader = Reloader(
+                config_path, lambda: self.config, self.apply_config, self._tell_reload
+            )
+        self._desk_parts: Any = None
 
     async def alert(self, target: str, message: str) -> None:
         """Tell the editors (every registered hook: the editors' chat, ...)."""
@@ -154,6 +167,144 @@ class Service:
                 await adapter.aclose()
         await self.client.aclose()
         await self.store.close()
+
+    # Rules without a restart ----------------------------------------------------------
+
+    async def apply_config(self, new: Config) -> list[str]:
+        """Swap in a validated configuration (restart-only sections already kept from the
+        running one, see bot.reload.applicable). Queued deliveries keep their rendered posts;
+        changed targets get new adapters and the old ones are closed once idle."""
+        old = self.config
+        changes: list[str] = []
+        old_targets = {t.name: t for t in old.targets}
+        new_targets = {t.name: t for t in new.targets}
+        stale: list[tuple[str, Adapter]] = []
+        for name, target in new_targets.items():
+            same = (
+                old_targets.get(name) == target
+                and old.secrets.get(name) == new.secrets.get(name)
+                and old.outlet == new.outlet
+            )
+            if same and name in self.adapters:
+                continue
+            cls = adapter_class(target.platform)
+            adapter = cls(
+                target, new.secrets.get(name, {}), new.outlet, fetch_image=self.download_image
+            )
+            if target.enabled:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(adapter.warm_up(), target.timeout)
+            if name in self.adapters:
+                stale.append((name, self.adapters[name]))
+                changes.append(f"target {name} changed")
+            else:
+                changes.append(f"target {name} added")
+            # Shared by reference with the pipeline, dispatcher and follow-ups.
+            self.adapters[name] = adapter
+            self.dispatcher._draining.setdefault(name, asyncio.Lock())
+            self.dispatcher.circuits.setdefault(
+                name,
+                Circuit(
+                    self.config.file.dispatch.circuit_threshold,
+                    self.config.file.dispatch.backoff_base,
+                    self.config.file.dispatch.circuit_cooldown_max,
+                ),
+            )
+        for name in list(self.adapters):
+            if name not in new_targets:
+                stale.append((name, self.adapters.pop(name)))
+                changes.append(f"target {name} removed (its queued posts wait in the outbox)")
+        if old.rules != new.rules:
+            changes.append("rules changed")
+        if old.file.timezone != new.file.timezone:
+            changes.append(f"timezone {new.file.timezone}")
+        for key in ("first_run", "followups"):
+            if getattr(old.file, key) != getattr(new.file, key):
+                changes.append(f"{key} changed")
+        self.config = new
+        self.pipeline.config = new
+        self.followups.config = new
+        self.followups.rules = {rule.name: rule for rule in new.rules}
+        self.dispatcher.rules = {rule.name: rule for rule in new.rules}
+        self.dispatcher.tz = new.timezone
+        self.desk.targets = list(self.adapters)
+        self.desk.hyperlinks = {n: a.hyperlinks for n, a in self.adapters.items()}
+        self.desk.measure = {n: a.measure for n, a in self.adapters.items()}
+        self.desk.tz = new.timezone
+        allowed = set(getattr(new.editors, "allowed_user_ids", []) or [])
+        if allowed != self.desk.allowed_users:
+            changes.append("editors' allowed users changed")
+            self.desk.allowed_users.clear()
+            self.desk.allowed_users.update(allowed)
+        if self._desk_parts is not None:
+            self._desk_parts.tz = new.timezone
+        changes.extend(self._reschedule_sources(old, new))
+        for name, adapter in stale:
+            self._spawn(self._close_when_idle(name, adapter))
+        return changes
+
+    async def _close_when_idle(self, name: str, adapter: Adapter) -> None:
+        """Close a replaced adapter after the send it may be in has finished."""
+        lock = self.dispatcher._draining.get(name)
+        if lock is not None:
+            async with lock:
+                pass
+        with contextlib.suppress(Exception):
+            await adapter.aclose()
+
+    def _reschedule_sources(self, old: Config, new: Config) -> list[str]:
+        before = {s.name: s for s in old.sources}
+        after = {s.name: s for s in new.sources}
+        changes = []
+        for name in before.keys() - after.keys():
+            changes.append(f"source {name} removed")
+        for name, source in after.items():
+            if name not in before:
+                changes.append(f"source {name} added")
+            elif before[name] != source:
+                changes.append(f"source {name} changed")
+        if self.scheduler is None:
+            return changes
+        for name, source in before.items():
+            if after.get(name) != source and self.scheduler.get_job(f"poll:{name}"):
+                self.scheduler.remove_job(f"poll:{name}")
+        for name, source in after.items():
+            if before.get(name) != source and source.enabled:
+                self._schedule_poll(source, datetime.now(UTC))
+        return changes
+
+    def _schedule_poll(self, source: SourceConfig, first: datetime) -> None:
+        assert self.scheduler is not None
+        self.scheduler.add_job(
+            self._poll_as_leader,
+            "interval",
+            seconds=source.interval,
+            args=[source],
+            id=f"poll:{source.name}",
+            next_run_time=first,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(source.interval)),
+            replace_existing=True,
+        )
+
+    async def _tell_reload(self, result: ReloadResult) -> None:
+        """Record every reload; a refused one also goes to the editors' chat."""
+        level = "info" if result.applied else "error"
+        with contextlib.suppress(Exception):
+            await self.store.record_event(level, "config-reload", result.summary()[:4000])
+        if not result.applied:
+            await self.alert("config", result.summary())
+
+    async def reload_config(self, why: str) -> ReloadResult | None:
+        """Reload the file now (SIGHUP, the desk); None when the service has no file."""
+        if self.reloader is None:
+            return None
+        return await self.reloader.reload(why)
+
+    async def _watch_config(self) -> None:
+        if self.reloader is not None:
+            await self.reloader.check()
 
     # One-shot work ---------------------------------------------------------------------
 
@@ -276,6 +427,11 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        if self.reloader is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                loop.add_signal_handler(
+                    signal.SIGHUP, lambda: self._spawn(self.reload_config("SIGHUP"))
+                )
         await self.start()
         await self._start_web()
         await self._check_leadership()
@@ -283,18 +439,17 @@ class Service:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
         for source in self.config.sources:
-            if not source.enabled:
-                continue
+            if source.enabled:
+                self._schedule_poll(source, now)
+        watch = self.config.file.reload.watch_interval
+        if self.reloader is not None and watch > 0:
             self.scheduler.add_job(
-                self._poll_as_leader,
+                self._watch_config,
                 "interval",
-                seconds=source.interval,
-                args=[source],
-                id=f"poll:{source.name}",
-                next_run_time=now,
+                seconds=watch,
+                id="config-watch",
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(source.interval)),
             )
         self.scheduler.add_job(
             self.dispatch,
@@ -340,8 +495,8 @@ class Service:
             # Let the sends in flight finish so no delivery is left mid-send.
             await self.dispatcher.stop(timeout=10)
             await self._stop_web()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                     loop.remove_signal_handler(sig)
             await self.close()
 
@@ -413,8 +568,18 @@ class Service:
             try_url,
             lambda: {n: c.state(time.time()) for n, c in self.dispatcher.circuits.items()},
             self.adapters,
+            config_editor=self._config_editor(),
         )
+        self._desk_parts = parts
         return create_desk_app(parts, desk, self.config.desk_secret)
+
+    def _config_editor(self) -> Any:
+        """The desk's rule editor, when the service runs from a file (bot/config_edit)."""
+        if self.reloader is None:
+            return None
+        from bot.config_edit import ConfigEditor
+
+        return ConfigEditor(self.reloader, lambda: self.config, self.store)
 
     async def _stop_web(self) -> None:
         if self.web_server is not None:

@@ -4,6 +4,8 @@ script only refreshes the queue."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import secrets
 import time
@@ -26,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.base import Adapter
+from bot.config_edit import EditRefused, Item, preview_routing
 from bot.desk import Desk, Editor
 from bot.models import Article, RenderedPost
 from bot.secrets import Secret
@@ -65,6 +68,8 @@ class DeskParts:
     circuits: Callable[[], dict[str, str]] = field(default=lambda: {})  # target -> state
     #: The running service's adapters by target name: they measure posts and know the limits.
     adapters: Mapping[str, Adapter] = field(default_factory=dict)
+    #: The rule editor (bot.config_edit.ConfigEditor) when the service runs from a file.
+    config_editor: Any = None
 
     @property
     def targets(self) -> list[str]:
@@ -139,10 +144,13 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
     env.globals["zone"] = str(parts.tz)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        editor = parts.config_editor
         context.update(
             base=request.scope.get("root_path", ""),
             csrf=_csrf(request),
             account=request.scope.get("desk_account"),
+            # A refused reload shows on every page until the file is fixed.
+            config_status=editor.reloader.status() if editor is not None else None,
         )
         return HTMLResponse(env.get_template(name).render(**context), status_code=status)
 
@@ -420,7 +428,83 @@ def create_desk_app(parts: DeskParts, config: DeskConfig, secret_key: Secret) ->
             "attention": attention,
         }
 
+    # Rules without a restart: the rule editor (admins only) ---------------------------
+
+    def no_editor(request: Request) -> Response:
+        return page(request, "message.html", 404, message="This desk cannot edit the file.")
+
+    async def config_page(request: Request, account: Account) -> Response:
+        editor = parts.config_editor
+        if editor is None:
+            return no_editor(request)
+        found = await asyncio.to_thread(editor.items)
+        chosen = request.query_params.get("target")
+        if chosen is not None:
+            shown = [i for i in found if i.label.startswith(f"targets[{chosen}].")]
+        else:
+            rules = [i for i in found if i.path.startswith("rules.")]
+            new_rule = Item(f"rules.{len(rules)}", "a new rule", "name: \nmatch: {}\ntargets: []\n")
+            shown = [i for i in found if i.path.startswith("outlet.")] + rules + [new_rule]
+        targets = sorted({i.label.split("]")[0].removeprefix("targets[") for i in found
+                          if i.path.startswith("targets.")})  # fmt: skip
+        return page(
+            request, "config.html", items=shown, targets=targets, chosen=chosen,
+            versions=len(editor.versions()), notice=_notice(request),
+        )  # fmt: skip
+
+    async def config_item(request: Request, account: Account) -> Response:
+        """Preview (checked with the edit applied, routed against the latest articles) or
+        save (only the text that was previewed, unchanged since)."""
+        editor = parts.config_editor
+        if editor is None:
+            return no_editor(request)
+        form = await request.form()
+        path = str(form.get("path", ""))[:200]
+        label = str(form.get("label", path))[:200]
+        fragment = str(form.get("fragment", ""))[:200_000]
+        try:
+            text, candidate = await asyncio.to_thread(editor.candidate, path, fragment)
+        except EditRefused as exc:
+            return page(
+                request, "config_preview.html", 400, path=path, label=label,
+                fragment=fragment, problems=exc.problems,
+            )  # fmt: skip
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if form.get("action") == "save":
+            if not hmac.compare_digest(str(form.get("previewed", "")), digest):
+                return page(
+                    request, "config_preview.html", 409, path=path, label=label,
+                    fragment=fragment,
+                    problems=["the file or the edit changed since the preview: preview again"],
+                )  # fmt: skip
+            result = await editor.save(text, str(web_identity(account).id), label)
+            return _back(request, "/config", result.summary())
+        articles = await queries.latest_articles(parts.store.engine, 20)
+        routed = await preview_routing(candidate, articles)
+        shown = [
+            (r.article, [(t, preview(p, parts.adapters.get(t)) if p else None, n)
+                         for t, p, n in r.posts])
+            for r in routed
+        ]  # fmt: skip
+        return page(
+            request, "config_preview.html", path=path, label=label, fragment=fragment,
+            previewed=digest, routed=shown,
+        )  # fmt: skip
+
+    async def config_undo(request: Request, account: Account) -> Response:
+        editor = parts.config_editor
+        if editor is None:
+            return no_editor(request)
+        try:
+            result = await editor.undo(str(web_identity(account).id))
+        except EditRefused as exc:
+            return _back(request, "/config", "Not undone: " + "; ".join(exc.problems))
+        return _back(request, "/config", result.summary())
+
     routes = [
+        Route("/config", guarded(config_page, admin=True)),
+        Route("/config/item", guarded(config_item, admin=True), methods=["POST"]),
+        Route("/config/undo", guarded(config_undo, admin=True), methods=["POST"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", guarded(logout), methods=["POST"]),
