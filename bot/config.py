@@ -47,8 +47,20 @@ class SourceConfig(_Strict):
     #: When an article page cannot be read: "post" from the feed entry alone (marked as
     #: such), or "wait" for the page (the entry is tried again at the next poll).
     entry_only: Literal["post", "wait"] = "post"
+    #: With entry_only: wait, how long an entry may wait for its page. After that it is not
+    #: posted (an article whose page never came is not news an editor would publish blind):
+    #: it is set aside and the editors are told, so they can /post it by hand.
+    entry_only_max_wait: float = Field(default=6 * 3600.0, description="seconds")
 
     _interval = field_validator("interval", mode="before")(parse_duration)
+    _max_wait = field_validator("entry_only_max_wait", mode="before")(parse_duration)
+
+    @field_validator("entry_only_max_wait")
+    @classmethod
+    def _sane_max_wait(cls, value: float) -> float:
+        if value < 60:
+            raise ValueError("must be at least 60 seconds (e.g. 30m, 6h)")
+        return value
 
     @field_validator("allow_hosts")
     @classmethod

@@ -28,7 +28,7 @@ import lxml.html
 import trafilatura
 from lxml import etree
 
-from bot.models import Article, FeedEntry
+from bot.models import MAX_BODY_CHARS, MAX_SUMMARY_CHARS, Article, FeedEntry
 from bot.text import first_sentences, looks_cut, squash_spaces, strip_invisible
 from bot.urls import absolute_url, is_http_url, normalize_url, strip_tracking
 
@@ -132,10 +132,17 @@ _ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
 _TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
 
 
+#: Characters of one page field (headline, description, meta value) read at most: every
+#: regex and word count after this is linear in it, and a 5 MB <title> must cost no more than
+#: a normal one (it runs in a thread, but holds the GIL, so the event loop waits for it).
+MAX_FIELD_CHARS = MAX_SUMMARY_CHARS
+
+
 def _clean(text: Any) -> str:
     """Unescape HTML entities (twice for double-escaped CMS output), squash white space."""
     if not isinstance(text, str) or not text:
         return ""
+    text = text[:MAX_FIELD_CHARS]
     for _ in range(2):
         if "&" not in text or not _ENTITY.search(text):
             break
@@ -151,7 +158,7 @@ def _clean_markup(text: Any) -> str:
     """_clean for headlines, descriptions and feed summaries, which often carry <p>, <br>,
     <em> tags: a tag that is markup (opened and closed, or a void <br>) goes, its text stays;
     a lone "<script>" or "5 < 6" written as text stays text. The same for every field."""
-    cleaned = _clean(text)
+    cleaned = _clean(text)  # capped there
     if "<" not in cleaned:
         return cleaned
     for _ in range(4):  # nested markup: <p><em>..</em></p>
@@ -964,6 +971,11 @@ def _image_url(
     return None
 
 
+#: Pages larger than this get no htmldate fallback (their date is then the feed's, or the
+#: time first seen): real article pages are far smaller.
+MAX_HTMLDATE_CHARS = 3_000_000
+
+
 def _htmldate(tree: lxml.html.HtmlElement, url: str) -> datetime | None:
     """Last resort for the publication date: htmldate (ships with trafilatura) reading the
     URL, less common markup and the page's visible dates. On a copy: it edits the tree."""
@@ -990,7 +1002,8 @@ def extract_article(
     names the configured source (default: the entry's). Raises EnrichmentError only when
     neither the page nor the entry has a title.
     """
-    tree = parse_html(decode_html(html))
+    text = decode_html(html)
+    tree = parse_html(text)
     head_base = tree.find(".//base[@href]")
     base = absolute_url(url, head_base.get("href", "")) if head_base is not None else url
     ld = read_json_ld(tree, url)
@@ -1013,14 +1026,14 @@ def extract_article(
         headline = og_title
     title_element = tree.find(".//title")
     h1 = tree.find(".//h1")
-    h1_text = h1.text_content() if h1 is not None else ""
+    h1_text = h1.text_content()[:MAX_FIELD_CHARS] if h1 is not None else ""
     title = _choose_title(
         (
             headline,
             _ld_text(ld.get("name")),
             og_title,
             _first(meta, "twitter:title"),
-            title_element.text_content() if title_element is not None else "",
+            title_element.text_content()[:MAX_FIELD_CHARS] if title_element is not None else "",
             h1_text,
             entry.title if entry else "",
         ),
@@ -1069,7 +1082,9 @@ def extract_article(
         or page_time("published")
         or page_time("first")
         or _entry_time(entry.published if entry else None)
-        or _htmldate(tree, url)
+        # htmldate reads the whole serialized page in single regex calls, holding the GIL
+        # (the event loop waits): not on pages far larger than any article's.
+        or (_htmldate(tree, url) if len(text) <= MAX_HTMLDATE_CHARS else None)
     )
     updated = (
         parse_time(ld.get("dateModified"))
@@ -1125,7 +1140,7 @@ def extract_article(
 
     # The body last: the costliest step, and it needs nothing else from the tree.
     furniture = [site_name]
-    body = _strip_boilerplate(main_text(tree, url), furniture)
+    body = _strip_boilerplate(main_text(tree, url)[:MAX_BODY_CHARS], furniture)
     # trafilatura often keeps the <h1> as the body's first line; the title is posted already.
     first_line, _, rest = body.partition("\n")
     if squash_spaces(first_line).casefold() in headings:

@@ -213,6 +213,9 @@ def judge(
             what = f"{host} resolves to {address}, a {verdict.reason} address"
         if not verdict.network_local:
             why = "which no source may reach"
+        elif policy.source and policy.trusted_network:
+            own = ", ".join(policy.own_hosts) or "none"
+            why = f"not a host of source {policy.source}, which may reach only its own ({own})"
         elif policy.source:
             why = f"and source {policy.source} is public"
         else:

@@ -46,6 +46,7 @@ STATE_REFRESH = 600.0  # seconds an unchanged source's "last polled" may lag in 
 
 ChangedHook = Callable[[int, Article, Article], Awaitable[object]]
 RetractedHook = Callable[[int, str], Awaitable[object]]
+AlertHook = Callable[[str, str], Awaitable[object]]  # (about what, message) to the editors
 
 _TAGS = re.compile(r"<[^>]+>")
 #: Seconds before the page of an article posted from its feed entry alone is read again
@@ -60,6 +61,16 @@ SOURCE_SPACING = 1.0
 
 class PageUnavailable(Exception):
     """The article page cannot be read and the source waits for pages (entry_only: wait)."""
+
+
+def page_never_came_key(link: str) -> str:
+    """The identity of an entry set aside after waiting entry_only_max_wait for its page:
+    it stops the wait (and the alert) for good, but claims no URL, so the article can still
+    be pushed or posted by an editor once its page works ("" for a link that is no URL)."""
+    try:
+        return f"page-never-came:{normalize_url(link)}"
+    except ValueError:
+        return ""
 
 
 def entry_only_key(link: str) -> str:
@@ -188,6 +199,7 @@ class Pipeline:
         on_changed: ChangedHook | None = None,
         on_retracted: RetractedHook | None = None,
         metrics: Metrics | None = None,
+        alert: AlertHook | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -196,7 +208,11 @@ class Pipeline:
         self.on_new_deliveries = on_new_deliveries or (lambda: None)
         self.on_changed = on_changed
         self.on_retracted = on_retracted
+        self.alert = alert
         self.metrics = metrics or Metrics()
+        #: Wall-clock time (tests move it): when an entry began waiting for its page.
+        self.clock: Callable[[], float] = time.time
+        self._awaiting_since: dict[str, float] = {}
         # Source state cached between polls: a 304 then costs no database round trip.
         self._states: dict[str, SourceState] = {}
         self._saved_at: dict[str, float] = {}
@@ -471,10 +487,13 @@ class Pipeline:
 
     # Ingesting -------------------------------------------------------------------------
 
-    async def ingest_entry(self, entry: FeedEntry, *, record_only: bool = False) -> IngestResult:
-        """Identify one entry; enrich and enqueue it if it is new. Never raises."""
+    async def ingest_entry(
+        self, entry: FeedEntry, *, record_only: bool = False, pushed: bool = False
+    ) -> IngestResult:
+        """Identify one entry; enrich and enqueue it if it is new. Never raises. `pushed`: a
+        URL pushed by the CMS or given by an editor (/post), not a feed's entry."""
         try:
-            result = await self._ingest_entry(entry, record_only)
+            result = await self._ingest_entry(entry, record_only, pushed)
         except Exception as exc:  # one broken article never stops the rest of the feed
             log.exception(
                 "source %s: entry %s failed",
@@ -486,7 +505,9 @@ class Pipeline:
         self.metrics.article_seen(entry.source, result.kind)
         return result
 
-    async def _ingest_entry(self, entry: FeedEntry, record_only: bool) -> IngestResult:
+    async def _ingest_entry(
+        self, entry: FeedEntry, record_only: bool, pushed: bool = False
+    ) -> IngestResult:
         keys = entry_keys(entry)
         url_keys = [k for k in keys if k.startswith("url:")]
         by_url = await self.store.find_article(url_keys) if url_keys else None
@@ -507,6 +528,11 @@ class Pipeline:
                 await self.on_retracted(known.id, "marked retracted in the feed")
                 return IngestResult("retracted", known.id)
             return await self._maybe_updated(known.id, known.article, entry)
+        set_aside = "" if pushed else page_never_came_key(entry.link)
+        if set_aside and await self.store.find_article([set_aside]) is not None:
+            # The feed's entry waited for its page in vain and the editors were told; only a
+            # push or an editor's /post brings it back.
+            return IngestResult("known")
         if record_only:
             article = article_from_entry(entry)
             article_id = await self.store.add_article(article, keys)
@@ -517,8 +543,7 @@ class Pipeline:
             log.error("source %s: %s", entry.source, exc, extra={"source": entry.source})
             return IngestResult("failed", error=str(exc))
         except PageUnavailable as exc:  # the source waits for its pages: try at next poll
-            log.warning("source %s: %s", entry.source, exc, extra={"source": entry.source})
-            return IngestResult("failed", error=str(exc), awaiting_page=True)
+            return await self._await_page(entry, str(exc))
         if page_url is None:
             # From the feed entry alone: marked, and claiming no URL identity (a feed can
             # name a page that does not exist yet; the real article must still be posted).
@@ -526,7 +551,44 @@ class Pipeline:
             stored = await self._store_new(article, keys)
             return replace(stored, awaiting_page=True)
         keys += self._own_keys(entry, [page_url, article.url])
+        if self._awaiting_since:
+            self._awaiting_since.pop(page_never_came_key(entry.link), None)
         return await self._store_new(article, keys)
+
+    async def _await_page(self, entry: FeedEntry, problem: str) -> IngestResult:
+        """entry_only: wait, and the page is unreadable: try again at the next poll, but not
+        for ever. After entry_only_max_wait the entry is set aside unposted (a careful editor
+        does not publish blind an article whose page never worked) and the editors are told,
+        once, so they can post it by hand."""
+        identity = page_never_came_key(entry.link)
+        now = self.clock()
+        since = self._awaiting_since.setdefault(identity, now)
+        found = next((s for s in self.config.sources if s.name == entry.source), None)
+        limit = (
+            found.entry_only_max_wait
+            if found is not None
+            else SourceConfig.model_fields["entry_only_max_wait"].default
+        )
+        if not identity or now - since < limit:
+            log.warning("source %s: %s", entry.source, problem, extra={"source": entry.source})
+            return IngestResult("failed", error=problem, awaiting_page=True)
+        self._awaiting_since.pop(identity, None)
+        article = replace(article_from_entry(entry), url=identity)
+        await self.store.add_article(article, [identity])
+        body = (
+            f"article {entry.link} ({article.title[:200]!r}) not posted: its page could not "
+            f"be read for {(now - since) / 3600:.1f} h (entry_only_max_wait); last problem: "
+            f"{problem}. Once the page works, post it with /post {entry.link}"
+        )
+        message = f"source {entry.source}: {body}"
+        log.warning(escape_log(message), extra={"source": entry.source})
+        await self.store.record_event("warning", "page-never-came", message)
+        if self.alert is not None:
+            try:
+                await self.alert(f"source {entry.source}", escape_log(body))
+            except Exception:  # the editors' chat failing never stops a poll
+                log.exception("could not tell the editors about %s", escape_log(entry.link))
+        return IngestResult("failed", error=message)
 
     def _own_keys(self, entry: FeedEntry, urls: Sequence[str]) -> list[str]:
         """URL identity keys for the page an entry led to, only on the entry's own site: a
@@ -603,7 +665,7 @@ class Pipeline:
             link=url,
             language=source_cfg.language if source_cfg else None,
         )
-        return await self.ingest_entry(entry)
+        return await self.ingest_entry(entry, pushed=True)
 
     def _source_for(self, url: str, name: str | None) -> SourceConfig | None:
         """The configured source a URL belongs to: one whose feed host is EXACTLY the URL's

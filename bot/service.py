@@ -86,6 +86,7 @@ class Service:
             on_changed=self.followups.article_changed,
             on_retracted=self.followups.retract,
             metrics=self.metrics,
+            alert=self.alert,
         )
         self.dispatcher = Dispatcher(
             self.store,

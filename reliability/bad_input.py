@@ -23,8 +23,12 @@ import contextlib
 import gzip
 import json
 import logging
+import os
+import stat
 import struct
+import sys
 import tempfile
+import time
 import tracemalloc
 import zlib
 from collections import Counter
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import yaml
 
 from bot.config import validate
 from bot.demo.site import SampleSite, image_bytes, make_sample
@@ -43,8 +48,21 @@ from bot.netguard import Guard, static_resolver
 from bot.pipeline import PollReport
 from bot.service import Service
 from standins import telegram as tg
+from standins import x as xs
 
 TOKEN = "4242:bad-input-token"
+PUSH_TOKEN = "bad-input-push-token"
+X_ENV = {
+    "BAD_INPUT_X_KEY": "ck-bad-input",
+    "BAD_INPUT_X_SECRET": "cs-bad-input",
+    "BAD_INPUT_X_TOKEN": "at-bad-input",
+    "BAD_INPUT_X_TOKEN_SECRET": "ats-bad-input",
+}
+#: A name the SSRF guard is told resolves to another private address (10.255.0.1). Were it
+#: ever allowed, the connection would go to the internal listener on 127.0.0.1 (the guard's
+#: dial map), never to a real 10.x host.
+OTHER_PRIVATE_NAME = "intranet-other.test"
+OTHER_PRIVATE_ADDRESS = "10.255.0.1"
 #: What `localhost` resolves to for the SSRF guard: a public address (example.com's), so the
 #: hostile site is judged as a public one while its sockets still go to 127.0.0.1.
 PUBLIC_ADDRESS = "93.184.215.14"
@@ -242,12 +260,27 @@ async def _flood(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Write
         await send(w, 404, b"not found")
 
 
+async def _pushed_only(site: HostileSite, rest: str, _: asyncio.StreamReader, w: Writer) -> None:
+    """An empty feed and a slow article page (0.3 s): its URL only ever arrives by push."""
+    if rest == "feed.xml":
+        await send(w, 200, rss([]).encode(), "application/rss+xml")
+    elif rest == "article":
+        await asyncio.sleep(0.3)
+        await send(w, 200, article_page(PUSHED_TITLE, None), "text/html; charset=utf-8")
+    else:
+        await send(w, 404, b"not found")
+
+
 FEED_ERROR = "source failed"  # the poll fails with a clear error; nothing is posted from it
 REFUSED = "article refused"  # the feed is fine, its article is refused; nothing is posted
 NO_IMAGE = "posted without the image"
 POSTED = "posted as expected"
 BOUNDED = "posted once, text capped"  # one post whose text stays within a post's size
 CAPPED = "capped per poll"  # MAX_NEW_PER_POLL posted, the rest recorded, editors told
+CHECKED = "handled as its check describes"  # a case with its own check (pushes, files, ...)
+PUSHED_TITLE = "Pushed article"
+PUSHES = 1_000  # pushes of one URL (push storm)
+LABEL_FLOOD = 300  # pushes, each with another `source` (metrics labels)
 #: The good site's new article: no hostile post may ever link to it (issue 15, F2/F3).
 GOOD_PATH = "/en/news/still-arrives"
 FLOOD = 60  # entries in the flood case's feed
@@ -264,6 +297,238 @@ class Case:
     serve: Handler
     title: str = ""  # the hostile article's title, where one should be posted
     allow_hosts: tuple[str, ...] = ()
+    #: The case's own check, run while its Service (and, with `http`, its HTTP endpoint)
+    #: still runs after the hostile poll: (handled, evidence).
+    check: Check | None = None
+    http: bool = False
+    #: The hostile source is an intranet one: its feed on 127.0.0.1 (a private network).
+    intranet: bool = False
+    #: An X target next to the Telegram one (on the X stand-in).
+    x_target: bool = False
+    #: An editors' chat (on the Telegram stand-in) whose console the check runs.
+    editors: bool = False
+
+
+@dataclass
+class CaseRun:
+    """What a case's own check gets: its running Service and the world around it."""
+
+    case: Case
+    service: Service
+    hostile: HostileSite
+    internal: InternalListener
+    records: _Records
+    telegram: tg.State
+    x_state: xs.State
+    raw: dict[str, Any]
+    tmp: str
+
+    def posts(self) -> list[str]:
+        """The texts posted in the case's chat, but the good source's."""
+        texts = [_text(p) for p in self.telegram.in_chat(_chat(self.case))]
+        return [t for t in texts if not t.startswith(GOOD_TITLE)]
+
+
+Check = Callable[[CaseRun], Awaitable[tuple[bool, str]]]
+
+
+@dataclass
+class InternalListener:
+    """An internal service on 127.0.0.1: counts every connection (none may ever come)."""
+
+    port: int = 0
+    connections: int = 0
+    _server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        async def answer(_: asyncio.StreamReader, writer: Writer) -> None:
+            self.connections += 1
+            with contextlib.suppress(ConnectionError):
+                await send(writer, 200, b"internal secret")
+            writer.close()
+
+        self._server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+async def _push(run: CaseRun, bodies: list[dict[str, str]]) -> list[int]:
+    """POST each body to the Service's /push, then wait until the pushes are worked off and
+    their posts dispatched."""
+    assert run.service.web_server is not None
+    url = f"{run.service.web_server.url}/push"
+    headers = {"Authorization": f"Bearer {PUSH_TOKEN}"}
+    answers: list[httpx.Response] = []
+    # 20 at a time, as a busy CMS would: all in flight together is not the point (the page
+    # answers in 0.3 s, so pushes of one URL still overlap), and the cases share the loop.
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
+        for start in range(0, len(bodies), 20):
+            batch = bodies[start : start + 20]
+            answers += await asyncio.gather(
+                *(client.post(url, json=body, headers=headers) for body in batch)
+            )
+    deadline = time.monotonic() + 60
+    while run.service.busy() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await run.service.dispatch()
+    return [a.status_code for a in answers]
+
+
+async def _check_intranet_push(run: CaseRun) -> tuple[bool, str]:
+    """F4: pushes (with the intranet source's name as `source`) of other loopback ports, other
+    spellings of loopback and another private host: all refused, none connected to."""
+    port = run.internal.port
+    urls = [
+        f"http://127.0.0.1:{port}/secret",
+        f"http://[::ffff:127.0.0.1]:{port}/secret",
+        f"http://2130706433:{port}/secret",
+        f"http://{OTHER_PRIVATE_NAME}:{port}/secret",
+        "http://127.0.0.1:5432/secret",  # PostgreSQL's port
+    ]
+    statuses = await _push(run, [{"url": u, "source": run.case.name} for u in urls])
+    refused = [line for _, line in run.records.lines if "/secret" in line and "refused" in line]
+    handled = (
+        statuses == [202] * len(urls)
+        and run.internal.connections == 0
+        and len(refused) == len(urls)
+        # Its own host:port is still trusted: the intranet article was posted, nothing else.
+        and [post.split("\n")[0] for post in run.posts()] == [run.case.title]
+    )
+    return handled, refused[0] if refused else "no refusal logged"
+
+
+async def _check_metrics_flood(run: CaseRun) -> tuple[bool, str]:
+    """F6: a push `source` of another name each time never becomes a /metrics label."""
+    assert run.service.web_server is not None
+    metrics = f"{run.service.web_server.url}/metrics"
+    async with httpx.AsyncClient(timeout=10) as client:
+        before = len((await client.get(metrics)).text)
+        url = f"{run.hostile.base(run.case.name)}/article"
+        await _push(run, [{"url": url, "source": f"label-{n}"} for n in range(LABEL_FLOOD)])
+        after = (await client.get(metrics)).text
+    grown = len(after) - before
+    posts = run.posts()
+    handled = (
+        "label-" not in after
+        and grown < 4_000
+        and len(posts) == 1
+        and posts[0].startswith(PUSHED_TITLE)
+    )
+    return handled, f"/metrics grew {grown} bytes after {LABEL_FLOOD} pushes with new names"
+
+
+async def _check_push_storm(run: CaseRun) -> tuple[bool, str]:
+    """F7: pushes of one URL (in flight together, and after) fetch its page once."""
+    url = f"{run.hostile.base(run.case.name)}/article"
+    await _push(run, [{"url": url} for _ in range(PUSHES)])
+    fetched = run.hostile.hits[f"/{run.case.name}/article"]
+    posts = run.posts()
+    handled = fetched == 1 and len(posts) == 1 and posts[0].startswith(PUSHED_TITLE)
+    return handled, f"{PUSHES} pushes of one URL: page fetched {fetched} time(s), {len(posts)} post"
+
+
+async def _check_templates(run: CaseRun) -> tuple[bool, str]:
+    """F8: `newsbot check-config` (a real subprocess) refuses a template that would build a
+    300 MB string and one using |safe, at once, naming each."""
+    raw = json.loads(json.dumps(run.raw))
+    base = raw["targets"][0]
+    raw["targets"] += [
+        {**base, "name": "tg-huge", "template": "{{ 'x' * 300000000 }} {{ url }}"},
+        {**base, "name": "tg-safe", "template": "{{ title|safe }} {{ url }}"},
+    ]
+    path = os.path.join(run.tmp, f"{run.case.name}.yaml")
+    with open(path, "w", encoding="utf-8") as out:
+        yaml.safe_dump(raw, out)
+    env = {**os.environ, "BAD_INPUT_TG_TOKEN": TOKEN, "BAD_INPUT_PUSH": PUSH_TOKEN, **X_ENV}
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "-c", path, "check-config",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return False, "check-config did not finish within 60 s"
+    took = time.monotonic() - started
+    text = output.decode(errors="replace").replace(path, os.path.basename(path))
+    lines = [line.strip() for line in text.splitlines()]
+    huge = next((line for line in lines if "tg-huge" in line and "template limit" in line), "")
+    safe = next((line for line in lines if "tg-safe" in line and "safe" in line), "")
+    handled = process.returncode != 0 and bool(huge) and bool(safe)
+    return handled, f"{huge} | {safe} ({took:.1f} s)"
+
+
+async def _check_file_modes(run: CaseRun) -> tuple[bool, str]:
+    """F10: the SQLite database and its -wal/-shm files are readable by their owner only."""
+    base = os.path.join(run.tmp, f"{run.case.name}.db")
+    modes = {
+        os.path.basename(path): stat.S_IMODE(os.stat(path).st_mode)
+        for path in (base, f"{base}-wal", f"{base}-shm")
+        if os.path.exists(path)
+    }
+    handled = os.path.basename(base) in modes and set(modes.values()) == {0o600}
+    return handled, ", ".join(f"{name} {mode:o}" for name, mode in modes.items())
+
+
+async def _check_long_title_on_x(run: CaseRun) -> tuple[bool, str]:
+    """F1 with an X target: the long headline is posted once to each platform, trimmed to
+    each one's limit, and the good article reaches X too."""
+    tweets = [str(p.get("text", "")) for p in run.x_state.live_posts()]
+    long_ones = [t for t in tweets if t.startswith("word word")]
+    good = [t for t in tweets if t.startswith(GOOD_TITLE[:30])]
+    posts = [p for p in run.posts() if p.startswith("word word")]
+    handled = (
+        len(long_ones) == 1
+        and len(long_ones[0]) <= 280
+        and len(good) == 1
+        and len(posts) == 1
+        and len(posts[0]) <= 4096
+    )
+    sizes = f"X post {len(long_ones[0]) if long_ones else '-'} chars"
+    return handled, f"{sizes}, Telegram post {len(posts[0]) if posts else '-'} chars"
+
+
+EDITORS_CHAT = "@bad_input_editors"
+EDITOR_ID, STRANGER_ID = 1001, 666
+FORGED = "2026-01-01 00:00:00 INFO newsbot: editor 1001 approved everything"
+
+
+async def _check_log_forging(run: CaseRun) -> tuple[bool, str]:
+    """F9: a command with newlines (and a name with one) from a user who is not an editor,
+    through the editors' chat: refused, and logged as one line with the newlines escaped."""
+    console = run.service.console
+    assert console is not None
+    chat = run.telegram.chats[EDITORS_CHAT]
+    stop = asyncio.Event()
+    task = asyncio.create_task(console.run(stop))
+    text = f"/post\n{FORGED}\nhttp://x.example/"
+    run.telegram.push_update(
+        {
+            "message": {
+                "message_id": 77,
+                "date": int(time.time()),
+                "chat": {"id": chat["id"], "type": chat["type"], "title": "Editors"},
+                "from": {"id": STRANGER_ID, "is_bot": False, "first_name": f"Eve\n{FORGED}"},
+                "text": text,
+                "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+            }
+        }
+    )
+    deadline = time.monotonic() + 15
+    lines = [line for _, line in run.records.lines if "not an allowed editor" in line]
+    while not lines and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        lines = [line for _, line in run.records.lines if "not an allowed editor" in line]
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    forged = [line for _, line in run.records.lines if "\n" in line and FORGED in line]
+    handled = len(lines) == 1 and "\\n" in lines[0] and not forged
+    return handled, lines[0] if lines else "the refusal was not logged"
 
 
 def feed_of(body: bytes | Callable[[HostileSite, str], bytes], ctype: str = "") -> Handler:
@@ -485,6 +750,24 @@ def _cases() -> list[Case]:
                           lambda s: s.neighbour + GOOD_PATH)),
         Case("flood", f"F5: {FLOOD} new entries at once, undated or backdated", CAPPED,
              f"beyond max_new_per_poll ({MAX_NEW_PER_POLL})", _flood),
+        Case("long-title-x", f"F1 with an X target: a {LONG_TITLE_CHARS:,}-character headline",
+             CHECKED, None, _long_title, check=_check_long_title_on_x, x_target=True),
+        Case("intranet-push", "F4: pushes naming an intranet source: other loopback ports and "
+             "spellings, another private host", CHECKED, None,
+             article_feed("intranet-push", "Intranet article",
+                          lambda s: f"{s.loopback('intranet-push')}/article"),
+             title="Intranet article", check=_check_intranet_push, http=True, intranet=True),
+        Case("metrics-flood", f"F6: {LABEL_FLOOD} pushes, each naming another source",
+             CHECKED, None, _pushed_only, check=_check_metrics_flood, http=True),
+        Case("push-storm", f"F7: {PUSHES:,} pushes of one URL", CHECKED, None, _pushed_only,
+             check=_check_push_storm, http=True),
+        Case("log-forging", "F9: a chat command with newlines from a user who is not allowed",
+             CHECKED, None, feed_of(rss([]).encode()), check=_check_log_forging, editors=True),
+        Case("template-limits", "F8: templates building 300 MB, or using the safe filter",
+             CHECKED, None,
+             feed_of(rss([]).encode()), check=_check_templates),
+        Case("file-modes", "F10: the SQLite database and its -wal/-shm files", CHECKED, None,
+             feed_of(rss([]).encode()), check=_check_file_modes),
         Case("image-ssrf", "an image on 127.0.0.1 from a public source", NO_IMAGE,
              "loopback address",
              article_feed("image-ssrf", "Image inside", page("image-ssrf"),
@@ -508,15 +791,18 @@ class _Records(logging.Handler):
         self.lines.append((record.levelno, record.getMessage()))
 
 
-def _config(case: Case, site_url: str, tg_url: str, hostile: HostileSite, tmp: str) -> Any:
-    raw = {
+def _raw_config(
+    case: Case, site_url: str, tg_url: str, x_url: str, hostile: HostileSite, tmp: str
+) -> dict[str, Any]:
+    feed = hostile.loopback(case.name) if case.intranet else hostile.base(case.name)
+    raw: dict[str, Any] = {
         "outlet": {"name": "Sample Times", "url": site_url},
         "database": f"sqlite:///{tmp}/{case.name}.db",
         "sources": [
             {"name": "good", "url": f"{site_url}/en/rss.xml", "language": "en"},
             {
                 "name": case.name,
-                "url": f"{hostile.base(case.name)}/feed.xml",
+                "url": f"{feed}/feed.xml",
                 "language": "en",
                 "allow_hosts": list(case.allow_hosts),
             },
@@ -541,24 +827,69 @@ def _config(case: Case, site_url: str, tg_url: str, hostile: HostileSite, tmp: s
         },
         "http": {"enabled": False},
     }
-    return validate(raw, environ={"BAD_INPUT_TG_TOKEN": TOKEN})
+    if case.http:
+        raw["http"] = {"port": 0, "push_token": {"env": "BAD_INPUT_PUSH"}}
+    if case.editors:
+        raw["editors"] = {
+            "platform": "telegram",
+            "api_base": tg_url,
+            "token": {"env": "BAD_INPUT_TG_TOKEN"},
+            "chat_id": EDITORS_CHAT,
+            "allowed_user_ids": [EDITOR_ID],
+            "poll_timeout": 1,
+        }
+    if case.x_target:
+        raw["targets"].append(
+            {
+                "name": "x",
+                "platform": "x",
+                "api_base": x_url,
+                "upload_base": x_url,
+                "with_image": False,
+                "api_key": {"env": "BAD_INPUT_X_KEY"},
+                "api_secret": {"env": "BAD_INPUT_X_SECRET"},
+                "access_token": {"env": "BAD_INPUT_X_TOKEN"},
+                "access_token_secret": {"env": "BAD_INPUT_X_TOKEN_SECRET"},
+                "timeout": 3,
+            }
+        )
+    return raw
+
+
+def _config(raw: dict[str, Any]) -> Any:
+    environ = {"BAD_INPUT_TG_TOKEN": TOKEN, "BAD_INPUT_PUSH": PUSH_TOKEN, **X_ENV}
+    return validate(raw, environ=environ)
 
 
 def _chat(case: Case) -> str:
     return "@case_" + case.name.replace("-", "_")
 
 
-async def _run_case(config: Any) -> list[PollReport]:
+async def _run_case(
+    config: Any, then: Callable[[Service], Awaitable[tuple[bool, str]]] | None = None
+) -> tuple[list[PollReport], tuple[bool, str] | None]:
+    """One poll of the case's Service; then its own check (if any) while it still runs."""
     service = Service(config)
     # `localhost` looks public to the guard (and that public address is dialled on loopback:
-    # no test reaches the internet); everything else resolves for real.
-    resolver = static_resolver({"localhost": [PUBLIC_ADDRESS]})
-    service.pipeline.guard = Guard(resolver, dial={PUBLIC_ADDRESS: "127.0.0.1"})
+    # no test reaches the internet); OTHER_PRIVATE_NAME is a private host elsewhere, dialled
+    # (were it ever allowed) on loopback too; no other name resolves.
+    resolver = static_resolver(
+        {"localhost": [PUBLIC_ADDRESS], OTHER_PRIVATE_NAME: [OTHER_PRIVATE_ADDRESS]}
+    )
+    service.pipeline.guard = Guard(
+        resolver, dial={PUBLIC_ADDRESS: "127.0.0.1", OTHER_PRIVATE_ADDRESS: "127.0.0.1"}
+    )
+    checked = None
     try:
+        if then is not None and config.file.http.enabled:
+            await service._start_web()  # what `run` starts, without its scheduler
         polls, _ = await service.run_once()
+        if then is not None:
+            checked = await then(service)
     finally:
+        await service._stop_web()
         await service.close()
-    return polls
+    return polls, checked
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -566,7 +897,12 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def _verdict(
-    case: Case, polls: list[PollReport], posts: list[dict[str, Any]], lines: list[str], hits: int
+    case: Case,
+    polls: list[PollReport],
+    posts: list[dict[str, Any]],
+    lines: list[str],
+    hits: int,
+    checked: tuple[bool, str] | None = None,
 ) -> dict[str, Any]:
     hostile_poll = next(p for p in polls if p.source == case.name)
     good_poll = next(p for p in polls if p.source == "good")
@@ -584,6 +920,9 @@ def _verdict(
         handled = handled and hits == 0
     elif case.expect == BOUNDED:
         handled = len(others) == 1 and len(_text(others[0])) <= 4096
+    elif case.expect == CHECKED:
+        handled = checked is not None and checked[0]
+        logged = checked[1] if checked is not None else "not checked"
     elif case.expect == CAPPED:
         handled = (
             hostile_poll.new == MAX_NEW_PER_POLL
@@ -627,24 +966,34 @@ async def run(cases: list[str] | None = None, **_: Any) -> dict[str, Any]:
     """Every case (or the named ones), each in its own Service, all at once."""
     chosen = [CASES[name] for name in cases] if cases else list(CASES.values())
     site, state, hostile = SampleSite(), tg.State(), HostileSite()
+    internal, x_state = InternalListener(), xs.State()
     state.valid_tokens.add(TOKEN)
+    x_state.allow(xs.Credentials(*X_ENV.values()))
     for case in chosen:
         state.add_channel(_chat(case))
+    state.add_chat(EDITORS_CHAT, "supergroup")
     site_server, tg_server = LoopbackServer(site_app(site)), LoopbackServer(tg.create_app(state))
+    x_server = LoopbackServer(xs.create_app(x_state))
     records = _Records()
     logger = logging.getLogger("newsbot")
     level = logger.level
     with tempfile.TemporaryDirectory() as tmp:
         await site_server.start()
         await tg_server.start()
+        await x_server.start()
         await hostile.start()
+        await internal.start()
         site.base_url = site_server.url
         hostile.neighbour = site_server.url
         logger.addHandler(records)
         if logger.getEffectiveLevel() > logging.WARNING:
             logger.setLevel(logging.WARNING)
         try:
-            configs = [_config(c, site_server.url, tg_server.url, hostile, tmp) for c in chosen]
+            raws = [
+                _raw_config(c, site_server.url, tg_server.url, x_server.url, hostile, tmp)
+                for c in chosen
+            ]
+            configs = [_config(raw) for raw in raws]
             # First poll: the sample site's backlog is recorded, the hostile feeds are empty.
             # A few at a time: 28 Services at once on 2 busy cores can miss the 1 s connect
             # timeout on loopback, which would test the machine, not the bot.
@@ -652,29 +1001,51 @@ async def run(cases: list[str] | None = None, **_: Any) -> dict[str, Any]:
 
             async def one(config: Any) -> Any:
                 async with gate:
-                    return await _run_case(config)
+                    return (await _run_case(config))[0]
+
+            def checker(case: Case, raw: dict[str, Any]) -> Any:
+                check = case.check
+                if check is None:
+                    return None
+
+                async def then(service: Service) -> tuple[bool, str]:
+                    run = CaseRun(
+                        case, service, hostile, internal, records, state, x_state, raw, tmp
+                    )
+                    return await check(run)
+
+                return then
+
+            async def hostile_poll(case: Case, raw: dict[str, Any], config: Any) -> Any:
+                async with gate:
+                    return await _run_case(config, checker(case, raw))
 
             await asyncio.gather(*(one(config) for config in configs))
             records.lines.clear()
             hostile.phase = 1
             await site.publish(make_sample("still-arrives", GOOD_TITLE))
-            polls = await asyncio.gather(*(one(config) for config in configs))
+            outcomes = await asyncio.gather(
+                *(hostile_poll(c, r, f) for c, r, f in zip(chosen, raws, configs, strict=True))
+            )
             memory = await bomb_memory(f"{hostile.loopback('gzip-bomb')}/feed.xml")
         finally:
             logger.removeHandler(records)
             logger.setLevel(level)
             await hostile.stop()
+            await internal.stop()
             await site_server.stop()
             await tg_server.stop()
+            await x_server.stop()
     results = []
-    for case, case_polls in zip(chosen, polls, strict=True):
+    for case, (case_polls, checked) in zip(chosen, outcomes, strict=True):
         mine = [
             line
             for _, line in records.lines
             if f"/{case.name}/" in line or f"source {case.name}:" in line
         ]
         hits = sum(n for path, n in hostile.hits.items() if path.startswith(f"/{case.name}/int"))
-        results.append(_verdict(case, case_polls, state.in_chat(_chat(case)), mine, hits))
+        posts = state.in_chat(_chat(case))
+        results.append(_verdict(case, case_polls, posts, mine, hits, checked))
     return {
         "cases": results,
         "all_handled": all(r["handled"] for r in results),
@@ -691,11 +1062,17 @@ def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
     def yes(value: bool | None) -> str:
         return "n/a" if value is None else ("yes" if value else "NO")
 
+    def outcome(r: dict[str, Any]) -> str:
+        if r["expected"] == CHECKED:  # its own check: what it found
+            found = r["message"].replace("|", "/").replace("\n", " ")
+            return f"{'handled' if r['handled'] else 'NOT handled'}: {found}"
+        verdict = r["expected"] if r["handled"] else "NOT " + r["expected"]
+        return f"{verdict}; error logged: {yes(r['error_logged'])}"
+
     rows = [
         (
             f"{r['name']}: {r['problem']}",
-            f"{r['expected'] if r['handled'] else 'NOT ' + r['expected']}; error logged: "
-            f"{yes(r['error_logged'])}; other source unaffected: {yes(r['others_unaffected'])}",
+            f"{outcome(r)}; other source unaffected: {yes(r['others_unaffected'])}",
         )
         for r in figures["cases"]
     ]

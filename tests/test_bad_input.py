@@ -179,6 +179,11 @@ def test_judge_trusts_a_private_source_for_its_network_only() -> None:
     assert judge("127.0.0.1", loopback, private) is None
     assert "source news is public" in (judge("127.0.0.1", loopback, public) or "")
     assert "no source may reach" in (judge("169.254.169.254", metadata, private) or "")
+    # Another private host is named as not the intranet source's own, not as "public".
+    other = [ipaddress.ip_address("10.255.0.1")]
+    assert "not a host of source intranet, which may reach only its own (127.0.0.1" in (
+        judge("10.255.0.1", other, private) or ""
+    )
     # One private address among public ones is enough to refuse.
     mixed = [ipaddress.ip_address("93.184.215.14"), ipaddress.ip_address("10.0.0.1")]
     assert "resolves to 10.0.0.1" in (judge("cms.example", mixed, public) or "")

@@ -211,6 +211,68 @@ async def test_entry_only_wait_waits_for_the_page(world: Callable[..., Any]) -> 
     assert len(texts) == 1 and texts[0].startswith("Page headline")
 
 
+async def test_entry_only_wait_gives_up_after_its_bound_and_tells_the_editors(
+    world: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    w = await world(entry_only="wait", entry_only_max_wait="2h")
+    site, pipeline, store, source = w["site"], w["pipeline"], w["store"], w["source"]
+    assert source.entry_only_max_wait == 7200
+    now = [1_000_000.0]
+    pipeline.clock = lambda: now[0]
+    alerts: list[tuple[str, str]] = []
+
+    async def alert(about: str, message: str) -> None:
+        alerts.append((about, message))
+
+    pipeline.alert = alert
+    await pipeline.poll(source)
+    site.items = [("Feed headline", "never"), ("Other", "other")]
+    await pipeline.poll(source)  # the wait begins for both
+    site.pages["other"] = "Other page"  # this one's page comes in time
+    now[0] += 3600
+    assert (await pipeline.poll(source)).new == 1
+    assert alerts == [] and site.hits["never"] == 2
+    now[0] += 3601  # past two hours for "never"
+    with caplog.at_level(logging.WARNING, logger="newsbot"):
+        await pipeline.poll(source)
+    texts = await posted(store)
+    assert len(texts) == 1 and texts[0].startswith("Other page")  # nothing posted blind
+    ((about, message),) = alerts
+    assert about == "source own" and "not posted" in message
+    assert f"/post {w['url']}/news/never" in message and "2.0 h" in message
+    assert "page-never-came" in await event_kinds(store)
+    assert "entry_only_max_wait" in caplog.text
+    # Set aside for good: the page is not asked again, nor the editors told again...
+    hits = site.hits["never"]
+    for _ in range(3):
+        now[0] += 3600
+        await pipeline.poll(source)
+    assert site.hits["never"] == hits and len(alerts) == 1
+    # ...but the URL was not claimed: once its page works, an editor's /post (a push) posts it.
+    site.pages["never"] = "The page at last"
+    result = await pipeline.ingest_url(f"{w['url']}/news/never")
+    assert result.kind == "new"
+    texts = await posted(store)
+    assert len(texts) == 2 and texts[1].startswith("The page at last")
+    await pipeline.poll(source)
+    assert len(await posted(store)) == 2
+
+
+def test_entry_only_max_wait_is_a_duration_of_at_least_a_minute() -> None:
+    from bot.config import ConfigError
+
+    raw = {
+        "sources": [{"name": "s", "url": "https://a.example/rss", "entry_only_max_wait": "10s"}],
+        "targets": [
+            {"name": "tg", "platform": "telegram", "token": {"env": "T"}, "chat_id": "@chan_c"}
+        ],
+    }
+    with pytest.raises(ConfigError, match=r"entry_only_max_wait.*at least 60 seconds"):
+        validate(raw, environ={"T": "1:abc"})
+    raw["sources"][0].pop("entry_only_max_wait")
+    assert validate(raw, environ={"T": "1:abc"}).sources[0].entry_only_max_wait == 6 * 3600
+
+
 async def test_max_new_per_poll_caps_a_flood_records_the_rest_and_tells_editors(
     world: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
