@@ -27,6 +27,7 @@ from bot.netguard import PUBLIC, Guard, Policy, URLCheck
 from bot.render import RenderProblem, render_for
 from bot.rules import route
 from bot.sources import (
+    MAX_FEED_ENTRIES,
     SourceFormatError,
     changed_items_document,
     header_charset,
@@ -140,10 +141,23 @@ def read_entries(
     charset = (header_charset(result.content_type) or "utf-8").lower().replace("_", "-")
     split = item_digests(result.content) if charset in ("utf-8", "utf8") else None
     content, content_type = result.content, result.content_type
-    if split is not None and known_items:
+    if split is not None:
         root, items, digests = split
-        content = changed_items_document(root, items, digests, known_items)
-        content_type = "application/xml; charset=utf-8"
+        skipped: set[bytes] = set()
+        if known_items is None and len(items) > MAX_FEED_ENTRIES:
+            # A first sight of a huge feed: feeds list newest first, so the newest
+            # MAX_FEED_ENTRIES are read and the rest are taken as already seen (never parsed,
+            # never posted). feedparser on all of them would stall the process (issue 15).
+            skipped = set(digests[MAX_FEED_ENTRIES:])
+            log.warning(
+                "source %s: the feed lists %d entries; only the newest %d are read",
+                source.name,
+                len(items),
+                MAX_FEED_ENTRIES,
+            )
+        if known_items or skipped:
+            content = changed_items_document(root, items, digests, (known_items or set()) | skipped)
+            content_type = "application/xml; charset=utf-8"
     entries = parse_feed(content, source.name, source.language, content_type)
     return entries, (set(split[2]) if split is not None else None)
 

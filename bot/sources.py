@@ -27,10 +27,12 @@ class SourceFormatError(Exception):
     """The document is not a usable feed or sitemap; the message says why."""
 
 
-#: Entries a feed may list. News feeds list tens to hundreds (a news sitemap at most 1,000);
-#: feedparser builds millions of objects for 100,000, and the garbage collector then holds
-#: the GIL for about a second at a time: the event loop (health checks, other sources) would
-#: stall although parsing runs in a thread. Such a feed is refused before parsing.
+#: Entries feedparser is given at once. News feeds list tens to hundreds (a news sitemap at
+#: most 1,000); feedparser builds millions of objects for 100,000, and the garbage collector
+#: then holds the GIL for about a second at a time: the event loop (health checks, other
+#: sources) would stall although parsing runs in a thread. A big UTF-8 RSS/Atom feed is split
+#: by item first (the pipeline reads its newest MAX_FEED_ENTRIES, later only changed items);
+#: any other document listing more is refused before parsing.
 MAX_FEED_ENTRIES = 5_000
 _ENTRY_TAG = re.compile(rb"<(?:[A-Za-z0-9_.-]+:)?(?:item|entry|url)[\s>/]")
 
