@@ -1,6 +1,6 @@
 """The web desk in a real browser: headless Debian chromium driven by selenium through
 chromedriver (no browser download). Login, the queue, previews, an approval, an edit refused
-for dropping the link, history. Writes the README's screenshots to docs/ when asked
+for dropping the link, a schedule, history. Writes the README's screenshots to docs/ when asked
 (NEWSBOT_DESK_SCREENSHOTS=1)."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def make_driver(width: int = 1280, height: int = 900):  # type: ignore[no-untype
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def drive(base: str, shots: bool, x_id: int) -> None:
+def drive(base: str, shots: bool, x_id: int, fb_id: int) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -55,9 +55,13 @@ def drive(base: str, shots: bool, x_id: int) -> None:
 
     def shows(locator: tuple[str, str], expected: str) -> None:
         """Wait for the next page (a click's navigation may still be under way)."""
-        WebDriverWait(driver, 15).until(
-            lambda d: any(expected in e.text for e in d.find_elements(*locator))
-        )
+        try:
+            WebDriverWait(driver, 30).until(
+                lambda d: any(expected in e.text for e in d.find_elements(*locator))
+            )
+        except Exception:
+            seen = [e.text for e in driver.find_elements(*locator)]
+            raise AssertionError(f"{expected!r} not shown in {locator}: {seen}") from None
 
     try:
         driver.get(f"{base}/desk/")
@@ -91,9 +95,16 @@ def drive(base: str, shots: bool, x_id: int) -> None:
         driver.find_element(By.ID, "save").click()
         shows((By.ID, "notice"), "Not saved: the post must keep the link")
         driver.find_element(By.ID, "approve").click()
-        shows((By.ID, "notice"), "Posting now.")
+        shows((By.ID, "notice"), "posting now")
+        # Another waiting post, scheduled for a time in the newsroom's zone (the browser's
+        # datetime-local control is filled the way a picker fills it).
+        driver.get(f"{base}/desk/item/{fb_id}")
+        when = driver.find_element(By.ID, "at")
+        driver.execute_script("arguments[0].value = '2030-01-02T09:30'", when)
+        driver.find_element(By.ID, "schedule").click()
+        shows((By.ID, "notice"), "scheduled for 2030-01-02 09:30")
         driver.find_element(By.LINK_TEXT, "History").click()
-        shows((By.TAG_NAME, "main"), "approved by web:eve")
+        shows((By.TAG_NAME, "main"), "approved by eve (id web:eve)")
         assert ARTICLE.title in driver.find_element(By.TAG_NAME, "main").text
         driver.find_element(By.LINK_TEXT, "Health").click()
         shows((By.ID, "target-tg"), "0 / 5")  # today's posts against the daily cap
@@ -124,13 +135,14 @@ async def test_editor_logs_in_previews_edits_approves_and_reads_history(tmp_path
     await server.start()
     try:
         shots = os.environ.get("NEWSBOT_DESK_SCREENSHOTS") == "1"
-        await asyncio.to_thread(drive, server.url, shots, world.delivery_ids["xmain"])
+        ids = world.delivery_ids
+        await asyncio.to_thread(drive, server.url, shots, ids["xmain"], ids["fb"])
     finally:
         await server.stop()
         await images.stop()
         await world.store.close()
     pending = [d for d in await _statuses(tmp_path) if d == "pending"]
-    assert len(pending) == 1  # the approval reached the store through the Desk
+    assert len(pending) == 2  # the approval and the schedule reached the store through the Desk
 
 
 async def _statuses(tmp_path: Path) -> list[str]:

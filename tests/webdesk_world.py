@@ -91,6 +91,8 @@ async def make_world(
         _never,
         _never,
         lambda: None,
+        tz=config.timezone,  # as the service builds it: times in the newsroom's zone
+        measure={n: a.measure for n, a in adapters.items()},
     )
 
     async def try_url(url: str) -> Any:
