@@ -166,6 +166,10 @@ class Adapter(ABC):
         """What sending `post` costs (for daily money budgets); free unless a platform bills."""
         return 0.0
 
+    def read_cost(self, progress: dict[str, Any]) -> float:
+        """What the billed reads recorded in a delivery's progress cost (X's read-back)."""
+        return 0.0
+
     async def edit(self, remote_id: str, post: RenderedPost) -> None:
         raise NotImplementedError(f"{self.platform} posts cannot be edited")
 

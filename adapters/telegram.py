@@ -4,6 +4,11 @@ Posts are HTML: bold headline, lead, hashtags, and the article as a real hyperli
 post when the article has an image (caption limit 1024), a text post otherwise (4096).
 Lengths are counted as Telegram counts them: UTF-16 code units of the text after entity
 parsing, so escaping (&amp;) and tags cost nothing.
+
+Exactly once (issue 14): the Bot API offers no way to read a channel's history (a bot sees
+only updates sent to it, and no idempotency key), so there is no read-back here: an uncertain
+delivery stays for the editors. The window is kept narrow instead: prepare() does getMe and the
+pacing wait, and the delivery is committed `sending` only right before sendMessage/sendPhoto.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ image (or a generated card) with the URL in the text, which Threads links. Posts
 characters, emoji counted as their UTF-8 bytes as Threads counts them, at most 5 links and one
 topic tag. The account's `threads_publishing_limit` (250 posts per 24 h) is read before each
 post. Threads has no edit and no client idempotency key; deletes serve follow-ups.
+
+Exactly once (issue 14): prepare() checks the quota, creates the container and waits until it
+is FINISHED (saved, so a restart reuses it); publish() is the one threads_publish request. An
+answer lost there is settled by reading back the user's recent posts
+(GET /{user-id}/threads?fields=id,permalink,text,timestamp,link_attachment_url).
 """
 
 from __future__ import annotations
@@ -24,10 +29,18 @@ import regex
 from pydantic import Field
 
 from adapters._cards import render_card
-from adapters._graph import GraphClient, GraphError, graph_refusal, map_graph_error
-from adapters.base import Adapter
+from adapters._graph import (
+    READ_BACK_LIMIT,
+    GraphClient,
+    GraphError,
+    graph_refusal,
+    map_graph_error,
+    match_recent,
+)
+from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
+    CannotTell,
     DeliveryError,
     PermanentFailure,
     RetryLater,
@@ -46,6 +59,9 @@ QUOTA = 250  # API-published posts per 24 h per profile
 MAX_TAGS = 1  # Threads makes only one tag per post a topic
 SEPARATOR = "\n\n"
 MIN_LEAD = 30
+#: A container not published within 24 hours expires; a resumed delivery makes a new one a
+#: bit before that.
+CONTAINER_LIFETIME = 20 * 3600
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _EMOJI = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}")
 _GRAPHEME = regex.compile(r"\X")
@@ -130,6 +146,7 @@ class ThreadsAdapter(Adapter):
     platform: ClassVar[str] = "threads"
     hyperlinks: ClassVar[bool] = True  # link_attachment, and URLs in the text are linked
     idempotent: ClassVar[bool] = False  # Threads takes no client key: never resent blindly
+    read_back: ClassVar[str] = "the user's recent posts (GET /{user-id}/threads)"
     Settings: ClassVar[type[TargetSettings]] = ThreadsSettings
     settings: ThreadsSettings
 
@@ -185,6 +202,13 @@ class ThreadsAdapter(Adapter):
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         # Threads has no idempotency key; the key is not used (a lost answer stays uncertain).
+        ctx = SendContext(idempotency_key=idempotency_key)
+        await self.prepare(post, ctx)
+        return await self.publish(post, ctx)
+
+    async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
+        """Length and link checks, the quota, the container and its wait: nothing is
+        published until threads_publish. A saved container is reused while it is usable."""
         if threads_length(post.text) > LIMIT:
             raise PermanentFailure(f"post is {threads_length(post.text)} characters, over {LIMIT}")
         if len(links_in(post.text, post.link_url)) > MAX_LINKS:
@@ -192,6 +216,14 @@ class ThreadsAdapter(Adapter):
         graph, user = self._client(), self.settings.user_id
         try:
             await self._check_quota(graph, user)
+            saved = str(ctx.progress.get("container_id") or "")
+            created = float(ctx.progress.get("container_created") or 0)
+            if saved and time.time() - created < CONTAINER_LIFETIME:
+                try:
+                    await self._wait_finished(graph, saved)
+                    return  # resumed: the saved container is ready
+                except TemporaryFailure:
+                    pass  # expired or stuck: make a new one
             data: dict[str, Any] = {"text": post.text}
             if post.options.get("image_post"):
                 data.update(media_type="IMAGE", image_url=await self.image_for(post))
@@ -200,16 +232,55 @@ class ThreadsAdapter(Adapter):
                 if post.link_url:
                     data["link_attachment"] = post.link_url
             container = str((await graph.call("POST", f"{user}/threads", data=data))["id"])
+            await ctx.save_progress(
+                {**ctx.progress, "container_id": container, "container_created": time.time()}
+            )
             await self._wait_finished(graph, container)
+        except GraphError as exc:
+            raise map_graph_error(exc, "Threads") from None
+
+    async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        graph, user = self._client(), self.settings.user_id
+        try:
             published = await graph.call(
                 "POST",
                 f"{user}/threads_publish",
-                data={"creation_id": container},
+                data={"creation_id": ctx.progress["container_id"]},
                 may_have_posted=True,
             )
         except GraphError as exc:
             raise map_graph_error(exc, "Threads") from None
         return SentPost(remote_id=str(published["id"]), remote_url=None)
+
+    async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
+        """The user's recent posts, looking for this post's text or its link attachment."""
+        try:
+            body = await self._client().call(
+                "GET",
+                f"{self.settings.user_id}/threads",
+                params={
+                    "fields": "id,permalink,text,timestamp,link_attachment_url",
+                    "limit": READ_BACK_LIMIT,
+                },
+            )
+        except GraphError as exc:
+            raise CannotTell(f"{self.read_back}: {map_graph_error(exc, 'Threads')}") from None
+        except DeliveryError as exc:
+            raise CannotTell(f"{self.read_back}: {exc.message}") from None
+
+        def is_this(item: dict[str, Any]) -> bool:
+            if str(item.get("text") or "").strip() == post.text.strip():
+                return True
+            return bool(post.link_url) and item.get("link_attachment_url") == post.link_url
+
+        return match_recent(
+            body.get("data") or [],
+            is_this,
+            "timestamp",
+            ctx.since,
+            lambda item: SentPost(str(item["id"]), item.get("permalink")),
+            self.read_back,
+        )
 
     async def _check_quota(self, graph: GraphClient, user: str) -> None:
         body = await graph.call(

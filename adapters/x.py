@@ -7,6 +7,14 @@ Images go through the current v2 media endpoints (the `command=` form of POST
 /2/media/upload was retired in 2025): a one-shot POST /2/media/upload for small images,
 POST /2/media/upload/initialize, /{id}/append, /{id}/finalize (+ GET ?command=STATUS) for
 larger ones. Both are signed with the same OAuth 1.0a user credentials as the posts.
+
+Exactly once (issue 14): X takes no idempotency key, but it refuses a post whose text is the
+same as a recent post of the account (403 "duplicate content"). So a resend after a lost answer
+cannot post twice: it posts (the first never landed) or X refuses it as a duplicate, which
+confirms the first went out. The adapter is therefore `idempotent`. The post's id is then
+learnt only by reading the account's timeline (GET /2/users/:id/tweets), which X bills: only
+with `read_back: true`, counted against the target's daily budget (`cost_per_read`); else the
+delivery is marked sent without an id, and its event says so.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -35,6 +44,7 @@ from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
+    CannotTell,
     DeliveryError,
     PermanentFailure,
     RetryLater,
@@ -68,6 +78,9 @@ PILLOW_TYPES = {
 }
 #: 403 details that refuse one post, not the account: fail that post, keep the target going.
 PER_POST_403 = re.compile(r"duplicate content|too long|not allowed because", re.IGNORECASE)
+DUPLICATE_403 = re.compile(r"duplicate content", re.IGNORECASE)
+#: How many recent posts a read-back looks at (GET /2/users/:id/tweets allows 5 to 100).
+READ_BACK_POSTS = 50
 PROCESSING_DEADLINE = 60.0
 #: Seconds after which a post does not reuse an idle keep-alive connection.
 FRESH_AFTER = 2.0
@@ -102,6 +115,13 @@ class XSettings(TargetSettings):
     #: What X bills per post, a post with a URL more: for the core's `timing.daily_budget`.
     cost_per_post: float | None = Field(default=None, ge=0)
     cost_per_post_with_url: float | None = Field(default=None, ge=0)
+    #: Read the account's recent posts (GET /2/users/:id/tweets, billed) to find the id of a
+    #: post X refused to repeat, or to settle an uncertain one. Off by default.
+    read_back: bool = False
+    #: The account's numeric user id for those reads (else one more billed GET /2/users/me).
+    user_id: str | None = Field(default=None, pattern=r"^[0-9]{1,19}$")
+    #: What X bills per read request, counted against `timing.daily_budget`.
+    cost_per_read: float | None = Field(default=None, ge=0)
 
     @field_validator("api_base", "upload_base")
     @classmethod
@@ -223,11 +243,14 @@ class MediaError(Exception):
 #: How long an uploaded media id may be attached (X: expires_after_secs, 86400); a resumed
 #: delivery uploads again after a bit less.
 MEDIA_LIFETIME = 20 * 3600
+READ_BACK_CHECK = "the account's recent posts (GET /2/users/:id/tweets, a billed read)"
 
 
 class XAdapter(Adapter):
     platform: ClassVar[str] = "x"
     hyperlinks: ClassVar[bool] = True  # X links every URL in a post
+    #: No key, but X refuses to repeat a recent post's text: a resend cannot post twice.
+    idempotent: ClassVar[bool] = True
     Settings: ClassVar[type[TargetSettings]] = XSettings
     settings: XSettings
 
@@ -242,6 +265,12 @@ class XAdapter(Adapter):
         super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
         self._client: _XClient | None = None
         self._http: httpx.AsyncClient | None = None
+        self._user_id: str | None = self.settings.user_id
+        #: Keys of sends made by this object (a send() without a stored row: its resend is
+        #: known to be one even without saved progress).
+        self._attempted: set[str] = set()
+        if self.settings.read_back:
+            self.read_back = READ_BACK_CHECK  # type: ignore[misc]
 
     # Rendering -----------------------------------------------------------------------------
 
@@ -323,14 +352,27 @@ class XAdapter(Adapter):
             {**ctx.progress, "media_id": media_id, "media_uploaded": time.time()}
         )
 
+    def read_cost(self, progress: dict[str, Any]) -> float:
+        return int(progress.get("billed_reads") or 0) * (self.settings.cost_per_read or 0.0)
+
     async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
         media_id = ctx.progress.get("media_id")
         media_ids = [str(media_id)] if media_id else []
+        attempts = int(ctx.progress.get("tweet_attempts") or 0)
+        resend = attempts > 0 or (ctx.idempotency_key or "") in self._attempted
+        # Recorded before the request: a later duplicate refusal is then known to be ours.
+        await ctx.save_progress({**ctx.progress, "tweet_attempts": attempts + 1})
+        if ctx.idempotency_key:
+            self._attempted.add(ctx.idempotency_key)
         client = self._tweepy()
         try:
             response = await asyncio.to_thread(
                 client.create_tweet, text=post.text, media_ids=media_ids or None, user_auth=True
             )
+        except tweepy.Forbidden as exc:
+            if resend and DUPLICATE_403.search(_problem_text(exc.response)):
+                return await self._confirm_duplicate(post, ctx)
+            raise map_error(exc) from None
         except Exception as exc:
             raise map_error(exc) from None
         try:
@@ -339,6 +381,66 @@ class XAdapter(Adapter):
             # X said yes but we cannot tell to what: resending could post twice.
             raise UncertainDelivery("X accepted the post but its answer has no id") from None
         return SentPost(remote_id=tweet_id, remote_url=f"https://x.com/i/web/status/{tweet_id}")
+
+    async def _confirm_duplicate(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        """X refused the resend as a duplicate: the earlier attempt was posted."""
+        why = "X refused the resend as duplicate content, so the earlier attempt was posted"
+        if not self.settings.read_back:
+            return SentPost("", None, f"{why}; its id is unknown (read_back is off)")
+        try:
+            found = await self._read_back(post, ctx)
+        except CannotTell as exc:
+            return SentPost("", None, f"{why}; its id is unknown ({exc})")
+        if found is None:
+            return SentPost("", None, f"{why}; not found among its recent posts, id unknown")
+        return SentPost(found.remote_id, found.remote_url, f"{why}; found as {found.remote_id}")
+
+    async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
+        """The account's recent posts (billed, only with read_back: true), looking for a post
+        that links this post's URL; None if they reach back to when it was queued without it."""
+        if not self.settings.read_back:
+            return await super().find_published(post, ctx)
+        return await self._read_back(post, ctx)
+
+    async def _read_back(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
+        client = self._tweepy()
+        reads = 0
+        try:
+            if self._user_id is None:
+                reads += 1
+                me = await asyncio.to_thread(client.get_me, user_auth=True)
+                self._user_id = str(me.data.id)
+            reads += 1
+            since = datetime.fromtimestamp(max(0.0, ctx.since - 60), UTC)
+            timeline = await asyncio.to_thread(
+                client.get_users_tweets,
+                self._user_id,
+                max_results=READ_BACK_POSTS,
+                start_time=since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                tweet_fields=["created_at", "entities"],
+                user_auth=True,
+            )
+        except Exception as exc:
+            raise CannotTell(f"{READ_BACK_CHECK}: {map_error(exc)}") from None
+        finally:
+            # Billed whatever the answer: counted against the target's daily budget.
+            if reads:
+                billed = int(ctx.progress.get("billed_reads") or 0) + reads
+                await ctx.save_progress({**ctx.progress, "billed_reads": billed})
+        wanted = set(extract_urls(post.text))
+        tweets = list(getattr(timeline, "data", None) or [])
+        for tweet in tweets:
+            entities = getattr(tweet, "entities", None) or {}
+            linked = {str(u.get("expanded_url")) for u in entities.get("urls") or []}
+            if wanted & linked:
+                tweet_id = str(tweet.id)
+                return SentPost(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
+        if len(tweets) < READ_BACK_POSTS:  # every post since it was queued: not there
+            return None
+        raise CannotTell(
+            f"{READ_BACK_CHECK}: not among the {len(tweets)} most recent posts, which do not "
+            "reach back to when it was queued"
+        )
 
     async def check(self) -> bool:
         if not self.settings.health_check:

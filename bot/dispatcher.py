@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from adapters.base import Adapter as BaseAdapter
 from adapters.base import SendContext
 from bot.circuit import Circuit, jittered
 from bot.config import DispatchConfig
@@ -348,6 +349,11 @@ class Dispatcher:
         if timing.daily_budget:
             sent = await self.store.posts_sent_since(delivery.target, midnight.timestamp())
             spent_today = sum(adapter.cost(post) for post in sent)
+            if type(adapter).read_cost is not BaseAdapter.read_cost:  # billed read-backs (X)
+                progress = await self.store.progress_sent_since(
+                    delivery.target, midnight.timestamp()
+                )
+                spent_today += sum(adapter.read_cost(p) for p in progress)
         return decide(
             now,
             timing,
@@ -419,7 +425,12 @@ class Dispatcher:
             # Its text may quote a request URL or header: no secret goes into the database.
             error = f"{type(exc).__name__}: {redact(str(exc))}"
             return await self._unsure(adapter, delivery, error, report, publishing)
-        await self.store.mark_sent(delivery.id, sent.remote_id, sent.remote_url)
+        if sent.confirmed:  # an earlier attempt's post, confirmed (X's duplicate refusal)
+            await self.store.confirm_sent(
+                delivery.id, sent.remote_id or None, sent.remote_url, sent.confirmed
+            )
+        else:
+            await self.store.mark_sent(delivery.id, sent.remote_id, sent.remote_url)
         await self._recovered(delivery.target)
         self.metrics.posted(delivery.target, delivery.sort_key)
         report.sent += 1

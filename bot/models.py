@@ -136,6 +136,10 @@ class SentPost:
 
     remote_id: str
     remote_url: str | None = None
+    #: Set when the answer confirmed an earlier attempt instead of posting (X's duplicate
+    #: refusal of a resend): how it was confirmed, recorded as the delivery's event. An empty
+    #: remote_id then means the post's id could not be learnt.
+    confirmed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

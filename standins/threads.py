@@ -7,6 +7,8 @@
   ERROR with error_message for an image it could not use).
 - POST /{version}/{user}/threads_publish: only a FINISHED container; at most `quota_total`
   posts in 24 hours. GET /{version}/{user}/threads_publishing_limit reports the usage.
+- GET /{version}/{user}/threads: the user's posts newest first (fields id, permalink, text,
+  timestamp, link_attachment_url; `limit`, at most 100), what a read-back looks at.
 - DELETE /{version}/{media}; GET /{version}/{user}.
 - Errors: {"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}; a token
   check on every call; queued faults (standins.graph.GraphFault), `after_commit` for a publish
@@ -58,6 +60,8 @@ class State:
     published_at: list[float] = field(default_factory=list)
     faults: list[GraphFault] = field(default_factory=list)
     quota_reads: int = 0
+    #: (start, end) wall-clock times of every threads_publish request (end 0.0 while open).
+    publishing: list[list[float]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(18_000_000_000_000_001))
 
     def inject(self, *faults: GraphFault) -> None:
@@ -123,10 +127,17 @@ def create_app(state: State) -> Starlette:
         if (refused := await guard(request, data)) is not None:
             return refused
         node, edge = request.path_params["node"], request.path_params.get("edge")
+        if node == state.user_id and edge == "threads" and request.method == "GET":
+            return listing(data)
         if node == state.user_id and edge == "threads":
             return await create_container(data)
         if node == state.user_id and edge == "threads_publish":
-            return await publish(data)
+            span = [time.time(), 0.0]
+            state.publishing.append(span)
+            try:
+                return await publish(data)
+            finally:
+                span[1] = time.time()
         if node == state.user_id and edge == "threads_publishing_limit":
             state.quota_reads += 1
             config = {"quota_total": state.quota_total, "quota_duration": 86400}
@@ -178,12 +189,37 @@ def create_app(state: State) -> Starlette:
         post_id = str(next(state._ids))
         container["status"] = "PUBLISHED"
         state.published_at.append(time.time())
-        state.posts[post_id] = {**container, "id": post_id, "deleted": False}
+        state.posts[post_id] = {
+            **container,
+            "id": post_id,
+            "deleted": False,
+            "published": time.time(),
+        }
         if state.faults and getattr(state.faults[0], "after_commit", False):
             fault = state.faults.pop(0)
             await asyncio.sleep(fault.hang)
             return graph_error(fault.status, fault.message, fault.code, fault.error_type)
         return JSONResponse({"id": post_id})
+
+    def listing(data: dict[str, Any]) -> Response:
+        limit = str(data.get("limit") or "25")
+        if not limit.isdigit() or not 0 < int(limit) <= 100:
+            return graph_error(400, "Param limit must be a number from 1 to 100", 100)
+        fields = set(str(data.get("fields") or "id").split(","))
+        newest = sorted(state.live_posts(), key=lambda p: p["published"], reverse=True)
+        items = []
+        for post in newest[: int(limit)]:
+            view = {
+                "id": post["id"],
+                "permalink": f"https://www.threads.net/@newsroom/post/{post['id']}",
+                "text": post["text"],
+                "timestamp": time.strftime(
+                    "%Y-%m-%dT%H:%M:%S+0000", time.gmtime(post["published"])
+                ),
+                "link_attachment_url": post["link_attachment"],
+            }
+            items.append({k: v for k, v in view.items() if k in fields | {"id"} and v})
+        return JSONResponse({"data": items})
 
     def node_only(method: str, node: str) -> Response:
         if method == "GET" and node in ("me", state.user_id):

@@ -9,6 +9,9 @@ and enforces what X enforces on a post:
   text of a live post is refused with X's 403.
 - caps: per user (access token) 100 posts per 15 minutes, per app (consumer key) 10,000 per
   24 hours (both adjustable), 429 with X's headers when spent.
+- reads: GET /2/users/:id/tweets lists the user's live posts newest first, as X does: URLs in
+  `text` wrapped as t.co links, the originals in `entities.urls[].expanded_url`, `max_results`
+  5 to 100, `start_time` honoured; each read is counted (`reads`), since X bills them.
 - media: the current v2 upload endpoints (one-shot POST /2/media/upload; initialize, append,
   finalize and GET ?command=STATUS), bytes that Pillow opens as an image within the size cap,
   and only processed media ids in posts.
@@ -28,6 +31,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -115,6 +119,11 @@ class State:
     faults: list[XFault] = field(default_factory=list)
     #: (method, path) of every call, in order, to check upload flows.
     calls: list[tuple[str, str]] = field(default_factory=list)
+    #: GET /2/users/:id/tweets calls answered (X bills each).
+    reads: int = 0
+    #: (start, end) wall-clock times of every POST /2/tweets request, for the crash experiment
+    #: (end 0.0 while it is still in progress).
+    publishing: list[list[float]] = field(default_factory=list)
     user_cap_15min: int = 100
     app_cap_24h: int = 10_000
     max_image_bytes: int = 5 * 1024 * 1024
@@ -390,6 +399,14 @@ def create_app(state: State) -> Starlette:
         return response
 
     async def create_tweet(request: Request) -> Response:
+        span = [time.time(), 0.0]
+        state.publishing.append(span)
+        try:
+            return await _create_tweet(request)
+        finally:
+            span[1] = time.time()
+
+    async def _create_tweet(request: Request) -> Response:
         creds, refused = await authenticated(request)
         if creds is None:
             return refused or _unauthorized()
@@ -444,8 +461,40 @@ def create_app(state: State) -> Starlette:
         creds, refused = await authenticated(request)
         if creds is None:
             return refused or _unauthorized()
-        user = {"id": "1500000000000000001", "name": "Sample Times", "username": "sampletimes"}
+        user = {"id": user_id(creds), "name": "Sample Times", "username": "sampletimes"}
         return finish(request, JSONResponse({"data": user}))
+
+    async def users_tweets(request: Request) -> Response:
+        creds, refused = await authenticated(request)
+        if creds is None:
+            return refused or _unauthorized()
+        state.reads += 1
+        params = request.query_params
+        wanted = request.path_params["user_id"]
+        count = params.get("max_results", "10")
+        if not count.isdigit() or not 5 <= int(count) <= 100:
+            return _invalid(
+                "The `max_results` query parameter value is not between 5 and 100",
+                "max_results",
+                count,
+            )
+        since = _iso_time(params.get("start_time"))
+        if params.get("start_time") and since is None:
+            return _invalid("Invalid start_time", "start_time", params.get("start_time"))
+        owned = [
+            p
+            for p in reversed(state.live_posts())
+            if user_id_of_token(state, p["token"]) == wanted and p["created_at"] >= (since or 0)
+        ][: int(count)]
+        fields = set(params.get("tweet.fields", "").split(","))
+        data = [tweet_view(p, fields) for p in owned]
+        meta: dict[str, Any] = {"result_count": len(data)}
+        if data:
+            meta.update(newest_id=data[0]["id"], oldest_id=data[-1]["id"])
+        body: dict[str, Any] = {"meta": meta}
+        if data:
+            body["data"] = data
+        return finish(request, JSONResponse(body))
 
     async def upload_simple(request: Request) -> Response:
         creds, refused = await authenticated(request)
@@ -569,6 +618,7 @@ def create_app(state: State) -> Starlette:
             Route("/2/tweets", create_tweet, methods=["POST"]),
             Route("/2/tweets/{tweet_id}", delete_tweet, methods=["DELETE"]),
             Route("/2/users/me", users_me, methods=["GET"]),
+            Route("/2/users/{user_id}/tweets", users_tweets, methods=["GET"]),
             Route("/2/media/upload", upload_simple, methods=["POST"]),
             Route("/2/media/upload", upload_status, methods=["GET"]),
             Route("/2/media/upload/initialize", upload_initialize, methods=["POST"]),
@@ -577,6 +627,51 @@ def create_app(state: State) -> Starlette:
             Route("/_standin/posts", recorded),
         ]
     )
+
+
+def user_id(creds: Credentials) -> str:
+    """The numeric id of the user an access token acts for (stable per token)."""
+    return str(
+        1_500_000_000_000_000_000 + int(hashlib.sha256(creds.token.encode()).hexdigest()[:8], 16)
+    )
+
+
+def user_id_of_token(state: State, token: str) -> str | None:
+    creds = next((c for c in state.credentials if c.token == token), None)
+    return user_id(creds) if creds else None
+
+
+def _iso_time(value: str | None) -> float | None:
+    """X's start_time: ISO 8601 `YYYY-MM-DDTHH:mm:ssZ` (fractions allowed)."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def tweet_view(post: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    """A post as X lists it: every URL in the text is a t.co link, the original in entities."""
+    text, urls = post["text"], []
+    for match in list(_URL.finditer(post["text"])):
+        short = "https://t.co/" + hashlib.sha256(match.group().encode()).hexdigest()[:10]
+        urls.append({"url": short, "expanded_url": match.group(), "display_url": match.group()})
+        text = text.replace(match.group(), short, 1)
+    for entity in urls:
+        entity["start"] = text.find(entity["url"])
+        entity["end"] = entity["start"] + len(entity["url"])
+    view: dict[str, Any] = {
+        "id": post["id"],
+        "text": text,
+        "edit_history_tweet_ids": [post["id"]],
+    }
+    if "created_at" in fields:
+        stamp = datetime.fromtimestamp(post["created_at"], UTC)
+        view["created_at"] = stamp.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    if "entities" in fields and urls:
+        view["entities"] = {"urls": urls}
+    return view
 
 
 def _validate_tweet(state: State, body: dict[str, Any]) -> tuple[str, list[str]] | Response:
@@ -646,6 +741,8 @@ class XHarness(Harness):
             "access_token": {"env": "X_TOKEN"},
             "access_token_secret": {"env": "X_TOKEN_SECRET"},
             "timeout": self.TIMEOUT,
+            # A resend refused as a duplicate finds the first post's id (a billed read).
+            "read_back": True,
         }
 
     def env(self) -> dict[str, str]:

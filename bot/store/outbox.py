@@ -142,6 +142,20 @@ class OutboxMixin(StoreBase):
             ).all()
         return [RenderedPost.from_json(json.loads(r.payload)) for r in rows]
 
+    async def progress_sent_since(self, target: str, since: float) -> list[dict[str, Any]]:
+        """The stored progress of the target's deliveries sent since `since` (billed reads)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries.c.progress).where(
+                        deliveries.c.target == target,
+                        deliveries.c.status == DeliveryStatus.SENT,
+                        deliveries.c.sent_at >= since,
+                    )
+                )
+            ).all()
+        return [json.loads(r.progress) if r.progress else {} for r in rows]
+
     async def last_sent_at(self, target: str) -> float | None:
         async with self.engine.connect() as conn:
             return (
@@ -305,7 +319,7 @@ class OutboxMixin(StoreBase):
             )
 
     async def confirm_sent(
-        self, delivery_id: int, remote_id: str, remote_url: str | None, how: str
+        self, delivery_id: int, remote_id: str | None, remote_url: str | None, how: str
     ) -> None:
         """confirm sent (uncertain or sending -> sent): a read-back found the post; its event
         (kind "confirmed") says how, in the same commit."""
