@@ -16,7 +16,8 @@ A new platform `<name>` is:
    and `ADAPTER = <the class>` at module level. Its constructor is
    `(settings, secrets, outlet, *, fetch_image=None)`: core services come in as keyword
    arguments (`fetch_image` downloads an article image through the core's guarded client),
-   never as attributes set afterwards.
+   never as attributes set afterwards. The base owns the constructor: put per-instance state
+   (lazily made clients, locks) in `init_state()`, which it calls.
    - `render(article) -> RenderedPost`: pure, within the platform's limits as the platform
      counts them, with the article link (a hyperlink where the platform has them). Use
      `self.render_template(article, dialect)` when `settings.template` is set and

@@ -80,6 +80,11 @@ class Adapter(ABC):
         #: Given by the core: image downloads through its capped client and SSRF guard (the
         #: policy of the article's source). None when an adapter runs alone: its own client.
         self.fetch_image = fetch_image
+        self.init_state()
+
+    def init_state(self) -> None:  # noqa: B027 - optional hook
+        """Set up per-instance state (clients made lazily, locks, caches): the base's
+        constructor calls it, so an adapter never re-declares the constructor."""
 
     @property
     def name(self) -> str:

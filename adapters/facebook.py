@@ -19,8 +19,8 @@ from adapters._graph import (
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import CannotTell, DeliveryError, SetupCheck, SetupStatus
-from bot.secrets import Secret, SecretRef
-from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.secrets import SecretRef
+from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
 from bot.text import squash_spaces, trim_text
 
@@ -42,15 +42,7 @@ class FacebookAdapter(Adapter):
     Settings: ClassVar[type[TargetSettings]] = FacebookSettings
     settings: FacebookSettings
 
-    def __init__(
-        self,
-        settings: TargetSettings,
-        secrets: dict[str, Secret],
-        outlet: Outlet,
-        *,
-        fetch_image: ImageFetcher | None = None,
-    ) -> None:
-        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
+    def init_state(self) -> None:
         self._graph: GraphClient | None = None
 
     def render(self, article: Article) -> RenderedPost:

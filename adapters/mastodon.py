@@ -46,8 +46,8 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
-from bot.secrets import Secret, SecretRef, redact
-from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.secrets import SecretRef, redact
+from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
 from bot.text import squash_spaces, trim_text
 
@@ -233,15 +233,7 @@ class MastodonAdapter(Adapter):
     Settings: ClassVar[type[TargetSettings]] = MastodonSettings
     settings: MastodonSettings
 
-    def __init__(
-        self,
-        settings: TargetSettings,
-        secrets: dict[str, Secret],
-        outlet: Outlet,
-        *,
-        fetch_image: ImageFetcher | None = None,
-    ) -> None:
-        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
+    def init_state(self) -> None:
         self._http: httpx.AsyncClient | None = None
         #: The instance's limits once read (None: not yet; renders use Mastodon's defaults).
         self.limits: InstanceLimits | None = None

@@ -50,8 +50,8 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
-from bot.secrets import Secret, SecretRef, redact
-from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.secrets import SecretRef, redact
+from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
 from bot.text import squash_spaces, trim_text, utf16_len
 
@@ -182,15 +182,7 @@ class TelegramAdapter(Adapter):
     Settings: ClassVar[type[TargetSettings]] = TelegramSettings
     settings: TelegramSettings
 
-    def __init__(
-        self,
-        settings: TargetSettings,
-        secrets: dict[str, Secret],
-        outlet: Outlet,
-        *,
-        fetch_image: ImageFetcher | None = None,
-    ) -> None:
-        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
+    def init_state(self) -> None:
         self._bot: Bot | None = None
         self._next_slot = 0.0
         self._pace_lock = asyncio.Lock()

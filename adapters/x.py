@@ -53,8 +53,8 @@ from bot.outcomes import (
     TemporaryFailure,
     UncertainDelivery,
 )
-from bot.secrets import Secret, SecretRef, redact
-from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.secrets import SecretRef, redact
+from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
 from bot.text import squash_spaces, trim_text
 
@@ -254,15 +254,7 @@ class XAdapter(Adapter):
     Settings: ClassVar[type[TargetSettings]] = XSettings
     settings: XSettings
 
-    def __init__(
-        self,
-        settings: TargetSettings,
-        secrets: dict[str, Secret],
-        outlet: Outlet,
-        *,
-        fetch_image: ImageFetcher | None = None,
-    ) -> None:
-        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
+    def init_state(self) -> None:
         self._client: _XClient | None = None
         self._http: httpx.AsyncClient | None = None
         self._user_id: str | None = self.settings.user_id

@@ -37,8 +37,8 @@ from bot.outcomes import (
     SetupStatus,
     TemporaryFailure,
 )
-from bot.secrets import Secret, SecretRef
-from bot.targets import ImageFetcher, Outlet, TargetSettings
+from bot.secrets import SecretRef
+from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
 from bot.text import squash_spaces, trim_text
 
@@ -90,15 +90,7 @@ class InstagramAdapter(Adapter):
     Settings: ClassVar[type[TargetSettings]] = InstagramSettings
     settings: InstagramSettings
 
-    def __init__(
-        self,
-        settings: TargetSettings,
-        secrets: dict[str, Secret],
-        outlet: Outlet,
-        *,
-        fetch_image: ImageFetcher | None = None,
-    ) -> None:
-        super().__init__(settings, secrets, outlet, fetch_image=fetch_image)
+    def init_state(self) -> None:
         self._graph: GraphClient | None = None
         self._http: httpx.AsyncClient | None = None
 
