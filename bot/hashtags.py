@@ -253,9 +253,9 @@ def editor_hashtags(
     `language` picks the casing rules; `outlet_names` (the outlet's and site's names) are
     never hashtags; `policy` maps, allows and denies (see HashtagPolicy). When `sections`
     (a CMS's categories) are given apart, `labels` are the editors' tags: the two are
-    judged apart for shouting, since a CMS that shouts its sections ("WORLD", "CITY")
-    says nothing of tags typed in capitals ("NATO"), and tags count as shouted only when a
-    long all-capital word ("İQTİSADİYYAT") shows it.
+    judged apart for shouting, since a CMS that shouts its sections ("WORLD") says nothing
+    of tags typed in capitals ("NATO"); each counts as shouted only when a long all-capital
+    word ("İQTİSADİYYAT") shows it.
     """
     from bot.text import strip_invisible  # text imports this module for hashtags()
 
@@ -269,7 +269,12 @@ def editor_hashtags(
         groups.insert(0, [strip_invisible(label) for label in sections])
     shouted = [_shouting(group, names) for group in groups]
     if sections:
-        shouted[1] = shouted[1] and any(_long_capitals(label) for label in groups[1])
+        # Judged apart, each group needs a long word in capitals to count as shouted: a
+        # lone "CITY" or "NATO" cannot be told from an acronym such as "MSFT".
+        shouted = [
+            shout and any(_long_capitals(label) for label in group)
+            for group, shout in zip(groups, shouted, strict=True)
+        ]
     seen: set[str] = set()
     result: list[str] = []
     for label, shouting in (

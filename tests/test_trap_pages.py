@@ -42,13 +42,13 @@ HASHTAGS = {
     "pt-bridge-reopens": ["#Cidade", "#trânsito", "#ObrasPúblicas"],
     "de-bridge-open-again": ["#Stadt", "#Verkehr", "#Brücken"],
     "ja-subway-line": ["#社会", "#地下鉄", "#交通"],
-    "en-council-budget": ["#City", "#budget", "#council"],
+    "en-council-budget": ["#CITY", "#budget", "#council"],  # 4 capitals: an acronym?
 }
 INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 BOILERPLATE = re.compile(
     r"whatsapp|compartilhe|continue|©|@sample-times|\+49|redaktion", re.IGNORECASE
 )
-JUNK = re.compile(r"#(?:\w*_\w*|FrontPage|HomePage|slider|Si\u0307|Nato|Cop29|CITY)\b")
+JUNK = re.compile(r"#(?:\w*_\w*|FrontPage|HomePage|slider|Si\u0307|Nato|Cop29)\b")
 
 
 def test_every_trap_has_a_page_and_the_languages_the_issue_names() -> None:
