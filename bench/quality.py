@@ -259,7 +259,8 @@ def demo_pages(tally: Tally, renderers: list[Any]) -> None:
     now = datetime(2025, 9, 4, 13, 40, tzinfo=UTC)
     from bot.demo.site import SiteArticle, _guid
 
-    for sample in site.queue:
+    # The queued samples and the trap pages (issue #12: each carries a defect real pages have).
+    for sample in [*site.queue, *(trap.sample for trap in site.traps)]:
         page_article = SiteArticle(sample, now, now, _guid(sample))
         html = article_page(page_article, base)
         url = base + page_article.path
@@ -363,10 +364,9 @@ def main() -> int:
         "# Post quality (issue #12)",
         "",
         f"Written by `python -m bench.quality` on {datetime.now(UTC):%Y-%m-%d}. Each page is",
-        "enriched"
-        "and rendered for one Telegram, X, Facebook and Instagram target; every field is compared",
-        "with a reference our extraction did not produce, and defects are counted by checks",
-        "written in bench/quality.py, independent of bot/enrich.py's rules.",
+        "enriched and rendered for one Telegram, X, Facebook and Instagram target; every field",
+        "is compared with a reference our extraction did not produce, and defects are counted",
+        "by checks written in bench/quality.py, independent of bot/enrich.py's rules.",
         "Caveat: the language reference is py3langid run on the human-checked body, the same",
         "library enrichment falls back on (on our own extracted text), so it is not fully",
         "independent; pages whose declared language the detector overrules score by it.",
@@ -376,7 +376,7 @@ def main() -> int:
         lines += section("Real article pages (../shared/fixtures/article-pages)", real)
     else:
         lines += [f"Real article pages not found at {FIXTURES}: that section is skipped.", ""]
-    lines += section("The demo site's own pages", demo)
+    lines += section("The demo site's own pages (its samples and its /traps/ pages)", demo)
     OUT.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {OUT}")
     return 0

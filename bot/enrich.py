@@ -29,7 +29,14 @@ import trafilatura
 from lxml import etree
 
 from bot.models import MAX_BODY_CHARS, MAX_SUMMARY_CHARS, Article, FeedEntry
-from bot.text import first_sentences, looks_cut, squash_spaces, strip_invisible
+from bot.text import (
+    ELLIPSIS,
+    first_sentences,
+    is_cjk_text,
+    looks_cut,
+    squash_spaces,
+    strip_invisible,
+)
 from bot.urls import absolute_url, is_http_url, normalize_url, strip_tracking
 
 log = logging.getLogger("newsbot.enrich")
@@ -294,7 +301,8 @@ def detect_language(text: str) -> tuple[str | None, float]:
     """The language of `text` (ISO 639-1) and the detector's probability; None if unsure."""
     global _identifier
     sample = squash_spaces(text[:3000])
-    if len(sample) < _MIN_DETECT_CHARS:
+    # A Japanese or Chinese character says as much as a few Latin ones.
+    if len(sample) < (_MIN_DETECT_CHARS // 4 if is_cjk_text(sample) else _MIN_DETECT_CHARS):
         return None, 0.0
     if _identifier is None:
         with _identifier_loading:
@@ -784,13 +792,15 @@ def _first_paragraphs(body: str, title: str = "", limit: int = LEAD_CHARS) -> st
     for paragraph in body.split("\n"):
         paragraph = squash_spaces(paragraph)
         if (
-            len(paragraph) < 40
+            len(paragraph) < (15 if is_cjk_text(paragraph) else 40)
             or repeats_headline(paragraph, title)
             or has_boilerplate(paragraph)
             or _is_byline(paragraph)
         ):
             continue
-        lead = f"{lead} {paragraph}".strip()
+        # Japanese and Chinese sentences follow one another without a space.
+        gap = "" if lead.endswith(("。", "！", "？")) and is_cjk_text(paragraph) else " "
+        lead = f"{lead}{gap}{paragraph}".strip()
         if len(lead) >= limit // 2:
             break
     return first_sentences(lead, limit)
@@ -810,6 +820,23 @@ def _about_article(description: str, title: str, body: str, site_names: Iterable
     if len(story) < 40 or len(words) < 4:
         return True  # too little text to judge by
     return len(words & story) >= 0.25 * len(words)
+
+
+_CUT_END = re.compile(r"\s*(?:\.\.\.|…|\[…\]|\[\.\.\.\])$")
+
+
+def _whole_part(cut: str) -> str:
+    """What of a text the site cut short ends at a boundary: its whole sentences, else its
+    whole words (Japanese, Chinese: up to a comma-like mark) with an ellipsis, else ""."""
+    sentences = list(re.finditer(r"[.!?。！？][\"'»”’)\]」』）]*(?=\s|$)", cut))
+    if sentences:
+        return cut[: sentences[-1].end()]
+    if is_cjk_text(cut):
+        marks = [m.start() for m in re.finditer(r"[、，；：]", cut)]
+        return cut[: marks[-1]] + ELLIPSIS if marks else ""
+    # The last word may be a fragment ("stoc"): it goes.
+    head, _, _ = cut.rpartition(" ")
+    return head.rstrip(" ,;:–—-") + ELLIPSIS if head else ""
 
 
 def choose_lead(
@@ -846,7 +873,8 @@ def choose_lead(
             continue
         sentences = re.split(r"(?<=[.!?…。！？])\s+", text)
         kept = " ".join(s for s in sentences if not has_boilerplate(s))
-        kept = re.sub(r"\s*(?:\.\.\.|…|\[…\])$", "", kept)
+        if _CUT_END.search(kept):
+            kept = _whole_part(_CUT_END.sub("", kept))
         if kept:
             return first_sentences(kept, LEAD_CHARS) if len(kept) > LEAD_CHARS else kept
     return ""
@@ -1117,6 +1145,9 @@ def extract_article(
             or author
             or _author_name(entry.author or "" if entry else "", site_names)
         )
+    # A byline may name the site itself ("By Sample Times"): that is no person.
+    if author and author.casefold() in {n.casefold() for n in site_names if n}:
+        author = ""
     categories = _dedupe(
         [
             *_ld_list(ld.get("articleSection")),

@@ -245,11 +245,17 @@ def editor_hashtags(
     language: str | None = None,
     outlet_names: Iterable[str] = (),
     policy: HashtagPolicy | None = None,
+    sections: Sequence[str] = (),
 ) -> list[str]:
-    """Distinct hashtags (case-insensitively) from `labels` in order, at most `limit`.
+    """Distinct hashtags (case-insensitively) from `sections` then `labels` in order, at
+    most `limit`.
 
     `language` picks the casing rules; `outlet_names` (the outlet's and site's names) are
-    never hashtags; `policy` maps, allows and denies (see HashtagPolicy).
+    never hashtags; `policy` maps, allows and denies (see HashtagPolicy). When `sections`
+    (a CMS's categories) are given apart, `labels` are the editors' tags: the two are
+    judged apart for shouting, since a CMS that shouts its sections ("WORLD") says nothing
+    of tags typed in capitals ("NATO"); each counts as shouted only when a long all-capital
+    word ("İQTİSADİYYAT") shows it.
     """
     from bot.text import strip_invisible  # text imports this module for hashtags()
 
@@ -258,12 +264,24 @@ def editor_hashtags(
     allow = {_key(a) for a in policy.allow} if policy.allow is not None else None
     deny = {_key(d) for d in policy.deny}
     names = list(outlet_names)
-    cleaned = [strip_invisible(label) for label in labels]
-    lettered = [c for c in cleaned if any(ch.isalpha() for ch in c) and not is_junk_label(c, names)]
-    shouting = bool(lettered) and all(c.isupper() for c in lettered)
+    groups = [[strip_invisible(label) for label in labels]]
+    if sections:
+        groups.insert(0, [strip_invisible(label) for label in sections])
+    shouted = [_shouting(group, names) for group in groups]
+    if sections:
+        # Judged apart, each group needs a long word in capitals to count as shouted: a
+        # lone "CITY" or "NATO" cannot be told from an acronym such as "MSFT".
+        shouted = [
+            shout and any(_long_capitals(label) for label in group)
+            for group, shout in zip(groups, shouted, strict=True)
+        ]
     seen: set[str] = set()
     result: list[str] = []
-    for label in cleaned:
+    for label, shouting in (
+        (label, shouting)
+        for group, shouting in zip(groups, shouted, strict=True)
+        for label in group
+    ):
         mapped = mapping.get(_key(label))
         if mapped is not None:
             tag = _hashtag(mapped, language, shouting=False) if mapped.strip("# ") else None
@@ -282,6 +300,15 @@ def editor_hashtags(
     return result
 
 
+def _shouting(labels: list[str], names: list[str]) -> bool:
+    lettered = [c for c in labels if any(ch.isalpha() for ch in c) and not is_junk_label(c, names)]
+    return bool(lettered) and all(c.isupper() for c in lettered)
+
+
+def _long_capitals(label: str) -> bool:
+    return any(w.isupper() and w.isalpha() and len(w) >= 5 for w in label.split())
+
+
 class _Outlet(Protocol):
     name: str
     hashtags: HashtagPolicy
@@ -294,8 +321,9 @@ def article_hashtags(
     language, never the outlet's or site's own name, steered by the outlet's then the
     target's policy."""
     return editor_hashtags(
-        [*article.categories, *article.tags],
+        article.tags,
         limit,
+        sections=article.categories,
         language=article.language,
         outlet_names=(outlet.name, article.site_name or ""),
         policy=merge_policies(outlet.hashtags, target),

@@ -7,6 +7,8 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+import regex
+
 from bot.hashtags import HashtagPolicy, editor_hashtags
 
 ELLIPSIS = "…"
@@ -43,11 +45,13 @@ def trim_text(
     measure: Callable[[str], int] = len,
     ellipsis: str = ELLIPSIS,
 ) -> str:
-    """Shorten `text` so measure(result) <= limit.
+    """Shorten `text` so measure(result) <= limit, cutting where an editor would.
 
-    Prefers ending on a whole sentence (if that keeps at least half the budget), then a
-    word boundary with an ellipsis, and only cuts inside a word when a single word is
-    longer than the limit. Never splits a surrogate pair or a combining sequence.
+    Prefers ending on a whole sentence (if that keeps at least half the budget; no ellipsis
+    then); else, with an ellipsis, a word boundary, or in Japanese and Chinese a character
+    boundary, after a closing bracket or before a comma-like mark when one is in the second
+    half. Cuts inside a word only when a single word is longer than the limit. Never splits
+    a grapheme (an emoji ZWJ sequence, a flag, a letter and its combining marks).
     """
     if limit <= 0:
         return ""
@@ -71,23 +75,50 @@ def trim_text(
             lo = mid
         else:
             hi = mid - 1
-    prefix = text[:lo]
-    # Sentence boundary: a whole sentence needs no ellipsis.
-    sentence_cut = -1
-    for match in _SENTENCE_END.finditer(text[: lo + len(ellipsis) + 1]):
-        if measure(text[: match.end()]) <= limit:
-            sentence_cut = match.end()
-    if sentence_cut > 0 and sentence_cut >= lo // 2:
-        return text[:sentence_cut].rstrip()
-    # Word boundary.
-    if lo < len(text) and not text[lo].isspace():
-        space = prefix.rfind(" ")
-        if space > 0:
-            prefix = prefix[:space]
-    prefix = _drop_dangling_combiners(prefix.rstrip(" ,;:–—-"))
-    if not prefix:
-        return ""
-    return prefix + ellipsis
+    # Grapheme boundaries up to a little past the cut: segmenting only this window keeps
+    # the work bounded, and boundaries before the window's end are the whole text's.
+    window = text[: lo + len(ellipsis) + _GRAPHEME_LOOKAHEAD]
+    bounds = {0}
+    bounds.update(m.end() for m in _GRAPHEME.finditer(window))
+    cjk = is_cjk_text(window)
+    # A whole sentence needs no ellipsis, so it may use the ellipsis's room too.
+    ends = _CJK_SENTENCE_END if cjk else _SENTENCE_END
+    candidates = [m.end() for m in ends.finditer(text[: lo + len(ellipsis) + 1])]
+    for end in reversed(candidates):
+        if end < lo // 2:
+            break
+        if end in bounds and measure(text[:end]) <= limit:
+            return text[:end].rstrip()
+    cut = max(b for b in bounds if b <= lo)
+    if cjk:
+        soft = [
+            m.end() if m.group() in _CJK_CLOSERS else m.start()
+            for m in _CJK_BREAK.finditer(text[:cut])
+        ]
+        soft = [at for at in soft if at >= lo // 2 and at in bounds]
+        if soft:
+            cut = soft[-1]
+    elif cut < len(text) and not _WORD_GAP.match(text, cut):
+        # Back to the last gap between words, unless the first word alone is too long.
+        gaps = [m.start() for m in _WORD_GAP.finditer(text[:cut]) if m.start() > 0]
+        if gaps:
+            cut = gaps[-1]
+    stem = text[:cut]
+    while stem and stem[-1] in _TRAILING_JUNK and len(stem) - 1 in bounds:
+        stem = stem[:-1]
+    return stem + ellipsis if stem else ""
+
+
+# One extended grapheme cluster (Unicode's user-perceived character).
+_GRAPHEME = regex.compile(r"\X")
+_GRAPHEME_LOOKAHEAD = 64
+# Where words part: white space, but not a no-break space ("10 km" stays whole).
+_WORD_GAP = re.compile(r"[^\S\u00a0\u202f\u2007]")
+_TRAILING_JUNK = frozenset(" \t\n\r,;:–—-、，；：")
+# Japanese and Chinese: break after a closing bracket, or before a comma-like mark (which an
+# ellipsis replaces).
+_CJK_CLOSERS = frozenset(")）」』】〕》〉")
+_CJK_BREAK = re.compile(r"[)）」』】〕》〉、，；：]")
 
 
 def _drop_dangling_combiners(text: str) -> str:

@@ -1,6 +1,8 @@
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.bluesky import grapheme_count
 from bot.text import ELLIPSIS, hashtag, hashtags, trim_text, utf16_len
 
 
@@ -47,6 +49,144 @@ def test_trim_always_fits(text: str, limit: int) -> None:
     assert utf16_len(result) <= limit
     if utf16_len(text) <= limit:
         assert result == text
+
+
+# -- where the cut falls (issue #12: "cut only at a sentence or word boundary") ------------
+
+WORDS = st.sampled_from(
+    [
+        "bridge",
+        "reopens",
+        "мост",
+        "открыт",
+        "körpü",
+        "açıldı",
+        "ponte",
+        "Brücke",
+        "ist",
+        "naïve",
+        "e\u0301te\u0301",
+        "NATO",
+        "COP29",
+        "a",
+        "I",
+        "10\u00a0km",
+    ]
+)
+CLUSTERS = st.sampled_from(
+    [
+        "a",
+        "б",
+        "ə",
+        " ",
+        ". ",
+        "👩\u200d💻",
+        "👨\u200d👩\u200d👧",
+        "🇦🇿",
+        "🇬🇧",
+        "e\u0301",
+        "\u0915\u094d\u0937",
+        "👍🏽",
+        "❤\ufe0f",
+        "橋",
+        "、",
+        "。",
+    ]
+)
+CJK_PIECES = st.sampled_from(
+    [
+        "橋",
+        "が",
+        "再",
+        "開",
+        "通",
+        "東",
+        "京",
+        "経",
+        "済",
+        "、",
+        "，",
+        "。",
+        "！",
+        "）",
+        "」",
+        "(",
+        "A",
+    ]
+)
+MEASURES = st.sampled_from([len, utf16_len, grapheme_count])
+
+
+def boundaries(text: str) -> set[int]:
+    return {0, *(m.end() for m in regex.finditer(r"\X", text))}
+
+
+@given(st.lists(WORDS, min_size=1, max_size=40), st.integers(1, 200), MEASURES)
+def test_trim_never_cuts_a_word_unless_one_word_is_too_long(
+    words: list[str], limit: int, measure
+) -> None:
+    text = " ".join(words)
+    result = trim_text(text, limit, measure)
+    assert measure(result) <= limit
+    if result == text or not result:
+        return
+    stem = result.removesuffix(ELLIPSIS)
+    assert text.startswith(stem)
+    rest = text[len(stem) :]
+    if " " in stem:
+        # The cut fell between words: what follows is a space (a sentence end or a word).
+        assert rest.startswith(" "), (text, result)
+    else:
+        # Inside the first word only when that word does not fit with the ellipsis.
+        assert rest.startswith(" ") or measure(words[0] + ELLIPSIS) > limit, (text, result)
+
+
+@given(st.lists(CLUSTERS, max_size=80), st.integers(0, 120), MEASURES)
+def test_trim_never_splits_a_grapheme_nor_exceeds_the_limit(
+    clusters: list[str], limit: int, measure
+) -> None:
+    text = "".join(clusters)
+    result = trim_text(text, limit, measure)
+    assert measure(result) <= limit
+    stem = result.removesuffix(ELLIPSIS)
+    assert text.startswith(stem)
+    assert len(stem) in boundaries(text), (text, result)
+
+
+@given(st.lists(CJK_PIECES, min_size=1, max_size=80), st.integers(4, 60))
+def test_trim_prefers_punctuation_in_cjk(pieces: list[str], limit: int) -> None:
+    text = "".join(pieces)
+    result = trim_text(text, limit)
+    assert len(result) <= limit
+    if result == text:
+        return
+    stem = result.removesuffix(ELLIPSIS)
+    assert text.startswith(stem)
+    room = limit - 1  # what fits beside the ellipsis
+    marks = "、，。！）」"
+    if any(ch in marks for ch in text[room // 2 : room]):
+        # A mark in the second half of the room: the cut is at it, not between two letters.
+        assert stem[-1:] in tuple("。！）」") or text[len(stem)] in "、，", (text, result)
+
+
+def test_trim_cjk_examples() -> None:
+    text = "橋が再開通しました。工事は予定より三か月早く終わり、通勤客は喜んでいます。"
+    assert trim_text(text, 12) == "橋が再開通しました。"
+    assert trim_text(text[10:], 20) == "工事は予定より三か月早く終わり…"
+    # No punctuation in reach: any character boundary, never inside a grapheme.
+    assert trim_text("東京👨\u200d👩\u200d👧大阪名古屋", 4) == "東京…"
+
+
+def test_trim_keeps_emoji_sequences_and_accents_whole() -> None:
+    assert trim_text("👨\u200d👩\u200d👧" * 5, 10) == "👨\u200d👩\u200d👧…"
+    assert trim_text("🇦🇿🇬🇧🇦🇿🇬🇧🇦🇿", 5) == "🇦🇿🇬🇧…"
+    assert trim_text("e\u0301" * 20, 7) == "e\u0301" * 3 + ELLIPSIS
+
+
+def test_trim_does_not_break_at_a_no_break_space() -> None:
+    assert trim_text("The storm brings gusts of 110\u00a0km/h tonight", 32) == (
+        "The storm brings gusts of…"
+    )
 
 
 def test_hashtag_keeps_cyrillic_and_azerbaijani_letters() -> None:

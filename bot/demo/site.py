@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from bot.demo.articles import SAMPLES, Sample
+from bot.demo.articles import SAMPLES, TRAPS, DateMarkup, PageMarkup, Sample
 
 OUTLET = "Sample Times"
 LANGUAGES = ("en", "ru", "az")
@@ -39,6 +39,8 @@ class SiteArticle:
 
     @property
     def path(self) -> str:
+        if self.sample.markup is not None:
+            return f"/traps/{self.sample.slug}"
         return f"/{self.sample.lang}/news/{self.sample.slug}"
 
 
@@ -56,8 +58,13 @@ class SampleSite:
     failing_paths: dict[str, int] = field(default_factory=dict)
     on_publish: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     base_url: str = ""
+    # Trap pages (issue #12): served at /traps/<slug>, in no feed, so no run posts them.
+    traps: list[SiteArticle] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not self.traps:
+            when = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+            self.traps = [SiteArticle(s, when, when, _guid(s)) for s in TRAPS]
         if not self.published and not self.queue:
             now = datetime.now(UTC).replace(microsecond=0)
             # The backlog spreads over languages so every feed has a history.
@@ -244,11 +251,12 @@ def news_sitemap(site: SampleSite, base: str) -> str:
 
 def _json_ld(a: SiteArticle, base: str) -> str:
     s = a.sample
-    data = {
+    markup = s.markup or PageMarkup(traps=())
+    data: dict[str, object] = {
         "@context": "https://schema.org",
         "@type": "NewsArticle",
-        "headline": s.title,
-        "description": s.lead,
+        "headline": markup.head_title or s.title,
+        "description": markup.description or s.lead,
         "url": base + a.path,
         "mainEntityOfPage": {"@type": "WebPage", "@id": base + a.path},
         "datePublished": a.published.isoformat(),
@@ -259,33 +267,59 @@ def _json_ld(a: SiteArticle, base: str) -> str:
         "keywords": ", ".join(s.tags),
         "inLanguage": s.lang,
     }
+    if markup.dates is DateMarkup.JSON_LD_YEAR_ONE:
+        data["datePublished"] = data["dateModified"] = "0001-01-01T00:00:00"
+    elif markup.dates is not DateMarkup.STANDARD:
+        del data["datePublished"], data["dateModified"]
+    if not markup.declares_language:
+        del data["inLanguage"]
     if s.image:
         data["image"] = [f"{base}/images/{s.slug}.jpg"]
     # "</" is escaped so text such as "</script>" cannot end the block early.
     return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
 
 
+def _date_meta(a: SiteArticle, markup: PageMarkup) -> str:
+    published, modified = a.published.isoformat(), a.updated.isoformat()
+    if markup.dates is DateMarkup.ITEMPROP_MULTI:
+        return f'<meta itemprop="datePublished dateCreated" content="{published}">'
+    if markup.dates is DateMarkup.ARTICLE_PUBLISHED:
+        return f'<meta property="article:published" content="{published}">'
+    return (
+        f'<meta property="article:published_time" content="{published}">'
+        f'<meta property="article:modified_time" content="{modified}">'
+    )
+
+
 def article_page(a: SiteArticle, base: str) -> str:
     s = a.sample
+    # A trap page says in its HTML what an editor would not post (issue #12).
+    markup = s.markup or PageMarkup(traps=(), head_title=f"{s.title} - {OUTLET}")
     url = base + a.path
     image_meta = (
         f'<meta property="og:image" content="{base}/images/{s.slug}.jpg">' if s.image else ""
     )
     tags = "".join(f'<meta property="article:tag" content="{escape(t)}">' for t in s.tags)
     paragraphs = "".join(f"<p>{escape(p)}</p>" for p in s.paragraphs)
-    when = a.published.strftime("%d %B %Y %H:%M")
+    # A trap page shows no visible date: its markup is what is under test.
+    when = a.published.strftime("%d %B %Y %H:%M") if s.markup is None else ""
+    description = escape(markup.description or s.lead)
+    og_title = escape(s.title if s.markup is None else markup.head_title or s.title)
+    h1 = markup.h1_html or escape(s.title)
+    lang = f' lang="{s.lang}"' if markup.declares_language else ""
+    locale = f'<meta property="og:locale" content="{s.lang}">' if markup.declares_language else ""
     return f"""<!doctype html>
-<html lang="{s.lang}"><head><meta charset="utf-8">
-<title>{escape(s.title)} - {OUTLET}</title>
+<html{lang}><head><meta charset="utf-8">
+<title>{escape(markup.head_title or s.title)}</title>
 <link rel="canonical" href="{url}">
-<meta name="description" content="{escape(s.lead)}">
+<meta name="description" content="{description}">
+<meta name="author" content="{escape(s.author)}">
 <meta property="og:type" content="article"><meta property="og:site_name" content="{OUTLET}">
-<meta property="og:title" content="{escape(s.title)}">
-<meta property="og:description" content="{escape(s.lead)}">
+<meta property="og:title" content="{og_title}">
+<meta property="og:description" content="{description}">
 <meta property="og:url" content="{url}">{image_meta}
-<meta property="og:locale" content="{s.lang}">
-<meta property="article:published_time" content="{a.published.isoformat()}">
-<meta property="article:modified_time" content="{a.updated.isoformat()}">
+{locale}
+{_date_meta(a, markup)}
 <meta property="article:section" content="{escape(s.category)}">{tags}
 <script type="application/ld+json">{_json_ld(a, base)}</script>
 <style>body{{font-family:Georgia,serif;max-width:46rem;margin:2rem auto;color:#222}}
@@ -294,7 +328,7 @@ header,footer{{font-family:sans-serif;font-size:.85rem;color:#666}}
 <body><header><nav><a href="/">{OUTLET}</a> · <a href="/en/rss.xml">RSS</a></nav>
 <p>{NOTICE}</p></header>
 <article><div class="meta">{escape(s.category)} · {when}</div>
-<h1>{escape(s.title)}</h1><p class="lead"><strong>{escape(s.lead)}</strong></p>
+<h1>{h1}</h1><p class="lead"><strong>{escape(s.lead)}</strong></p>
 {paragraphs}<p class="byline">By {escape(s.author)}</p>
 <p class="views">Views: {a.views}</p></article>
 <footer><p>{NOTICE}</p><p>© {OUTLET}</p></footer></body></html>"""
@@ -379,6 +413,26 @@ def create_app(site: SampleSite) -> Starlette:
         found.views += 1
         return HTMLResponse(article_page(found, base(request)))
 
+    async def trap(request: Request) -> Response:
+        if failed := guard(request):
+            return failed
+        slug = request.path_params["slug"]
+        found = next((a for a in site.traps if a.sample.slug == slug), None)
+        if found is None:
+            return HTMLResponse("<h1>Not found</h1>", status_code=404)
+        return HTMLResponse(article_page(found, base(request)))
+
+    async def traps(request: Request) -> Response:
+        rows = "".join(
+            f'<li><a href="{a.path}">{escape(a.sample.slug)}</a>: '
+            f"{escape(', '.join(a.sample.markup.traps if a.sample.markup else ()))}</li>"
+            for a in site.traps
+        )
+        return guard(request) or HTMLResponse(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>Trap pages</title>"
+            f"</head><body><h1>Trap pages (issue #12)</h1><ul>{rows}</ul></body></html>"
+        )
+
     async def image(request: Request) -> Response:
         if failed := guard(request):
             return failed
@@ -392,6 +446,8 @@ def create_app(site: SampleSite) -> Starlette:
             Route("/sitemap-news.xml", sitemap),
             Route("/{lang}/news/{slug}", article),
             Route("/amp/{lang}/news/{slug}", article),
+            Route("/traps/", traps),
+            Route("/traps/{slug}", trap),
             Route("/images/{name}.jpg", image),
         ]
     )
