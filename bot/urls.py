@@ -128,7 +128,9 @@ def _split_http(url: str) -> tuple[str, str, str, str, int | None, str]:
     if scheme not in ("http", "https") or not host:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port = parts.port  # raises ValueError on a malformed port
-    return scheme, _ascii_host(host, url), parts.path, parts.query, port, parts.fragment
+    # Raw white space closing the path or query ("/a ?b", "/a #top") is no part of the URL.
+    path, query = parts.path.rstrip(), parts.query.rstrip()
+    return scheme, _ascii_host(host, url), path, query, port, parts.fragment
 
 
 def _ascii_host(host: str, url: str) -> str:

@@ -210,6 +210,7 @@ def test_normalize_is_idempotent_and_drops_tracking(url: str) -> None:
 
 
 @example("http://n.example/ #", {})  # white space before the fragment (found by hypothesis)
+@example("http://n.example/ #", {"__twitter_impression": ""})  # ... and before the query
 @settings(max_examples=200)
 @given(urls(), st.dictionaries(st.sampled_from(sorted(TRACKING_PARAMS)), _values, max_size=3))
 def test_tracking_tags_never_change_identity(url: str, tags: dict[str, str]) -> None:
