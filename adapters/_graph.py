@@ -15,6 +15,7 @@ from bot.models import SentPost
 from bot.outcomes import (
     AuthFailure,
     CannotTell,
+    DeliveryError,
     PermanentFailure,
     RetryLater,
     TemporaryFailure,
@@ -170,6 +171,19 @@ class GraphClient:
         if response.status_code >= 400 or "error" in body:
             raise GraphError(response.status_code, body, response.headers)
         return body
+
+    async def recent(
+        self, edge: str, fields: str, platform: str, what: str
+    ) -> list[dict[str, Any]]:
+        """An account's recent items for a read-back (newest first); CannotTell, naming `what`
+        was tried, when the listing cannot be read."""
+        try:
+            body = await self.call("GET", edge, params={"fields": fields, "limit": READ_BACK_LIMIT})
+        except GraphError as exc:
+            raise CannotTell(f"{what}: {map_graph_error(exc, platform)}") from None
+        except DeliveryError as exc:
+            raise CannotTell(f"{what}: {exc.message}") from None
+        return list(body.get("data") or [])
 
     async def check_node(self, node: str, platform: str) -> bool:
         """The adapters' health check: the page or account answers a plain GET."""

@@ -9,7 +9,6 @@ from pydantic import Field
 
 from adapters._graph import (
     POSTING_SCOPES,
-    READ_BACK_LIMIT,
     GraphClient,
     GraphError,
     graph_refusal,
@@ -18,7 +17,7 @@ from adapters._graph import (
 )
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
-from bot.outcomes import CannotTell, DeliveryError, SetupCheck, SetupStatus
+from bot.outcomes import DeliveryError, SetupCheck, SetupStatus
 from bot.secrets import SecretRef
 from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
@@ -105,19 +104,12 @@ class FacebookAdapter(Adapter):
 
     async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
         """The Page's recent posts, looking for this post's text (or its link)."""
-        try:
-            body = await self._client().call(
-                "GET",
-                f"{self.settings.page_id}/posts",
-                params={
-                    "fields": "id,message,link,permalink_url,created_time",
-                    "limit": READ_BACK_LIMIT,
-                },
-            )
-        except GraphError as exc:
-            raise CannotTell(f"{self.read_back}: {map_graph_error(exc, 'Facebook')}") from None
-        except DeliveryError as exc:
-            raise CannotTell(f"{self.read_back}: {exc.message}") from None
+        items = await self._client().recent(
+            f"{self.settings.page_id}/posts",
+            "id,message,link,permalink_url,created_time",
+            "Facebook",
+            self.read_back,
+        )
 
         def is_this(item: dict[str, object]) -> bool:
             if str(item.get("message") or "").strip() == post.text.strip():
@@ -125,7 +117,7 @@ class FacebookAdapter(Adapter):
             return bool(post.link_url) and item.get("link") == post.link_url
 
         return match_recent(
-            body.get("data") or [],
+            items,
             is_this,
             "created_time",
             ctx.since,

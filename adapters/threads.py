@@ -30,7 +30,6 @@ from pydantic import Field
 
 from adapters._cards import render_card
 from adapters._graph import (
-    READ_BACK_LIMIT,
     GraphClient,
     GraphError,
     graph_refusal,
@@ -40,7 +39,6 @@ from adapters._graph import (
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
-    CannotTell,
     DeliveryError,
     PermanentFailure,
     RetryLater,
@@ -246,19 +244,12 @@ class ThreadsAdapter(Adapter):
 
     async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
         """The user's recent posts, looking for this post's text or its link attachment."""
-        try:
-            body = await self._client().call(
-                "GET",
-                f"{self.settings.user_id}/threads",
-                params={
-                    "fields": "id,permalink,text,timestamp,link_attachment_url",
-                    "limit": READ_BACK_LIMIT,
-                },
-            )
-        except GraphError as exc:
-            raise CannotTell(f"{self.read_back}: {map_graph_error(exc, 'Threads')}") from None
-        except DeliveryError as exc:
-            raise CannotTell(f"{self.read_back}: {exc.message}") from None
+        items = await self._client().recent(
+            f"{self.settings.user_id}/threads",
+            "id,permalink,text,timestamp,link_attachment_url",
+            "Threads",
+            self.read_back,
+        )
 
         def is_this(item: dict[str, Any]) -> bool:
             if str(item.get("text") or "").strip() == post.text.strip():
@@ -266,7 +257,7 @@ class ThreadsAdapter(Adapter):
             return bool(post.link_url) and item.get("link_attachment_url") == post.link_url
 
         return match_recent(
-            body.get("data") or [],
+            items,
             is_this,
             "timestamp",
             ctx.since,

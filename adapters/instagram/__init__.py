@@ -18,7 +18,6 @@ from pydantic import Field
 
 from adapters._cards import render_card
 from adapters._graph import (
-    READ_BACK_LIMIT,
     GraphClient,
     GraphError,
     graph_refusal,
@@ -29,7 +28,6 @@ from adapters.base import Adapter, SendContext
 from adapters.instagram.images import check_instagram_image
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
-    CannotTell,
     DeliveryError,
     PermanentFailure,
     RetryLater,
@@ -192,18 +190,14 @@ class InstagramAdapter(Adapter):
 
     async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
         """The account's recent media, looking for this post's caption."""
-        try:
-            body = await self._client().call(
-                "GET",
-                f"{self.settings.ig_user_id}/media",
-                params={"fields": "id,caption,permalink,timestamp", "limit": READ_BACK_LIMIT},
-            )
-        except GraphError as exc:
-            raise CannotTell(f"{self.read_back}: {map_graph_error(exc, 'Instagram')}") from None
-        except DeliveryError as exc:
-            raise CannotTell(f"{self.read_back}: {exc.message}") from None
+        items = await self._client().recent(
+            f"{self.settings.ig_user_id}/media",
+            "id,caption,permalink,timestamp",
+            "Instagram",
+            self.read_back,
+        )
         return match_recent(
-            body.get("data") or [],
+            items,
             lambda item: (item.get("caption") or "").strip() == post.text.strip(),
             "timestamp",
             ctx.since,
