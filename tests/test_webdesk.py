@@ -154,6 +154,10 @@ def test_previews_show_each_platform_with_its_length_and_link(desk) -> None:
     assert 'class="linkcard"' in fb
     ig = page.split('id="preview-ig"')[1].split("</article>")[0]
     assert 'class="square"' in ig and "/ 2200" in ig
+    # Every other platform: its text, counted its own way against its own limit.
+    for name, limit in (("bsky", "/ 300 graphemes"), ("masto", "/ 500"), ("threads", "/ 500")):
+        shown = page.split(f'id="preview-{name}"')[1].split("</article>")[0]
+        assert limit in shown and ARTICLE.title in shown, (name, shown)
     assert "attribution link missing" not in page
 
 

@@ -1,5 +1,5 @@
 """A desk world for the web desk tests: a real SQLite store holding articles rendered by the
-real adapters (Telegram, X, Facebook, Instagram), the real chat Desk, and the desk's app."""
+real adapters (all seven platforms), the real chat Desk, and the desk's app."""
 
 from __future__ import annotations
 
@@ -20,7 +20,16 @@ from bot.webdesk.accounts import Accounts, Role
 from bot.webdesk.app import DeskParts, create_desk_app
 
 SECRET = "k" * 40
-ENV = {"TG": "123:tok", "X": "xk", "FB": "fbt", "IG": "igt", "DESK_KEY": SECRET}
+ENV = {
+    "TG": "123:tok",
+    "X": "xk",
+    "FB": "fbt",
+    "IG": "igt",
+    "BSKY": "app-pass-word",
+    "MASTO": "mt",
+    "THREADS": "tht",
+    "DESK_KEY": SECRET,
+}
 EDITOR_PASSWORD = "correct horse battery"
 
 
@@ -42,6 +51,12 @@ def desk_config(db: str, **desk: Any) -> Config:
              "page_id": "1", "page_access_token": {"env": "FB"}},
             {"name": "ig", "platform": "instagram", "api_base": "http://127.0.0.1:9",
              "ig_user_id": "2", "access_token": {"env": "IG"}},
+            {"name": "bsky", "platform": "bluesky", "api_base": "http://127.0.0.1:9",
+             "identifier": "daily.bsky.social", "app_password": {"env": "BSKY"}},
+            {"name": "masto", "platform": "mastodon", "api_base": "http://127.0.0.1:9",
+             "access_token": {"env": "MASTO"}},
+            {"name": "threads", "platform": "threads", "api_base": "http://127.0.0.1:9",
+             "user_id": "3", "access_token": {"env": "THREADS"}},
         ],
         "desk": {"enabled": True, "secret_key": {"env": "DESK_KEY"}, **desk},
     }  # fmt: skip
