@@ -805,7 +805,17 @@ def main(argv: list[str] | None = None) -> int:
         figures = asyncio.run(run(**size))
     print(json.dumps(figures, indent=2))
     bad = figures["duplicates"] or figures["lost"] or figures["uncertain_unreported"]
-    return 1 if bad or figures["sent_not_posted"] or figures["posted_but_not_sent"] else 0
+    bad = bad or figures["sent_not_posted"] or figures["posted_but_not_sent"]
+    return 1 if bad or too_many_questions(figures) else 0
+
+
+def too_many_questions(figures: dict[str, Any]) -> bool:
+    """The goal of issue 14: rows left for editors only where a kill landed inside the
+    publishing request of a platform with no read-back, and no more of them than such kills."""
+    return any(
+        row["left_for_editors"] > (row["kills_inside_publishing"] if target in NO_READ_BACK else 0)
+        for target, row in figures["platforms"].items()
+    )
 
 
 if __name__ == "__main__":

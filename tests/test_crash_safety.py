@@ -138,6 +138,28 @@ def test_table_rows_name_every_figure_the_report_needs() -> None:
     assert rows["duplicates"] == "0" and rows["lost (missing or left open)"] == "0"
 
 
+def test_a_kill_lands_inside_a_publishing_request_by_its_window_or_a_row_left_sending() -> None:
+    windows = {"x": [[10.0, 10.5]], "telegram-en": [[11.0, 0.0]], "facebook": [[9.0, 9.5]]}
+    # 10.2: inside X's request; Telegram's started later, Facebook's had ended.
+    assert crash.landed_inside(windows, 10.2, set()) == {"x"}
+    # 11.3: Telegram's request is still open (end 0); a Bluesky row was left `sending`.
+    assert crash.landed_inside(windows, 11.3, {(7, "bluesky", 13.0)}) == {
+        "telegram-en",
+        "bluesky",
+    }
+    assert crash.landed_inside(windows, 9.7, set()) == set()
+
+
+def test_editors_may_be_asked_only_about_kills_inside_telegram_publishing() -> None:
+    def figures(target: str, left: int, inside: int) -> dict[str, Any]:
+        row = {"left_for_editors": left, "kills_inside_publishing": inside}
+        return {"platforms": {target: row}}
+
+    assert not crash.too_many_questions(figures("telegram-en", 2, 2))
+    assert crash.too_many_questions(figures("telegram-en", 3, 2))
+    assert crash.too_many_questions(figures("facebook", 1, 5))  # it has a read-back
+
+
 # The bug: a kill between storing an article and queueing its posts -----------------------
 
 
