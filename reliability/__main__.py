@@ -1,7 +1,8 @@
 """Run every reliability experiment and write docs/reliability.md: `python -m reliability`.
 
-`--quick` runs the CI sizes; the default runs larger ones. `--only "Hostile input"` runs the
-experiments whose title starts so and replaces just their sections of docs/reliability.md.
+`--quick` runs the CI sizes; the default runs larger ones; `--articles N --kills N` set the
+crash experiment's size (on both databases). `--only "Hostile input"` runs the experiments
+whose title starts so and replaces just their sections of docs/reliability.md.
 PostgreSQL experiments use `--postgres URL` (default: the local server) and are left out when
 it is unreachable.
 """
@@ -53,11 +54,16 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
 
 
 async def _experiments(
-    quick: bool, pg: str | None, only: str | None = None
+    quick: bool,
+    pg: str | None,
+    only: str | None = None,
+    crash_size: tuple[int | None, int | None] = (None, None),
 ) -> list[tuple[str, str, dict[str, Any], Rows]]:
-    """(title, how it was run, figures, row maker) for each experiment, run one by one."""
+    """(title, how it was run, figures, row maker) for each experiment, run one by one.
+    `crash_size`: (articles, kills) of the crash experiment on both databases, where given."""
     plan: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]], Rows]] = []
     articles, kills = (16, 10) if quick else (60, 40)
+    articles, kills = crash_size[0] or articles, crash_size[1] or kills
     plan.append(
         (
             "Crash safety: SIGKILL at random moments (SQLite)",
@@ -68,6 +74,7 @@ async def _experiments(
     )
     if pg:
         pg_articles, pg_kills = (8, 5) if quick else (40, 25)
+        pg_articles, pg_kills = crash_size[0] or pg_articles, crash_size[1] or pg_kills
         plan.append(
             (
                 "Crash safety on PostgreSQL",
@@ -127,9 +134,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the sizes CI runs")
     parser.add_argument("--postgres", default=DEFAULT_PG, help="PostgreSQL server URL")
     parser.add_argument("--only", help="run only experiments whose title starts with this")
+    parser.add_argument("--articles", type=int, help="crash experiment: articles in the burst")
+    parser.add_argument("--kills", type=int, help="crash experiment: SIGKILLs (and restarts)")
     args = parser.parse_args()
+    for name in ("articles", "kills"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, not {getattr(args, name)}")
     pg = args.postgres if _reachable(args.postgres) else None
-    results = asyncio.run(_experiments(args.quick, pg, args.only))
+    results = asyncio.run(_experiments(args.quick, pg, args.only, (args.articles, args.kills)))
     if args.only:
         _replace_sections(results)
         return

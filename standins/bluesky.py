@@ -105,6 +105,9 @@ class State:
     faults: list[BlueskyFault] = field(default_factory=list)
     #: The NSID of every call, in order.
     calls: list[str] = field(default_factory=list)
+    #: (start, end) wall-clock times of every createRecord request, for the crash experiment
+    #: (end 0.0 while it is still in progress).
+    publishing: list[list[float]] = field(default_factory=list)
     access_lifetime: float = 2 * 60 * 60
     session_caps: tuple[int, int] = (30, 300)  # per 5 minutes, per day, per account
     max_blob_bytes: int = 5 * 1024 * 1024
@@ -318,6 +321,16 @@ def create_app(state: State) -> Starlette:
         }
 
     async def handle(request: Request) -> Response:
+        if request.path_params["nsid"] != "com.atproto.repo.createRecord":
+            return await answer(request)
+        span = [time.time(), 0.0]
+        state.publishing.append(span)
+        try:
+            return await answer(request)
+        finally:
+            span[1] = time.time()
+
+    async def answer(request: Request) -> Response:
         nsid = request.path_params["nsid"]
         state.calls.append(nsid)
         body = await request.body()

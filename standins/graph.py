@@ -58,6 +58,11 @@ class State:
     quota_total: int = 50
     published_at: list[float] = field(default_factory=list)
     page_name: str = "Sample Times"
+    #: (start, end) wall-clock times of every Page post request (POST feed/photos), for the
+    #: crash experiment (end 0.0 while it is still in progress).
+    publishing: list[list[float]] = field(default_factory=list)
+    #: The same for every Instagram POST media_publish request.
+    media_publishing: list[list[float]] = field(default_factory=list)
     #: Permissions of the page token (debug_token scopes); posting needs pages_manage_posts.
     scopes: list[str] = field(
         default_factory=lambda: [
@@ -168,6 +173,29 @@ class _Graph:
         )
 
     async def handle(self, request: Request) -> Response:
+        spans = self.publishing_spans(request)
+        if spans is None:
+            return await self.answered(request)
+        span = [time.time(), 0.0]
+        spans.append(span)
+        try:
+            return await self.answered(request)
+        finally:
+            span[1] = time.time()
+
+    def publishing_spans(self, request: Request) -> list[list[float]] | None:
+        """Where a publishing request's window is recorded; None for any other request."""
+        node, edge = request.path_params["node"], request.path_params.get("edge")
+        state = self.state
+        if request.method != "POST":
+            return None
+        if node == state.page_id and edge in ("feed", "photos"):
+            return state.publishing
+        if node == state.ig_user_id and edge == "media_publish":
+            return state.media_publishing
+        return None
+
+    async def answered(self, request: Request) -> Response:
         answer = await self.answer(request)
         fault = self.fault_for(request.path_params.get("edge"), after=True)
         return answer if fault is None else await self.fail(fault)

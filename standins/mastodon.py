@@ -75,6 +75,9 @@ class State:
     faults: list[MastodonFault] = field(default_factory=list)
     instance_reads: int = 0
     status_posts: int = 0  # POST /api/v1/statuses requests, replays included
+    #: (start, end) wall-clock times of every POST /api/v1/statuses request, for the crash
+    #: experiment (end 0.0 while it is still in progress).
+    publishing: list[list[float]] = field(default_factory=list)
     _used: list[float] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(110_000_000_000_000_001))
 
@@ -225,6 +228,14 @@ def create_app(state: State) -> Starlette:
         return text, media_ids
 
     async def post_status(request: Request) -> Response:
+        span = [time.time(), 0.0]
+        state.publishing.append(span)
+        try:
+            return await _post_status(request)
+        finally:
+            span[1] = time.time()
+
+    async def _post_status(request: Request) -> Response:
         state.status_posts += 1
         refused, headers = await guard(request)
         if refused is not None:

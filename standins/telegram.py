@@ -205,6 +205,12 @@ class State:
     per_chat_burst: int = 3
     group_per_minute: int = 20
     fetch_photos: bool = True
+    #: (start, end) wall-clock times of every sendMessage/sendPhoto request, for the crash
+    #: experiment (end 0.0 while it is still in progress).
+    publishing: list[list[float]] = field(default_factory=list)
+    #: Seconds the next sendMessage/sendPhoto waits before it posts (then back to 0): holds a
+    #: publishing request open so the crash experiment can kill the bot inside it.
+    hold_next_publish: float = 0.0
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1001))
     _chat_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _buckets: dict[int, tuple[float, float]] = field(default_factory=dict)
@@ -310,10 +316,27 @@ async def _fail(failure: Fault | Outage) -> NoReturn:
     raise TelegramError(failure.status, failure.description)
 
 
+#: The methods that publish a post (the publishing request of the bot's flow).
+PUBLISHING = ("sendMessage", "sendPhoto")
+
+
 def create_app(state: State) -> Starlette:
     methods = _Methods(state)
 
     async def endpoint(request: Request) -> Response:
+        if request.path_params["method"] not in PUBLISHING:
+            return await answer(request)
+        span = [time.time(), 0.0]
+        state.publishing.append(span)
+        try:
+            if state.hold_next_publish:
+                hold, state.hold_next_publish = state.hold_next_publish, 0.0
+                await asyncio.sleep(hold)
+            return await answer(request)
+        finally:
+            span[1] = time.time()
+
+    async def answer(request: Request) -> Response:
         token, method = request.path_params["token"], request.path_params["method"]
         if token not in state.valid_tokens:
             return _error(401, "Unauthorized")
