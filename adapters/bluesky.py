@@ -40,7 +40,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import Field, field_validator
 
 from adapters._cards import render_card
-from adapters.base import Adapter
+from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -522,29 +522,73 @@ class BlueskyAdapter(Adapter):
     # Sending -------------------------------------------------------------------------------
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
+        """For direct callers: prepare, then publish (the dispatcher calls the two itself)."""
+        ctx = SendContext(idempotency_key=idempotency_key)
+        await self.prepare(post, ctx)
+        return await self.publish(post, ctx)
+
+    def _rkey(self, post: RenderedPost, ctx: SendContext) -> str | None:
+        if not ctx.idempotency_key:
+            return None
+        return record_key(ctx.idempotency_key, _parse_time(post.options.get("key_time")))
+
+    async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
+        """The session (created or refreshed), the read-back of a record already under this
+        delivery's rkey, and the thumbnail blob: nothing is posted. The blob ref is saved and
+        reused on a resume; a record found is saved for publish() to return."""
         problem = text_problem(post.text)
         if problem:
             raise PermanentFailure(problem)
-        rkey = None
-        if idempotency_key:
-            rkey = record_key(idempotency_key, _parse_time(post.options.get("key_time")))
+        rkey = self._rkey(post, ctx)
+        progress = {k: v for k, v in ctx.progress.items() if k != "found_uri"}
         try:
             session = await self._login()
             if rkey is not None:
                 # A crash after the post left may have left it there: read before writing.
                 found = await self._existing(session.did, rkey)
                 if found is not None:
-                    return found
-            thumb = await self._thumbnail(post) if post.options.get("card") else None
+                    progress["found_uri"] = found.remote_id
+            wants_thumb = post.options.get("card") and "found_uri" not in progress
+            if wants_thumb and not isinstance(progress.get("thumb"), dict):
+                thumb = await self._thumbnail(post)
+                if thumb is not None:
+                    progress["thumb"] = thumb
+        except XrpcError as exc:
+            raise map_xrpc(exc) from None
+        except httpx.HTTPError as exc:
+            # Nothing publishes before publish(): a lost answer here posted nothing.
+            error = map_transport(exc)
+            if isinstance(error, UncertainDelivery):
+                raise TemporaryFailure(f"{error.message} (before posting)") from None
+            raise error from None
+        if progress != ctx.progress:
+            await ctx.save_progress(progress)
+
+    async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        """The one createRecord (or the record prepare() found already there)."""
+        found = ctx.progress.get("found_uri")
+        if isinstance(found, str):
+            return _sent(found)
+        rkey = self._rkey(post, ctx)
+        thumb = ctx.progress.get("thumb") if post.options.get("card") else None
+        try:
+            session = await self._login()
             body: dict[str, Any] = {
                 "repo": session.did,
                 "collection": POST,
-                "record": self.record_for(post, thumb),
+                "record": self.record_for(post, thumb if isinstance(thumb, dict) else None),
             }
             if rkey is not None:
                 body["rkey"] = rkey
             answer = await self._authed("POST", "com.atproto.repo.createRecord", json=body)
         except XrpcError as exc:
+            if exc.error == "BlobNotFound" and thumb is not None:
+                # A saved blob the PDS has since dropped (unreferenced blobs are removed):
+                # nothing was posted; forget it so the next prepare() uploads it again.
+                await ctx.save_progress({k: v for k, v in ctx.progress.items() if k != "thumb"})
+                raise TemporaryFailure(
+                    f"Bluesky no longer has the thumbnail: {exc.message}"
+                ) from None
             if rkey is not None and (exc.status >= 500 or exc.status == 409):
                 # The PDS answers 500 (newer ones 409) when the key is taken: settle by reading.
                 return await self._settle(rkey, map_xrpc(exc))

@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field, field_validator
 from twitter_text import extract_urls_with_indices
 
-from adapters.base import Adapter
+from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -351,6 +351,14 @@ class MastodonAdapter(Adapter):
     # Posting -------------------------------------------------------------------------------
 
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
+        """For direct callers: prepare, then publish (the dispatcher calls the two itself)."""
+        ctx = SendContext(idempotency_key=idempotency_key)
+        await self.prepare(post, ctx)
+        return await self.publish(post, ctx)
+
+    async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
+        """The instance's limits, the length check and the image (upload and processing):
+        nothing is posted. The media id is saved; a resume reuses it while it still exists."""
         limits = await self.instance_limits()
         if self.too_long(post.text, limits):
             count = mastodon_length(post.text, limits.characters_reserved_per_url)
@@ -359,23 +367,35 @@ class MastodonAdapter(Adapter):
                 f"limit of {limits.max_characters}"
             )
         self._respect_rate_limit()
-        media_ids: list[str] = []
+        progress = {k: v for k, v in ctx.progress.items() if k != "media_id"}
         if post.image_url:
+            saved = str(ctx.progress.get("media_id") or "")
             try:
-                media_ids = [await self.upload_image(post, limits)]
+                if saved and await self._media_ready(saved):
+                    progress["media_id"] = saved
+                else:
+                    progress["media_id"] = await self.upload_image(post, limits, ctx)
             except DeliveryError as exc:
                 if isinstance(exc, AuthFailure):
                     raise
                 log.warning("target %s: image not attached (%s)", self.name, exc.message)
             except (MediaError, MastodonError) as exc:
                 log.warning("target %s: image not attached (%s)", self.name, redact(str(exc)))
+        if progress != ctx.progress:
+            await ctx.save_progress(progress)
+        # The uploads may have spent the rate limit: do not spend the publishing request too.
+        self._respect_rate_limit()
+
+    async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
+        """The one POST /api/v1/statuses, with the delivery's Idempotency-Key."""
         payload: dict[str, Any] = {"status": post.text, "visibility": self.settings.visibility}
         if post.options.get("language"):
             payload["language"] = post.options["language"]
-        if media_ids:
-            payload["media_ids"] = media_ids
+        media_id = ctx.progress.get("media_id") if post.image_url else None
+        if media_id:
+            payload["media_ids"] = [str(media_id)]
         # Without a key from the core, one derived from the post keeps retries idempotent.
-        key = _header_key(idempotency_key) if idempotency_key else _derived_key(post)
+        key = _header_key(ctx.idempotency_key) if ctx.idempotency_key else _derived_key(post)
         try:
             response = await self._call(
                 "POST",
@@ -393,8 +413,24 @@ class MastodonAdapter(Adapter):
             raise UncertainDelivery("Mastodon accepted the post but its answer has no id") from None
         return SentPost(remote_id=status_id, remote_url=body.get("url") or body.get("uri"))
 
-    async def upload_image(self, post: RenderedPost, limits: InstanceLimits) -> str:
-        """Upload the article image with the headline as alt text; the processed media's id."""
+    async def _media_ready(self, media_id: str) -> bool:
+        """Whether an uploaded attachment can still be used (waiting while it processes);
+        False when the instance no longer has it unattached (404): upload again."""
+        try:
+            response = await self._call("GET", f"/api/v1/media/{media_id}")
+        except MastodonError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        if response.status_code != 200 or not response.json().get("url"):
+            await self._wait_processed(media_id)
+        return True
+
+    async def upload_image(
+        self, post: RenderedPost, limits: InstanceLimits, ctx: SendContext | None = None
+    ) -> str:
+        """Upload the article image with the headline as alt text; the processed media's id.
+        With `ctx`, the id is saved before the processing wait (a resume waits on it)."""
         assert post.image_url
         data = await self._image_bytes(post.image_url, post.article_url, limits.image_size_limit)
         media_type = sniff_image(data)
@@ -409,6 +445,8 @@ class MastodonAdapter(Adapter):
         )
         media = response.json()
         media_id = str(media["id"])
+        if ctx is not None:
+            await ctx.save_progress({**ctx.progress, "media_id": media_id})
         if response.status_code == 202 or not media.get("url"):
             await self._wait_processed(media_id)
         return media_id

@@ -91,7 +91,14 @@ SECRETS = (
     DEMO_THREADS_TOKEN,
     *DEMO_X.values(),
 )
-OPEN = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.AWAITING)
+#: Not settled yet. `preparing` too: a kill during prepare() leaves the row claimed until its
+#: lease lapses and a restart resumes it (Bluesky and Mastodon now upload there).
+OPEN = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.PREPARING,
+    DeliveryStatus.SENDING,
+    DeliveryStatus.AWAITING,
+)
 
 
 @dataclass
@@ -485,7 +492,7 @@ async def _quiet_phase(
         return "ingest"
     if not await ledger.initialized():
         return "first-poll"
-    if statuses[DeliveryStatus.PENDING]:
+    if statuses[DeliveryStatus.PENDING] or statuses[DeliveryStatus.PREPARING]:
         return "dispatch"
     return "idle"
 

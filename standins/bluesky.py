@@ -259,6 +259,16 @@ def _check_embed(state: State, did: str, embed: Any) -> str | None:
     return None
 
 
+def _missing_blob(state: State, record: Any) -> str | None:
+    """The CID of a thumbnail the record names that was never uploaded (or was dropped)."""
+    embed = record.get("embed") if isinstance(record, dict) else None
+    external = embed.get("external") if isinstance(embed, dict) else None
+    thumb = external.get("thumb") if isinstance(external, dict) else None
+    ref = thumb.get("ref") if isinstance(thumb, dict) else None
+    cid = ref.get("$link") if isinstance(ref, dict) else None
+    return cid if isinstance(cid, str) and cid not in state.blobs else None
+
+
 # The app -----------------------------------------------------------------------------------
 
 
@@ -447,6 +457,10 @@ def create_app(state: State) -> Starlette:
             rkey = _now_tid()
         elif not isinstance(rkey, str) or not TID.match(rkey):
             return invalid(f"Invalid record key: {rkey!r} is not a TID")
+        missing = _missing_blob(state, data.get("record"))
+        if missing:
+            # The PDS's answer for a blob it does not (or no longer) have.
+            return xrpc_error(400, "BlobNotFound", f"Could not find blob: {missing}")
         problem = check_post(state, did, data.get("record"))
         if problem:
             return _bad_record(problem)
