@@ -55,7 +55,7 @@ from bot.outcomes import (
 from bot.secrets import SecretRef, redact
 from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
-from bot.text import squash_spaces, trim_text
+from bot.text import fit_post, join_blocks, squash_spaces, trim_text
 
 log = logging.getLogger("newsbot.bluesky")
 
@@ -70,7 +70,7 @@ LABEL_GRAPHEMES = 32  # a link label like the app's: host and the start of the p
 CARD_TITLE_GRAPHEMES = 300
 CARD_DESCRIPTION_GRAPHEMES = 1000
 MIN_LEAD = 40
-SEPARATOR = "\n\n"
+HEADLINE_ROOM = 120  # graphemes a headline keeps before hashtags give way
 POST = "app.bsky.feed.post"
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 #: Where keys without an article date put their TID clock (any fixed instant would do).
@@ -188,39 +188,19 @@ def link_label(url: str) -> str:
     return "".join(clusters[: LABEL_GRAPHEMES - 1]).rstrip("/?&.-_") + "…"
 
 
-def _join(*blocks: str) -> str:
-    return SEPARATOR.join(b for b in blocks if b)
-
-
 def compose(title: str, lead: str, tags: list[str], label: str) -> str:
-    """Headline, lead, hashtags and the link label within 300 graphemes and 3,000 bytes.
-
-    The link label is always kept; hashtags while the headline keeps its room; the headline
-    is trimmed to what is left and the lead takes any room that remains.
-    """
-    sep = post_length(SEPARATOR)
-    headline_need = min(post_length(title), 120) + (sep if title else 0)
-    chosen: list[str] = []
-    for tag in tags:
-        if post_length(_join(" ".join([*chosen, tag]), label)) + headline_need <= MAX_GRAPHEMES:
-            chosen.append(tag)
-    tag_line = " ".join(chosen)
-    fixed = post_length(_join(tag_line, label))
-    title = trim_text(title, MAX_GRAPHEMES - fixed - sep, post_length) if title else ""
-    room = MAX_GRAPHEMES - post_length(_join(title, tag_line, label)) - sep
-    lead = trim_text(lead, room, post_length) if lead and room >= MIN_LEAD else ""
-    text = _join(title, lead, tag_line, label)
-    while text_problem(text):  # pieces measured apart can weigh more joined
-        if lead:
-            lead = ""
-        elif tag_line:
-            tag_line = tag_line.rpartition(" ")[0]
-        elif title:
-            title = trim_text(title, max(0, post_length(title) - 2), post_length)
-        else:
-            break
-        text = _join(title, lead, tag_line, label)
-    return text
+    """Headline, lead, hashtags and the link label within 300 graphemes and 3,000 bytes
+    (post_length measures both); the link label is always kept (bot.text.fit_post)."""
+    return fit_post(
+        title,
+        lead,
+        tags,
+        lambda t, lead_, tag_line: join_blocks(t, lead_, tag_line, label),
+        post_length,
+        MAX_GRAPHEMES,
+        headline_room=HEADLINE_ROOM,
+        min_lead=MIN_LEAD,
+    )
 
 
 def languages(article: Article, default: str | None) -> list[str]:

@@ -49,11 +49,10 @@ from bot.outcomes import (
 from bot.secrets import SecretRef, redact
 from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
-from bot.text import squash_spaces, trim_text
+from bot.text import fit_post, join_blocks, squash_spaces, trim_text
 
 log = logging.getLogger("newsbot.mastodon")
 
-SEPARATOR = "\n\n"
 MIN_LEAD = 30  # a lead squeezed below this reads as noise: leave it out
 HEADLINE_ROOM = 120  # characters a headline keeps before hashtags give way
 _REMOTE_MENTION = re.compile(r"(?<![\w@])@(\w+)@[\w.\-]+\w", re.UNICODE)
@@ -127,45 +126,21 @@ def clean(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs"))
 
 
-def _join(*blocks: str) -> str:
-    return SEPARATOR.join(b for b in blocks if b)
-
-
 def compose(
     title: str, lead: str, tags: list[str], url: str, limits: InstanceLimits = DEFAULT_LIMITS
 ) -> str:
-    """Headline, lead, URL, hashtags (the way people post on Mastodon), within the limit.
-
-    The URL (the attribution) is always kept; hashtags stay while the headline keeps
-    HEADLINE_ROOM characters; the headline is trimmed to what is left; the lead takes the rest.
-    """
-    limit = limits.max_characters
-
-    def size(text: str) -> int:
-        return mastodon_length(text, limits.characters_reserved_per_url)
-
-    sep = size(SEPARATOR)
-    headline_need = min(size(title), HEADLINE_ROOM) + (sep if title else 0)
-    chosen: list[str] = []
-    for tag in tags:
-        if size(_join(url, " ".join([*chosen, tag]))) + headline_need <= limit:
-            chosen.append(tag)
-    tag_line = " ".join(chosen)
-    fixed = size(_join(url, tag_line))
-    title = trim_text(title, limit - fixed - sep, size) if title else ""
-    room = limit - size(_join(title, url, tag_line)) - sep
-    lead = trim_text(lead, room, size) if lead and room >= MIN_LEAD else ""
-    text = _join(title, lead, url, tag_line)
-    while size(text) > limit and (lead or tag_line or title):
-        # Safety net: pieces measured apart can count more joined.
-        if lead:
-            lead = ""
-        elif tag_line:
-            tag_line = tag_line.rpartition(" ")[0]
-        else:
-            title = trim_text(title, max(0, size(title) - 2), size)
-        text = _join(title, lead, url, tag_line)
-    return text
+    """Headline, lead, URL, hashtags (the way people post on Mastodon) within the instance's
+    limit; the URL (the attribution) is always kept (bot.text.fit_post)."""
+    return fit_post(
+        title,
+        lead,
+        tags,
+        lambda t, lead_, tag_line: join_blocks(t, lead_, url, tag_line),
+        lambda text: mastodon_length(text, limits.characters_reserved_per_url),
+        limits.max_characters,
+        headline_room=HEADLINE_ROOM,
+        min_lead=MIN_LEAD,
+    )
 
 
 def language_code(value: str | None) -> str | None:

@@ -49,13 +49,12 @@ from bot.outcomes import (
 from bot.secrets import SecretRef
 from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
-from bot.text import squash_spaces, trim_text
+from bot.text import fit_post, join_blocks, squash_spaces
 
 LIMIT = 500
 MAX_LINKS = 5
 QUOTA = 250  # API-published posts per 24 h per profile
 MAX_TAGS = 1  # Threads makes only one tag per post a topic
-SEPARATOR = "\n\n"
 MIN_LEAD = 30
 #: A container not published within 24 hours expires; a resumed delivery makes a new one a
 #: bit before that.
@@ -92,29 +91,19 @@ def clean(text: str) -> str:
     return squash_spaces(text)
 
 
-def _join(*blocks: str) -> str:
-    return SEPARATOR.join(b for b in blocks if b)
-
-
 def compose(title: str, lead: str, tags: list[str], url: str | None) -> str:
-    """Headline, lead, the URL when it goes in the text (image posts), one topic tag;
-    within 500 as Threads counts. The URL is never cut."""
-    tag = tags[0] if tags else ""
-    fixed = threads_length(_join(url or "", tag))
-    sep = threads_length(SEPARATOR)
-    title = trim_text(title, LIMIT - fixed - sep, threads_length) if title else ""
-    room = LIMIT - threads_length(_join(title, url or "", tag)) - sep
-    lead = trim_text(lead, room, threads_length) if lead and room >= MIN_LEAD else ""
-    text = _join(title, lead, url or "", tag)
-    while threads_length(text) > LIMIT and (lead or tag or title):
-        if lead:
-            lead = ""
-        elif tag:
-            tag = ""
-        else:
-            title = trim_text(title, max(0, threads_length(title) - 2), threads_length)
-        text = _join(title, lead, url or "", tag)
-    return text
+    """Headline, lead, the URL when it goes in the text (image posts), one topic tag; within
+    500 as Threads counts. The URL is never cut (bot.text.fit_post)."""
+    return fit_post(
+        title,
+        lead,
+        tags[:1],
+        lambda t, lead_, tag: join_blocks(t, lead_, url or "", tag),
+        threads_length,
+        LIMIT,
+        headline_room=0,  # the topic tag is cheap: it stays
+        min_lead=MIN_LEAD,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -56,7 +56,7 @@ from bot.outcomes import (
 from bot.secrets import SecretRef, redact
 from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
-from bot.text import squash_spaces, trim_text
+from bot.text import fit_post, join_blocks, squash_spaces
 
 log = logging.getLogger("newsbot.x")
 
@@ -65,7 +65,6 @@ LIMIT = 280
 TWEEPY_HOST = "https://api.twitter.com"
 HEADLINE_ROOM = 100  # weighted units a headline keeps before hashtags give way
 MIN_LEAD = 30  # a lead squeezed below this reads as noise: leave it out
-SEPARATOR = "\n\n"
 #: What the one-shot upload takes (GIF must go through the chunked flow).
 SIMPLE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"}
 PILLOW_TYPES = {
@@ -142,45 +141,19 @@ def clean(text: str) -> str:
     return squash_spaces(text)
 
 
-def _join(*blocks: str) -> str:
-    return SEPARATOR.join(b for b in blocks if b)
-
-
 def compose(title: str, lead: str, tags: list[str], url: str) -> str:
-    """Headline, lead, hashtags, URL, within 280 weighted units.
-
-    The URL (the attribution) is always kept; hashtags are kept while the headline still
-    has at least HEADLINE_ROOM units; the headline is trimmed to what is left, and the lead
-    takes any room that remains.
-    """
-    sep = weighted_length(SEPARATOR)
-    headline_need = min(weighted_length(title), HEADLINE_ROOM) + (sep if title else 0)
-    chosen: list[str] = []
-    for tag in tags:
-        if weighted_length(_join(" ".join([*chosen, tag]), url)) + headline_need <= LIMIT:
-            chosen.append(tag)
-    tag_line = " ".join(chosen)
-    fixed = weighted_length(_join(tag_line, url))
-    title = trim_text(title, LIMIT - fixed - sep, weighted_length) if title else ""
-    room = LIMIT - weighted_length(_join(title, tag_line, url)) - sep
-    lead = trim_text(lead, room, weighted_length) if lead and room >= MIN_LEAD else ""
-    return _fit(title, lead, tag_line, url)
-
-
-def _fit(title: str, lead: str, tag_line: str, url: str) -> str:
-    """Safety net: pieces measured apart can weigh more joined; shed lead, tags, then title."""
-    text = _join(title, lead, tag_line, url)
-    while weighted_length(text) > LIMIT:
-        if lead:
-            lead = ""
-        elif tag_line:
-            tag_line = tag_line.rpartition(" ")[0]
-        elif title:
-            title = trim_text(title, max(0, weighted_length(title) - 2), weighted_length)
-        else:
-            break  # the URL alone is over the limit: send() will refuse it
-        text = _join(title, lead, tag_line, url)
-    return text
+    """Headline, lead, hashtags, URL, within 280 weighted units; the URL (the attribution)
+    is always kept (bot.text.fit_post)."""
+    return fit_post(
+        title,
+        lead,
+        tags,
+        lambda t, lead_, tag_line: join_blocks(t, lead_, tag_line, url),
+        weighted_length,
+        LIMIT,
+        headline_room=HEADLINE_ROOM,
+        min_lead=MIN_LEAD,
+    )
 
 
 def tweet_problem(text: str) -> str | None:

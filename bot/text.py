@@ -201,7 +201,9 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 def is_cjk_text(text: str) -> bool:
     """Whether `text` is mostly Japanese or Chinese (written without word spaces)."""
     sample = text[:200]
-    return bool(sample) and len(_CJK.findall(sample)) * 3 >= len(sample)
+    # Letters only: punctuation (、。 or .,) and spaces say nothing about the script.
+    letters = sum(1 for ch in sample if ch.isalnum())
+    return letters > 0 and len(_CJK.findall(sample)) * 3 >= letters
 
 
 def first_sentences(text: str, limit: int) -> str:
@@ -260,3 +262,55 @@ def looks_cut(description: str, body: str) -> bool:
     at = flat.find(text)
     # The description is the body's opening, and the body goes on mid-sentence from there.
     return at >= 0 and len(flat) > at + len(text) and flat[at + len(text)] not in ".!?。！？"
+
+
+SEPARATOR = "\n\n"
+
+
+def fit_post(
+    title: str,
+    lead: str,
+    tags: list[str],
+    layout: Callable[[str, str, str], str],
+    measure: Callable[[str], int],
+    limit: int,
+    *,
+    headline_room: int,
+    min_lead: int,
+) -> str:
+    """A short post (headline, lead, hashtags around a fixed attribution part) within `limit`
+    as `measure` counts it. `layout(title, lead, tag_line)` places the pieces and the fixed
+    part (the link), which is always kept.
+
+    Hashtags stay while the headline keeps `headline_room`; the headline is trimmed to what is
+    left; the lead takes any room that remains (or is left out below `min_lead`). Pieces
+    measured apart can count more joined: lead, then hashtags, then headline give way.
+    """
+    sep = measure(SEPARATOR)
+    headline_need = min(measure(title), headline_room) + (sep if title else 0)
+    chosen: list[str] = []
+    for tag in tags:
+        if measure(layout("", "", " ".join([*chosen, tag]))) + headline_need <= limit:
+            chosen.append(tag)
+    tag_line = " ".join(chosen)
+    fixed = measure(layout("", "", tag_line))
+    title = trim_text(title, limit - fixed - sep, measure) if title else ""
+    room = limit - measure(layout(title, "", tag_line)) - sep
+    lead = trim_text(lead, room, measure) if lead and room >= min_lead else ""
+    text = layout(title, lead, tag_line)
+    while measure(text) > limit:
+        if lead:
+            lead = ""
+        elif tag_line:
+            tag_line = tag_line.rpartition(" ")[0]
+        elif title:
+            title = trim_text(title, max(0, measure(title) - 2), measure)
+        else:
+            break  # the fixed part alone is over the limit: the platform will refuse it
+        text = layout(title, lead, tag_line)
+    return text
+
+
+def join_blocks(*blocks: str) -> str:
+    """Blocks of a post, blank-line separated, empty ones left out."""
+    return SEPARATOR.join(b for b in blocks if b)

@@ -1,5 +1,5 @@
 import regex
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from adapters.bluesky import grapheme_count
@@ -153,6 +153,7 @@ def test_trim_never_splits_a_grapheme_nor_exceeds_the_limit(
     assert len(stem) in boundaries(text), (text, result)
 
 
+@example(["橋", "、", "橋", "。", "、", "、", "、"], 4)  # mostly punctuation (found by hypothesis)
 @given(st.lists(CJK_PIECES, min_size=1, max_size=80), st.integers(4, 60))
 def test_trim_prefers_punctuation_in_cjk(pieces: list[str], limit: int) -> None:
     text = "".join(pieces)
