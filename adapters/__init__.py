@@ -30,6 +30,9 @@ A new platform `<name>` is:
      AuthFailure (credentials refused), RetryLater(wait) (rate limits), TemporaryFailure (not
      sent: 5xx, connection refused), PermanentFailure (refused for good), UncertainDelivery
      (may have been sent: timeout or cut connection after the request went out).
+     Or, instead of send, the two steps: `prepare(post, ctx)` (all that publishes nothing:
+     start-up calls, pacing, quotas, uploads; progress saved with `ctx.save_progress`) and
+     `publish(post, ctx)` (the one publishing request); the base's send runs them in turn.
    - optional: `check()` (cheap read-only probe), `edit(remote_id, post)`,
      `delete(remote_id)`, `cost(post)` (money per post), `aclose()`.
 4. A stand-in `standins/<name>.py`: the platform's API on 127.0.0.1 with its real limits and

@@ -80,6 +80,11 @@ class Adapter(ABC):
         #: Given by the core: image downloads through its capped client and SSRF guard (the
         #: policy of the article's source). None when an adapter runs alone: its own client.
         self.fetch_image = fetch_image
+        # send() runs prepare() and publish(), and publish() defaults to send(): a platform
+        # writes one or the other, or a send would never end.
+        cls = type(self)
+        if cls.send is Adapter.send and cls.publish is Adapter.publish:
+            raise TypeError(f"{cls.__name__} must define send() or publish()")
         self.init_state()
 
     def init_state(self) -> None:  # noqa: B027 - optional hook
@@ -94,13 +99,17 @@ class Adapter(ABC):
     def render(self, article: Article) -> RenderedPost:
         """The post for `article`, within the platform's limits. Pure: no I/O."""
 
-    @abstractmethod
     async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
         """Publish `post`. Raises a bot.outcomes.DeliveryError subclass on failure.
 
         `idempotency_key` is stable for one delivery; platforms that are `idempotent` pass it
-        on so a repeated send cannot post twice, the others ignore it.
+        on so a repeated send cannot post twice, the others ignore it. An adapter overrides
+        either this (one step) or prepare()/publish() (the steps, which this runs in turn
+        for direct callers; the dispatcher calls them itself).
         """
+        ctx = SendContext(idempotency_key=idempotency_key)
+        await self.prepare(post, ctx)
+        return await self.publish(post, ctx)
 
     # The dispatcher's split of a send (issue 14): prepare() does everything that publishes
     # nothing and may be repeated; the dispatcher then commits `sending` and calls publish(),

@@ -501,12 +501,6 @@ class BlueskyAdapter(Adapter):
 
     # Sending -------------------------------------------------------------------------------
 
-    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
-        """For direct callers: prepare, then publish (the dispatcher calls the two itself)."""
-        ctx = SendContext(idempotency_key=idempotency_key)
-        await self.prepare(post, ctx)
-        return await self.publish(post, ctx)
-
     def _rkey(self, post: RenderedPost, ctx: SendContext) -> str | None:
         if not ctx.idempotency_key:
             return None

@@ -325,12 +325,6 @@ class MastodonAdapter(Adapter):
 
     # Posting -------------------------------------------------------------------------------
 
-    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
-        """For direct callers: prepare, then publish (the dispatcher calls the two itself)."""
-        ctx = SendContext(idempotency_key=idempotency_key)
-        await self.prepare(post, ctx)
-        return await self.publish(post, ctx)
-
     async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
         """The instance's limits, the length check and the image (upload and processing):
         nothing is posted. The media id is saved; a resume reuses it while it still exists."""

@@ -266,11 +266,6 @@ class TelegramAdapter(Adapter):
         # A photo post's text is its caption (1,024); a text post has 4,096.
         return self.measure_in(HTML_CAPTION if post.image_url else HTML_TEXT, post)
 
-    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
-        ctx = SendContext(idempotency_key=idempotency_key)
-        await self.prepare(post, ctx)
-        return await self.publish(post, ctx)
-
     async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
         """getMe (once) and the pacing wait: neither posts anything."""
         await self._client()

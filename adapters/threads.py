@@ -179,12 +179,6 @@ class ThreadsAdapter(Adapter):
     def measure(self, post: RenderedPost) -> PostLength:
         return self.measure_in(_dialect(), post)
 
-    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
-        # Threads has no idempotency key; the key is not used (a lost answer stays uncertain).
-        ctx = SendContext(idempotency_key=idempotency_key)
-        await self.prepare(post, ctx)
-        return await self.publish(post, ctx)
-
     async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
         """Length and link checks, the quota, the container and its wait: nothing is
         published until threads_publish. A saved container is reused while it is usable."""

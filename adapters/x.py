@@ -292,11 +292,6 @@ class XAdapter(Adapter):
     def measure(self, post: RenderedPost) -> PostLength:
         return self.measure_in(PLAIN, post)
 
-    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
-        ctx = SendContext(idempotency_key=idempotency_key)
-        await self.prepare(post, ctx)
-        return await self.publish(post, ctx)
-
     async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
         """The text check and the image upload (media ids stay usable for a day): nothing is
         posted. A restart reuses a saved media id."""

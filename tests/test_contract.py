@@ -17,9 +17,9 @@ import pytest
 
 from adapters import adapter_class, available_platforms
 from adapters.base import Adapter
-from bot.models import Article, RenderedPost
+from bot.models import Article, PostLength, RenderedPost
 from bot.outcomes import AuthFailure, RetryLater, TemporaryFailure, UncertainDelivery
-from bot.targets import Outlet
+from bot.targets import Outlet, TargetSettings
 from bot.urls import normalize_url
 from standins.contract import MAX_TIMEOUT, Fault, Harness, Published, harness_for
 
@@ -219,3 +219,21 @@ async def test_delete_where_supported(world: World) -> None:
 def test_a_platform_without_a_harness_fails_not_skips() -> None:
     with pytest.raises(LookupError, match=r"standins/nosuch\.py"):
         harness_for("nosuch")
+
+
+def test_an_adapter_must_write_send_or_publish() -> None:
+    """The base's send() runs publish() and its publish() runs send(): a platform that wrote
+    neither would loop, so it is refused when built."""
+
+    class Neither(Adapter):
+        platform = "neither"
+
+        def render(self, article: Article) -> RenderedPost:
+            raise NotImplementedError
+
+        def measure(self, post: RenderedPost) -> PostLength:
+            raise NotImplementedError
+
+    settings = TargetSettings(name="n", platform="neither", api_base="http://127.0.0.1:9")
+    with pytest.raises(TypeError, match="Neither must define send\\(\\) or publish\\(\\)"):
+        Neither(settings, {}, OUTLET)

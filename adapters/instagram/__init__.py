@@ -132,11 +132,6 @@ class InstagramAdapter(Adapter):
     def measure(self, post: RenderedPost) -> PostLength:
         return self.measure_in(PLAIN, post)
 
-    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
-        ctx = SendContext(idempotency_key=idempotency_key)
-        await self.prepare(post, ctx)
-        return await self.publish(post, ctx)
-
     async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
         """Quota check, image check, container creation and status polling: nothing is
         published until media_publish. The container is saved, so a restart reuses it unless
