@@ -1,12 +1,14 @@
 """Image cards for posts that need a picture and have no usable article photo (Instagram's
 posts, Threads' image posts, Bluesky's link-card thumbnails): the article photo cropped to 4:5,
 or a brand background, with the headline, the outlet and the source line. Pure: bytes in, JPEG
-bytes out. The font (Noto Sans) covers Latin, Cyrillic and Azerbaijani letters. A private
-helper (the leading `_`): not a platform."""
+bytes out. The font (Noto Sans) covers Latin, Cyrillic and Azerbaijani letters. Also
+`image_mime`, an image's real type by its bytes. A private helper (the leading `_`): not a
+platform."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -120,3 +122,13 @@ def render_card(
     out = io.BytesIO()
     card.save(out, "JPEG", quality=88, optimize=True)
     return out.getvalue()
+
+
+def image_mime(data: bytes, accepted: Mapping[str, str]) -> str | None:
+    """The image's real MIME type by its bytes (a CMS's Content-Type is often wrong), if
+    Pillow reads it as one of `accepted` (Pillow format -> MIME type); else None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return accepted.get(image.format or "")
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import io
 import logging
 import re
 import time
@@ -30,10 +29,10 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 import regex
-from PIL import Image, UnidentifiedImageError
 from pydantic import Field, field_validator
 from twitter_text import extract_urls_with_indices
 
+from adapters._cards import image_mime
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
@@ -544,11 +543,7 @@ def _derived_key(post: RenderedPost) -> str:
 
 def sniff_image(data: bytes) -> str:
     """The image's real MIME type (a CMS's Content-Type is often wrong); MediaError if none."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = PILLOW_TYPES.get(image.format or "")
-    except (UnidentifiedImageError, OSError, ValueError):
-        kind = None
+    kind = image_mime(data, PILLOW_TYPES)
     if kind is None:
         raise MediaError("the article image is not a JPEG, PNG, GIF or WebP")
     return kind

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import logging
 import re
 import time
@@ -35,11 +34,11 @@ import requests
 import tweepy
 import urllib3
 from oauthlib.oauth1 import Client as OAuth1Client
-from PIL import Image, UnidentifiedImageError
 from pydantic import Field, field_validator
 from twitter_text import extract_urls, parse_tweet
 from twitter_text.regexp.invalid_chars import invalid_chars
 
+from adapters._cards import image_mime
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
@@ -552,11 +551,7 @@ class XAdapter(Adapter):
 
 def sniff_image(data: bytes) -> str:
     """The image's real MIME type (a CMS's Content-Type is often wrong); MediaError if none."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = PILLOW_TYPES.get(image.format or "")
-    except (UnidentifiedImageError, OSError, ValueError):
-        kind = None
+    kind = image_mime(data, PILLOW_TYPES)
     if kind is None:
         raise MediaError("the article image is not a JPEG, PNG, GIF, WebP, BMP or TIFF")
     return kind
