@@ -5,6 +5,7 @@ A private helper (the leading `_`): not a platform."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -185,6 +186,17 @@ class GraphClient:
             raise CannotTell(f"{what}: {exc.message}") from None
         return list(body.get("data") or [])
 
+    async def publish_container(self, edge: str, container: str, platform: str) -> str:
+        """The one publishing request of a container flow (Instagram's media_publish,
+        Threads' threads_publish): the new post's id. No clear answer: UncertainDelivery."""
+        try:
+            published = await self.call(
+                "POST", edge, data={"creation_id": container}, may_have_posted=True
+            )
+        except GraphError as exc:
+            raise map_graph_error(exc, platform) from None
+        return str(published["id"])
+
     async def check_node(self, node: str, platform: str) -> bool:
         """The adapters' health check: the page or account answers a plain GET."""
         try:
@@ -195,3 +207,16 @@ class GraphClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def saved_container(progress: dict[str, Any], lifetime: float) -> str | None:
+    """The container an earlier prepare() made for this delivery, if still young enough to
+    publish (unpublished containers expire on the platform)."""
+    container = str(progress.get("container_id") or "")
+    created = float(progress.get("container_created") or 0)
+    return container if container and time.time() - created < lifetime else None
+
+
+def with_container(progress: dict[str, Any], container: str) -> dict[str, Any]:
+    """`progress` recording a newly made container (what saved_container reads back)."""
+    return {**progress, "container_id": container, "container_created": time.time()}

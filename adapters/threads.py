@@ -35,6 +35,8 @@ from adapters._graph import (
     graph_refusal,
     map_graph_error,
     match_recent,
+    saved_container,
+    with_container,
 )
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
@@ -189,9 +191,8 @@ class ThreadsAdapter(Adapter):
         graph, user = self._client(), self.settings.user_id
         try:
             await self._check_quota(graph, user)
-            saved = str(ctx.progress.get("container_id") or "")
-            created = float(ctx.progress.get("container_created") or 0)
-            if saved and time.time() - created < CONTAINER_LIFETIME:
+            saved = saved_container(ctx.progress, CONTAINER_LIFETIME)
+            if saved:
                 try:
                     await self._wait_finished(graph, saved)
                     return  # resumed: the saved container is ready
@@ -205,25 +206,17 @@ class ThreadsAdapter(Adapter):
                 if post.link_url:
                     data["link_attachment"] = post.link_url
             container = str((await graph.call("POST", f"{user}/threads", data=data))["id"])
-            await ctx.save_progress(
-                {**ctx.progress, "container_id": container, "container_created": time.time()}
-            )
+            await ctx.save_progress(with_container(ctx.progress, container))
             await self._wait_finished(graph, container)
         except GraphError as exc:
             raise map_graph_error(exc, "Threads") from None
 
     async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
         graph, user = self._client(), self.settings.user_id
-        try:
-            published = await graph.call(
-                "POST",
-                f"{user}/threads_publish",
-                data={"creation_id": ctx.progress["container_id"]},
-                may_have_posted=True,
-            )
-        except GraphError as exc:
-            raise map_graph_error(exc, "Threads") from None
-        return SentPost(remote_id=str(published["id"]), remote_url=None)
+        post_id = await graph.publish_container(
+            f"{user}/threads_publish", ctx.progress["container_id"], "Threads"
+        )
+        return SentPost(remote_id=post_id, remote_url=None)
 
     async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
         """The user's recent posts, looking for this post's text or its link attachment."""

@@ -23,6 +23,8 @@ from adapters._graph import (
     graph_refusal,
     map_graph_error,
     match_recent,
+    saved_container,
+    with_container,
 )
 from adapters.base import Adapter, SendContext
 from adapters.instagram.images import check_instagram_image
@@ -139,35 +141,24 @@ class InstagramAdapter(Adapter):
         graph, ig = self._client(), self.settings.ig_user_id
         try:
             await self._check_quota(graph, ig)
-            container = str(ctx.progress.get("container_id") or "")
-            created = float(ctx.progress.get("container_created") or 0)
-            fresh = container and time.time() - created < CONTAINER_LIFETIME
-            if fresh and await self._wait_finished(graph, container, allow_expired=True):
+            saved = saved_container(ctx.progress, CONTAINER_LIFETIME)
+            if saved and await self._wait_finished(graph, saved, allow_expired=True):
                 return  # resumed: the saved container is ready
             image_url = await self.image_for(post)
             made = await graph.call(
                 "POST", f"{ig}/media", data={"image_url": image_url, "caption": post.text}
             )
             container = str(made["id"])
-            await ctx.save_progress(
-                {**ctx.progress, "container_id": container, "container_created": time.time()}
-            )
+            await ctx.save_progress(with_container(ctx.progress, container))
             await self._wait_finished(graph, container)
         except GraphError as exc:
             raise map_graph_error(exc, "Instagram") from None
 
     async def publish(self, post: RenderedPost, ctx: SendContext) -> SentPost:
         graph, ig = self._client(), self.settings.ig_user_id
-        try:
-            published = await graph.call(
-                "POST",
-                f"{ig}/media_publish",
-                data={"creation_id": ctx.progress["container_id"]},
-                may_have_posted=True,
-            )
-        except GraphError as exc:
-            raise map_graph_error(exc, "Instagram") from None
-        media_id = str(published["id"])
+        media_id = await graph.publish_container(
+            f"{ig}/media_publish", ctx.progress["container_id"], "Instagram"
+        )
         await self._comment(graph, media_id, post)
         return SentPost(remote_id=media_id, remote_url=None)
 
