@@ -187,8 +187,15 @@ async def test_the_approval_timeout_is_announced_and_replaces_the_buttons(world:
         await wait_for(lambda: shown()["text"].startswith("Timed out: skipped by rule"), 10, shown)
         assert shown()["reply_markup"] is None
         assert "No editor answered within 2s: skip by rule" in shown()["text"]
-        announced = [t for t in texts(world) if t.startswith(f"#{delivery_id} tg-en: Timed out")]
-        assert len(announced) == 1
+
+        def announced() -> list[str]:
+            return [t for t in texts(world) if t.startswith(f"#{delivery_id} tg-en: Timed out")]
+
+        # The record (the edited preview) and the announcement are two messages: the second
+        # may arrive a moment after the first.
+        await wait_for(lambda: len(announced()) >= 1, 10, lambda: texts(world))
+        await asyncio.sleep(0.5)
+        assert len(announced()) == 1
         # A press on the old buttons (a client that had not refreshed) is told what happened.
         press(world, EDITOR, preview, button(preview, "post"))
         await wait_for(lambda: len(answers(world)) == 1, 10)
