@@ -41,10 +41,6 @@ class StoreBase:
         # dozens of pooled connections race for the file lock until busy_timeout fails one.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._leader_conn: AsyncConnection | None = None
-        # Source states waiting for the next group commit, and the task writing them
-        # (SourcesMixin.save_source_state).
-        self._pending_states: list[Any] = []
-        self._state_writer: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:

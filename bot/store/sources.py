@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.models import Article
 from bot.store.articles import insert_articles
 from bot.store.base import StoreBase
+from bot.store.batching import Batcher
 from bot.store.schema import events, source_state
 from bot.store.types import SourceState
 
@@ -76,38 +77,32 @@ class SourcesMixin(StoreBase):
             },
             tuple(records),
             tuple(notes),
-            asyncio.get_running_loop().create_future(),
         )
-        self._pending_states.append(write)
-        if self._state_writer is None or self._state_writer.done():
-            self._state_writer = asyncio.get_running_loop().create_task(self._write_states())
-        return await write.done
+        return await self._state_saves.submit(write)
 
-    async def _write_states(self) -> None:
-        while self._pending_states:
-            batch = _next_batch(self._pending_states)
+    @functools.cached_property
+    def _state_saves(self) -> Batcher[_StateWrite, list[int] | None]:
+        return Batcher(self._save_states, _batch_size)
+
+    async def _save_states(
+        self, batch: Sequence[_StateWrite]
+    ) -> Sequence[list[int] | BaseException | None]:
+        try:
+            return await self._write_state_batch(batch)
+        except IntegrityError:
+            if len(batch) == 1 and batch[0].records:
+                return [None]
+            if len(batch) == 1:
+                raise
+        # One of them met an article already stored: each in its own transaction, so only
+        # that one is refused.
+        outcomes: list[list[int] | BaseException | None] = []
+        for write in batch:
             try:
-                outcomes = await self._write_state_batch(batch)
-            except IntegrityError:
-                # One of them met an article already stored: each in its own transaction,
-                # so only that one is refused.
-                outcomes = []
-                for write in batch:
-                    try:
-                        outcomes.append((await self._write_state_batch([write]))[0])
-                    except IntegrityError as exc:
-                        outcomes.append(None if write.records else exc)
-                    except Exception as exc:
-                        outcomes.append(exc)
+                outcomes.append((await self._save_states([write]))[0])
             except Exception as exc:
-                outcomes = [exc] * len(batch)
-            for write, outcome in zip(batch, outcomes, strict=True):
-                if write.done.done():  # its caller was cancelled; the write stands
-                    continue
-                if isinstance(outcome, BaseException):
-                    write.done.set_exception(outcome)
-                else:
-                    write.done.set_result(outcome)
+                outcomes.append(exc)
+        return outcomes
 
     async def _write_state_batch(self, batch: Sequence[_StateWrite]) -> list[list[int] | None]:
         now = time.time()
@@ -158,25 +153,21 @@ class _StateWrite:
     values: dict[str, Any]
     records: tuple[tuple[Article, Sequence[str]], ...]
     notes: tuple[tuple[str, str, str], ...]
-    done: asyncio.Future[list[int] | None]
 
 
 #: Source states written in one transaction at most.
 STATE_BATCH = 200
 
 
-def _next_batch(pending: list[_StateWrite]) -> list[_StateWrite]:
-    """Take the next batch off `pending`: at most STATE_BATCH writes, each source once (a
-    second save of a source waits for the next batch, so the two stay in order)."""
-    batch: list[_StateWrite] = []
+def _batch_size(pending: Sequence[_StateWrite]) -> int:
+    """At most STATE_BATCH writes, each source once: a second save of a source waits for the
+    next batch, so the two stay in order."""
     names: set[str] = set()
-    for write in pending:
-        if len(batch) == STATE_BATCH or write.name in names:
-            break
-        batch.append(write)
+    for count, write in enumerate(pending[:STATE_BATCH]):
+        if write.name in names:
+            return count
         names.add(write.name)
-    del pending[: len(batch)]
-    return batch
+    return min(len(pending), STATE_BATCH)
 
 
 def _state_upsert(sqlite: bool) -> Any:
