@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bot.config import FetchConfig
 from bot.http11 import LeanTransport
-from bot.netguard import BlockedURL, Unresolvable, URLCheck, url_host
+from bot.netguard import BlockedURL, Unresolvable, URLCheck, parsed_url, url_host
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Image formats every platform takes.
@@ -77,7 +77,7 @@ class DownloadClient(httpx.AsyncClient):
         merged = httpx.Headers(self.headers)
         merged.update(headers)
         request = httpx.Request(
-            "GET", url, headers=merged, extensions={"timeout": self.timeout.as_dict()}
+            "GET", parsed_url(url), headers=merged, extensions={"timeout": self.timeout.as_dict()}
         )
         response = await self.lean.handle_async_request(request)
         response.request = request
