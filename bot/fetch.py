@@ -7,15 +7,15 @@ import asyncio
 import contextlib
 import io
 import zlib
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
 from bot.config import FetchConfig
-from bot.netguard import BlockedURL, GuardedBackend, Unresolvable, URLCheck, url_host
+from bot.http11 import LeanTransport
+from bot.netguard import BlockedURL, Unresolvable, URLCheck, parsed_url, url_host
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Image formats every platform takes.
@@ -49,78 +49,42 @@ class FetchResult:
         return self.status == 304
 
 
-def make_client(config: FetchConfig) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        headers={"User-Agent": config.user_agent, "Accept-Encoding": "gzip, deflate"},
-        timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
-        # fetch() follows redirects itself, so the SSRF guard sees every hop.
-        follow_redirects=False,
-        max_redirects=config.max_redirects,
-        transport=PerHostTransport(lambda: _guarded_transport(config)),
-    )
+def make_client(config: FetchConfig) -> DownloadClient:
+    return DownloadClient(config)
 
 
-#: Hosts whose idle connections are kept between polls (the least recently used beyond this
-#: are closed once idle): what a newsroom's own sites and CDNs need, not one per feed.
-KEPT_HOSTS = 64
+class DownloadClient(httpx.AsyncClient):
+    """The client for sources, article pages and images: httpx's client over a lean HTTP/1.1
+    transport pooled per host that dials where the SSRF guard judged (bot/http11.py; httpx's
+    default stack cost ten times the network work of a poll). fetch() hands its GETs
+    straight to that transport (`open`): the client's layers (cookies, auth, its redirect
+    bookkeeping, a second URL parse) were a third of what was left and fetch() needs none."""
 
-
-class PerHostTransport(httpx.AsyncBaseTransport):
-    """One connection pool per origin (scheme, host, port). httpcore scans every connection
-    of its pool on each request, so one pool shared by thousands of feeds made each request
-    cost in proportion to the pool; here it costs in proportion to one host's connections,
-    and only the KEPT_HOSTS most recently used hosts keep idle connections (issue 18)."""
-
-    def __init__(
-        self, make_pool: Callable[[], httpx.AsyncHTTPTransport], kept_hosts: int = KEPT_HOSTS
-    ) -> None:
-        self._make_pool = make_pool
-        self._kept_hosts = kept_hosts
-        self._pools: OrderedDict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = (
-            OrderedDict()
+    def __init__(self, config: FetchConfig) -> None:
+        self.lean = LeanTransport()
+        super().__init__(
+            headers={"User-Agent": config.user_agent, "Accept-Encoding": "gzip, deflate"},
+            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
+            # fetch() follows redirects itself, so the SSRF guard sees every hop.
+            follow_redirects=False,
+            max_redirects=config.max_redirects,
+            transport=self.lean,
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        origin = (request.url.raw_scheme, request.url.raw_host, request.url.port)
-        pool = self._pools.get(origin)
-        if pool is None:
-            pool = self._pools[origin] = self._make_pool()
-            await self._close_idle_hosts()
-        self._pools.move_to_end(origin)
-        return await pool.handle_async_request(request)
-
-    async def _close_idle_hosts(self) -> None:
-        """Close the least recently used pools beyond kept_hosts whose connections are all
-        idle (a pool with a request in flight stays until a later pass)."""
-        excess = len(self._pools) - self._kept_hosts
-        for origin in list(self._pools)[: max(excess, 0)]:
-            pool = self._pools[origin]
-            if all(c.is_idle() or c.is_closed() for c in pool._pool.connections):
-                del self._pools[origin]
-                await pool.aclose()
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), OrderedDict()
-        for pool in pools:
-            await pool.aclose()
-
-
-#: Connections to one host at a time (kept open between requests too). httpcore checks each
-#: of a pool's connections on every request, so this bounds that cost; it is also a polite
-#: ceiling for the many feeds a newsroom serves from one host.
-HOST_CONNECTIONS = 16
-
-
-def _guarded_transport(config: FetchConfig) -> httpx.AsyncHTTPTransport:
-    # One host's pool.
-    per_host = min(HOST_CONNECTIONS, config.concurrency)
-    limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    # httpx does not pass a network backend through; its pool takes one. Connections then
-    # go to the addresses the SSRF guard judged (see netguard.GuardedBackend).
-    pool = transport._pool
-    pool._network_backend = GuardedBackend(pool._network_backend)  # type: ignore[union-attr]
-    return transport
+    @contextlib.asynccontextmanager
+    async def open(self, url: str, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        """GET `url` on the transport; the response's body is read as it is iterated."""
+        merged = httpx.Headers(self.headers)
+        merged.update(headers)
+        request = httpx.Request(
+            "GET", parsed_url(url), headers=merged, extensions={"timeout": self.timeout.as_dict()}
+        )
+        response = await self.lean.handle_async_request(request)
+        response.request = request
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
 
 async def fetch(
@@ -201,7 +165,12 @@ async def _get(
 ) -> FetchResult | str:
     """One request: the result, or the next URL when the answer is a redirect."""
     name = asked if asked == url else f"{asked} (redirected to {url})"
-    async with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+    opened = (
+        client.open(url, headers)
+        if isinstance(client, DownloadClient)
+        else client.stream("GET", url, headers=headers, follow_redirects=False)
+    )
+    async with opened as response:
         if response.status_code == 304:
             # Read the (empty) body so the connection goes back to the pool for reuse.
             await response.aread()

@@ -9,7 +9,7 @@ own feed host and port only (never for the rest of the private range, another po
 PostgreSQL's, link-local, multicast or reserved addresses); more hosts go in `allow_hosts`.
 
 The verdicts are pure functions; only `Guard` resolves names (the event loop's getaddrinfo,
-or an injected resolver in tests). `GuardedBackend` makes the check stick: the socket is
+or an injected resolver in tests). `dial_targets` makes the check stick: the socket is
 opened to an address the guard judged, never to a fresh DNS answer (no rebinding).
 """
 
@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import re
 import socket
 import time
-import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-import httpcore
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -182,10 +181,18 @@ class Policy:
 PUBLIC = Policy("", trusted_network=False)  # a URL that matches no source
 
 
+@functools.lru_cache(maxsize=1024)
+def parsed_url(url: str) -> httpx.URL:
+    """httpx's parse of `url`. A poll asks about its URL several times (the source's policy,
+    the check of each hop, the request itself); parsing was a tenth of a 304 poll's CPU.
+    Recent URLs only: thousands of feeds must not grow it."""
+    return httpx.URL(url)
+
+
 def url_host(url: str) -> tuple[str, str]:
     """(scheme, host) as httpx will connect to them; BlockedURL for unusable URLs."""
     try:
-        parsed = httpx.URL(url)
+        parsed = parsed_url(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise BlockedURL(f"not a valid URL ({exc})") from None
     scheme = parsed.scheme.lower()
@@ -290,7 +297,8 @@ class Guard:
                 found = await self.addresses(host)
                 verdicts = [classify(a) for a in found]
                 trusted = all(v is not None and v.network_local for v in verdicts)
-                port = httpx.URL(source_url).port or (443 if source_url.startswith("https") else 80)
+                default_port = 443 if source_url.startswith("https") else 80
+                port = parsed_url(source_url).port or default_port
                 own = (f"{host.lower().rstrip('.').strip('[]')}:{port}",)
             except (BlockedURL, Unresolvable):
                 trusted = False
@@ -302,7 +310,7 @@ class Guard:
         scheme, host = url_host(url)
         if host_allowed(host, policy.allow_hosts):
             return
-        port = httpx.URL(url).port or (443 if scheme == "https" else 80)
+        port = parsed_url(url).port or (443 if scheme == "https" else 80)
         problem = judge(host, await self.addresses(host), policy, port)
         if problem is not None:
             raise BlockedURL(problem)
@@ -323,7 +331,7 @@ class Checker:
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
-        """Within this block, GuardedBackend connects only where this policy allows."""
+        """Within this block, connections go only where this policy allows (`dial_targets`)."""
         token = _PINNED.set(self)
         try:
             yield
@@ -336,55 +344,20 @@ URLCheck = Checker
 _PINNED: ContextVar[Checker | None] = ContextVar("newsbot_pinned_checker", default=None)
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting by address under the request's policy.
-
-    The name is resolved by the guard (the answer it judged, cached), judged again, and the
-    socket opened to that address; TLS still verifies the certificate for the host name.
-    Requests made outside `Checker.pinned()` connect as usual.
-    """
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self.inner = inner
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        checker = _PINNED.get()
-        if checker is None:
-            return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        try:
-            addresses = await checker.guard.addresses(host)
-        except Unresolvable as exc:
-            raise httpcore.ConnectError(str(exc)) from None
-        if not host_allowed(host, checker.policy.allow_hosts):
-            problem = judge(host, addresses, checker.policy, port)
-            if problem is not None:
-                raise httpcore.ConnectError(f"refused at connect: {problem}")
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                target = checker.guard.dial.get(str(address), str(address))
-                return await self.inner.connect_tcp(
-                    target, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None  # addresses is never empty
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return await self.inner.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+async def dial_targets(host: str, port: int, request: httpx.Request | None = None) -> list[str]:
+    """Where a connection to host:port may go. Inside `Checker.pinned()`: the addresses the
+    guard resolved and judged (never a fresh DNS answer, so no rebinding), or an
+    httpx.ConnectError naming why they are refused. Outside it: the host name itself."""
+    checker = _PINNED.get()
+    if checker is None:
+        return [host]
+    try:
+        addresses = await checker.guard.addresses(host)
+    except Unresolvable as exc:
+        raise httpx.ConnectError(str(exc), request=request) from None
+    if not host_allowed(host, checker.policy.allow_hosts):
+        problem = judge(host, addresses, checker.policy, port)
+        if problem is not None:
+            raise httpx.ConnectError(f"refused at connect: {problem}", request=request)
+    # guard.dial: tests only (a judged public-looking address served on loopback).
+    return [checker.guard.dial.get(str(address), str(address)) for address in addresses]

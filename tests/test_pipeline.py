@@ -3,6 +3,7 @@ bad sources. The Telegram side is covered by the end-to-end tests."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -327,3 +328,52 @@ async def test_a_big_feed_parses_only_its_changed_items(env: dict) -> None:
     assert (report.entries, report.new, report.updated) == (1, 0, 1)
     assert await deliveries(store) == 1
     assert await store.count_articles() == INCREMENTAL_ITEMS + 1
+
+
+async def test_source_states_saved_together_are_group_committed(store: Store) -> None:
+    """Saves that arrive while a write runs go out together (SQLite and PostgreSQL): each
+    caller gets its own answer, a clash refuses only its own save, failures count up while
+    errors last and reset on success, and a second save of one source keeps its order."""
+    taken = Article(url="https://mini.example/taken", title="T", source="s0")
+    assert await store.save_source_state(
+        "s0",
+        etag=None,
+        last_modified=None,
+        initialized=True,
+        status=200,
+        error=None,
+        records=[(taken, ["url:taken"])],
+    )
+    base = {"last_modified": None, "initialized": True, "status": 200}
+
+    def article(n: int) -> Article:
+        return Article(url=f"https://mini.example/{n}", title=f"A{n}", source=f"s{n}")
+
+    saves = [
+        store.save_source_state(
+            f"s{n}",
+            etag=f'"{n}"',
+            error=None,
+            records=[(article(n), [f"url:{n}"])],
+            notes=[("info", "first-run", f"s{n}")],
+            **base,
+        )
+        for n in range(1, 30)
+    ]
+    clash = store.save_source_state(
+        "s99", etag=None, error=None, records=[(taken, ["url:taken-again"])], **base
+    )
+    failing = [
+        store.save_source_state("bad", etag=None, error=f"HTTP {n}", **base) for n in (500, 502)
+    ]
+    results = await asyncio.gather(*saves, clash, *failing)
+    assert all(r is not None and len(r) == 1 for r in results[:29])
+    assert results[29] is None  # only the clashing save was refused
+    assert await store.count_articles() == 30
+    assert (await store.source_state("s7")).etag == '"7"'
+    assert (await store.source_state("s99")).initialized is False
+    assert (await store.source_state("bad")).failures == 2  # in order, counted twice
+    kinds = [e["message"] for e in await store.recent_events(limit=100) if e["kind"] == "first-run"]
+    assert sorted(kinds) == sorted(f"s{n}" for n in range(1, 30))
+    await store.save_source_state("bad", etag=None, error=None, **base)
+    assert (await store.source_state("bad")).failures == 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -13,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.models import Article
 from bot.store.base import StoreBase
+from bot.store.batching import Batcher
 from bot.store.outbox import insert_deliveries
 from bot.store.schema import article_keys, articles, deliveries
 from bot.store.types import DeliveryStatus, NewDelivery, StoredArticle
 
 #: Keys per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
 KEY_BATCH = 500
+#: Feeds' identity lookups answered together at most.
+LOOKUP_BATCH = 100
 
 
 def _article_row(article: Article, now: float) -> dict[str, object]:
@@ -76,8 +80,20 @@ class ArticlesMixin(StoreBase):
 
     async def articles_by_key(self, keys: Iterable[str]) -> dict[str, StoredArticle]:
         """Every known article among `keys`, by key: a feed's identities in one query per
-        KEY_BATCH keys instead of one or two per entry (issue 18)."""
+        KEY_BATCH keys instead of one or two per entry (issue 18). Lookups made while one
+        runs share the next query (see bot/store/batching.py): a cold start of thousands
+        of feeds no longer takes a connection per feed."""
         wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        return await self._key_lookups.submit(wanted)
+
+    @functools.cached_property
+    def _key_lookups(self) -> Batcher[list[str], dict[str, StoredArticle]]:
+        return Batcher(self._look_up_keys, lambda pending: min(len(pending), LOOKUP_BATCH))
+
+    async def _look_up_keys(self, batch: Sequence[list[str]]) -> list[dict[str, StoredArticle]]:
+        wanted = list(dict.fromkeys(key for keys in batch for key in keys))
         found: dict[str, StoredArticle] = {}
         decoded: dict[int, StoredArticle] = {}
         async with self.engine.connect() as conn:
@@ -92,7 +108,7 @@ class ArticlesMixin(StoreBase):
                     if stored is None:
                         stored = decoded[row.id] = StoredArticle.from_row(row)
                     found[row.key] = stored
-        return found
+        return [{key: found[key] for key in keys if key in found} for keys in batch]
 
     async def add_articles(
         self, items: Sequence[tuple[Article, Sequence[str]]]
