@@ -27,7 +27,6 @@ from bot.netguard import PUBLIC, Guard, Policy, URLCheck
 from bot.render import RenderProblem, render_for
 from bot.rules import route
 from bot.sources import (
-    MAX_FEED_ENTRIES,
     SourceFormatError,
     header_charset,
     parse_feed,
@@ -150,9 +149,9 @@ def read_entries(
         log.warning(
             "source %s: the feed lists %d %s; only the newest %d are read",
             source.name,
-            selection.items if first_sight else MAX_FEED_ENTRIES + selection.over_limit,
+            selection.items if first_sight else selection.selected + selection.over_limit,
             "entries" if first_sight else "new or changed entries",
-            MAX_FEED_ENTRIES,
+            selection.selected,
         )
     content_type = (
         result.content_type

@@ -242,6 +242,7 @@ class ItemSelection:
     #: Every item's fingerprint, selected or not.
     digests: set[bytes]
     items: int
+    selected: int
     #: Items left out only because MAX_FEED_ENTRIES were already selected.
     over_limit: int
 
@@ -308,7 +309,7 @@ def select_items(content: bytes, known: Set[bytes] | None) -> ItemSelection | No
         document = content
     else:  # the channel's own elements, such as its language, stay
         document = etree.tostring(root, xml_declaration=True, encoding="utf-8")
-    return ItemSelection(document, digests, items, over_limit)
+    return ItemSelection(document, digests, items, selected, over_limit)
 
 
 def _oldest_first(entries: list[FeedEntry]) -> list[FeedEntry]:
