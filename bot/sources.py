@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import io
 import logging
 import re
+from collections.abc import Set
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -230,38 +233,83 @@ INCREMENTAL_ITEMS = 500
 _ATOM = "{http://www.w3.org/2005/Atom}"
 
 
-def item_digests(content: bytes) -> tuple[Any, list[Any], list[bytes]] | None:
-    """A big, well-formed RSS 2.0 or Atom feed split into its items, each with a fingerprint
-    of its bytes: (document root, items, digests). None for anything else (a small feed, RSS
-    1.0, broken XML): that is parsed whole."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+@dataclass(frozen=True)
+class ItemSelection:
+    """A big feed read item by item (see select_items)."""
+
+    #: The feed with only the selected items (the downloaded bytes when that is all of them).
+    document: bytes
+    #: Every item's fingerprint, selected or not.
+    digests: set[bytes]
+    items: int
+    selected: int
+    #: Items left out only because MAX_FEED_ENTRIES were already selected.
+    over_limit: int
+
+
+def _item_tag(parent: Any) -> str | None:
+    """The tag of the items a feed lists under `parent`, if `parent` is where they belong:
+    an RSS 2.0 <channel> under <rss>, or an Atom <feed> root."""
+    if parent.tag == f"{_ATOM}feed" and parent.getparent() is None:
+        return f"{_ATOM}entry"
+    if parent.tag == "channel":
+        root = parent.getparent()
+        if root is not None and root.tag == "rss" and root.getparent() is None:
+            return "item"
+    return None
+
+
+def select_items(content: bytes, known: Set[bytes] | None) -> ItemSelection | None:
+    """A big, well-formed UTF-8 RSS 2.0 or Atom feed read item by item, each fingerprinted
+    (a hash of its serialised bytes) as the parser finishes it. Selected are the items whose
+    fingerprint is not in `known`, up to the first MAX_FEED_ENTRIES (feeds list newest first);
+    every other item is dropped from the tree at once, so a feed of 100,000 items never holds
+    more than that many in memory. None for anything else (a small feed, RSS 1.0, another
+    encoding, broken XML): that is parsed whole."""
+    # Every item or entry tag contains one of these words: most feeds stop here, unparsed.
+    if content.count(b"item") + content.count(b"entry") < INCREMENTAL_ITEMS:
+        return None
+    events = etree.iterparse(
+        io.BytesIO(content),
+        events=("end",),
+        tag=("item", f"{_ATOM}entry"),
+        resolve_entities=False,
+        no_network=True,
+        huge_tree=False,
+    )
+    digests: set[bytes] = set()
+    feed_parent: Any = None  # lxml hands back the same proxy while one is referenced
+    items = selected = over_limit = 0
     try:
-        root = etree.fromstring(content, parser)
+        for _, item in events:
+            parent = item.getparent()
+            if parent is not feed_parent:
+                if parent is None or _item_tag(parent) != item.tag:
+                    continue  # an element of that name nested elsewhere
+                feed_parent = parent
+            items += 1
+            serialised = etree.tostring(item, with_tail=False)
+            digest = hashlib.blake2b(serialised, digest_size=12).digest()
+            digests.add(digest)
+            if known is not None and digest in known:
+                parent.remove(item)
+            elif selected >= MAX_FEED_ENTRIES:
+                over_limit += 1
+                parent.remove(item)
+            else:
+                selected += 1
     except (etree.XMLSyntaxError, ValueError):
         return None
+    root = events.root
     if (root.getroottree().docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "UTF8"):
         return None
-    if root.tag == "rss":
-        items = root.findall("channel/item")
-    elif root.tag == f"{_ATOM}feed":
-        items = root.findall(f"{_ATOM}entry")
-    else:
+    if items < INCREMENTAL_ITEMS:
         return None
-    if len(items) < INCREMENTAL_ITEMS:
-        return None
-    digests = [hashlib.blake2b(etree.tostring(item), digest_size=12).digest() for item in items]
-    return root, items, digests
-
-
-def changed_items_document(
-    root: Any, items: list[Any], digests: list[bytes], known: set[bytes]
-) -> bytes:
-    """The feed document with only the items whose fingerprint is not in `known` (the
-    channel's own elements, such as its language, stay)."""
-    for item, digest in zip(items, digests, strict=True):
-        if digest in known:
-            item.getparent().remove(item)
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    if selected == items:
+        document = content
+    else:  # the channel's own elements, such as its language, stay
+        document = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return ItemSelection(document, digests, items, selected, over_limit)
 
 
 def _oldest_first(entries: list[FeedEntry]) -> list[FeedEntry]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.base import Adapter
+from bot import sources
 from bot.config import validate
 from bot.httpserver import serve
 from bot.models import Article, PostLength, RenderedPost, SentPost
@@ -377,3 +378,24 @@ async def test_source_states_saved_together_are_group_committed(store: Store) ->
     assert sorted(kinds) == sorted(f"s{n}" for n in range(1, 30))
     await store.save_source_state("bad", etag=None, error=None, **base)
     assert (await store.source_state("bad")).failures == 0
+
+
+async def test_a_big_feed_with_more_changed_items_than_a_poll_reads(
+    env: dict, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More new or changed items than MAX_FEED_ENTRIES after a clean poll (every item's
+    bytes changed: a new date, say): the newest are read, with a warning, and the poll is
+    clean; the old ones are known, the new one is posted once."""
+    site, pipeline, store, source = env["site"], env["pipeline"], env["store"], env["source"]
+    limit = INCREMENTAL_ITEMS + 10  # a smaller limit than the real one: the same code, faster
+    monkeypatch.setattr(sources, "MAX_FEED_ENTRIES", limit)
+    site.items = [Item(f"old-{n}", f"Old {n}", f"g-old-{n}") for n in range(limit + 20)]
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.entries, report.recorded) == ("ok", limit, limit)
+
+    redated = [replace(i, date="Fri, 05 Sep 2025 13:40:00 +0000") for i in site.items]
+    site.items = [Item("fresh", "Fresh news", "g-fresh"), *redated]
+    report = await pipeline.poll(source)
+    assert (report.outcome, report.entries, report.new, report.updated) == ("ok", limit, 1, 0)
+    assert f"lists {limit + 21} new or changed entries; only the newest {limit}" in caplog.text
+    assert await deliveries(store) == 1 and await store.count_articles() == limit + 1
