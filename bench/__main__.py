@@ -276,9 +276,17 @@ def main() -> None:
         )
         print(f"wrote {args.out}", flush=True)
 
+    def write_midway() -> None:
+        # a report that cannot be written mid-run must not stop the benchmark: the samples
+        # are safe in the file and the final report (or --report-only) tries again
+        try:
+            write()
+        except Exception as error:
+            print(f"report not written ({type(error).__name__}: {error}); measuring on", flush=True)
+
     if not (args.from_json or args.report_only):
         assert store is not None
-        measure(args, store, base, write)
+        measure(args, store, base, write_midway)
     write()
 
 
