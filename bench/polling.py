@@ -10,7 +10,8 @@ cycle 2 (most feeds answer 304, NEW_ITEMS carry a new item). Feeds sit on one ho
 spread over HOSTS loopback addresses (127.0.0.1 .. 127.0.0.HOSTS). Runs are interleaved
 (newsbot, reader, bare, newsbot, ...) and each figure is the median of RUNS runs.
 `big_case` polls one feed of BIG_ENTRIES entries: first poll, 304, the same body without
-validators, and one new entry.
+validators, and one new entry. Each child run has a timeout and its result, or why it failed,
+is appended to a samples file as it ends (bench.samples); a rerun skips what is there.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ from bench import samples
 NEW_ITEMS = 10
 HOSTS = 50
 RUNS = 3
-READER_WORKERS = 20  # the setting the issue measured reader with (its best on 2 cores)
+# reader's lowest-CPU setting on this 2-core machine (1,000 feeds, medians of 3, both layouts):
+# cycle 1 took 4.0-4.3 s of CPU with 1 worker, 3.7-4.0 s with 4, 3.0-3.6 s with 20 and
+# 3.0-3.3 s with 50; cycle 2 was 1.3-2.0 s for every setting. 20 and 50, run interleaved, were
+# within noise of each other; 20 holds less memory.
+READER_WORKERS = 20
 WORKERS_ENV = "NEWSBOT_BENCH_READER_WORKERS"  # overrides READER_WORKERS in a child run
 
 
@@ -285,8 +290,9 @@ async def _big(port: int, entries: int) -> dict[str, Any]:
 
 
 def child_timeout(feeds: int) -> float:
-    """Seconds one peer's run at `feeds` feeds may take (both cycles and its set-up): about
-    three times the slowest peer's measured wall time, so only a hung or runaway child hits it."""
+    """Seconds one peer's run at `feeds` feeds may take (both cycles and its set-up): 360 s at
+    10,000 feeds, where the slowest peer (reader) took about 120 s, so only a hung or runaway
+    child hits it."""
     return 60 + 0.03 * feeds
 
 
