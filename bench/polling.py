@@ -384,8 +384,10 @@ def run(
         | {"peers": list(peers), "at": time.strftime("%Y-%m-%d %H:%M:%S")},
     )
     steps = plan(sizes, layouts, runs, peers)
+    began = time.perf_counter()
     for index, (feeds, hosts, number, peer) in enumerate(steps):
-        label = f"  {feeds} feeds, {hosts} host(s), {peer} run {number}"
+        minutes = (time.perf_counter() - began) / 60
+        label = f"  [{minutes:5.1f} min] {feeds} feeds, {hosts} host(s), {peer} run {number}"
         key = ("poll", feeds, hosts, peer, number)
         if key in skip:
             print(f"{label}: already in {store}", flush=True)
