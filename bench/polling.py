@@ -10,31 +10,56 @@ cycle 2 (most feeds answer 304, NEW_ITEMS carry a new item). Feeds sit on one ho
 spread over HOSTS loopback addresses (127.0.0.1 .. 127.0.0.HOSTS). Runs are interleaved
 (newsbot, reader, bare, newsbot, ...) and each figure is the median of RUNS runs.
 `big_case` polls one feed of BIG_ENTRIES entries: first poll, 304, the same body without
-validators, and one new entry.
+validators, and one new entry. Each child run has a timeout and its result, or why it failed,
+is appended to a samples file as it ends (bench.samples); a rerun skips what is there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import os
 import resource
+import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench import samples
+
 NEW_ITEMS = 10
 HOSTS = 50
 RUNS = 3
-READER_WORKERS = 20  # the setting the issue measured reader with (its best on 2 cores)
+# reader's lowest-CPU setting on this 2-core machine (1,000 feeds, medians of 3, both layouts):
+# cycle 1 took 4.0-4.3 s of CPU with 1 worker, 3.7-4.0 s with 4, 3.0-3.6 s with 20 and
+# 3.0-3.3 s with 50; cycle 2 was 1.3-2.0 s for every setting. 20 and 50, run interleaved, were
+# within noise of each other; 20 holds less memory.
+READER_WORKERS = 20
+WORKERS_ENV = "NEWSBOT_BENCH_READER_WORKERS"  # overrides READER_WORKERS in a child run
+
+
+def reader_workers() -> int:
+    return int(os.environ.get(WORKERS_ENV) or READER_WORKERS)
+
+
 BIG_ENTRIES = 100_000
 PEERS = ("newsbot", "reader", "bare")
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: SIGKILL when the parent dies, even by SIGKILL, so a killed
+    benchmark leaves no run or feed server behind to load the machine (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _port() -> int:
@@ -46,7 +71,8 @@ def _port() -> int:
 def _start_server(feeds: int, hosts: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     port = _port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.feed_server", str(port), str(feeds), str(hosts)]
+        [sys.executable, "-m", "bench.feed_server", str(port), str(feeds), str(hosts)],
+        preexec_fn=_die_with_parent,
     )
     for _ in range(400):
         try:
@@ -166,15 +192,16 @@ def _reader(urls: list[str], port: int) -> dict[str, Any]:
     from reader import make_reader
 
     tmp = tempfile.mkdtemp(prefix="reader-poll-")
+    workers = reader_workers()
     reader = make_reader(f"{tmp}/reader.sqlite")
     for url in urls:
         reader.add_feed(url)
     started_mb = _rss_mb()
     with _Clock() as one:
-        first = list(reader.update_feeds_iter(scheduled=False, workers=READER_WORKERS))
+        first = list(reader.update_feeds_iter(scheduled=False, workers=workers))
     _bump(port)
     with _Clock() as two:
-        second = list(reader.update_feeds_iter(scheduled=False, workers=READER_WORKERS))
+        second = list(reader.update_feeds_iter(scheduled=False, workers=workers))
     reader.close()
     return {
         "started_mb": started_mb,
@@ -196,9 +223,12 @@ def _bare(urls: list[str], port: int) -> dict[str, Any]:
 
     started_mb = _rss_mb()
     etags: dict[str, str] = {}
+    ok = 0
     with _Clock() as one:
         for url in urls:
-            etags[url] = feedparser.parse(url).get("etag", "")
+            parsed = feedparser.parse(url)
+            ok += parsed.get("status") == 200 and bool(parsed.entries)
+            etags[url] = parsed.get("etag", "")
     _bump(port)
     not_modified = 0
     with _Clock() as two:
@@ -206,7 +236,7 @@ def _bare(urls: list[str], port: int) -> dict[str, Any]:
             not_modified += feedparser.parse(url, etag=etags[url]).get("status") == 304
     return {
         "started_mb": started_mb,
-        "cycle1": {"cpu_s": one.cpu, "wall_s": one.wall},
+        "cycle1": {"cpu_s": one.cpu, "wall_s": one.wall, "ok": ok},
         "cycle2": {"cpu_s": two.cpu, "wall_s": two.wall, "not_modified": not_modified},
     }
 
@@ -259,65 +289,141 @@ async def _big(port: int, entries: int) -> dict[str, Any]:
     return out
 
 
-def big_case(entries: int = BIG_ENTRIES) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.polling", "big", str(entries)],
-        capture_output=True,
+def child_timeout(feeds: int) -> float:
+    """Seconds one peer's run at `feeds` feeds may take (both cycles and its set-up): 360 s at
+    10,000 feeds, where the slowest peer (reader) took about 120 s, so only a hung or runaway
+    child hits it."""
+    return 60 + 0.03 * feeds
+
+
+BIG_TIMEOUT_S = 900.0
+
+
+def _child(arguments: list[str], timeout: float) -> dict[str, Any]:
+    """Run `python -m bench.polling ARGUMENTS` in its own session; its last stdout line as JSON,
+    or {"failed": why}. On a timeout, or when this process is stopped, the whole session (the
+    child and its feed server) is killed, so nothing is left serving or polling."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.polling", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_session(child)
+        return {"failed": f"timed out after {timeout:.0f} s"}
+    except BaseException:
+        _kill_session(child)
+        raise
+    _kill_session(child)  # a feed server the child could not stop itself
+    if child.returncode != 0:
+        last = (err.strip().splitlines() or ["no error output"])[-1]
+        return {"failed": f"exit status {child.returncode}: {last[:300]}"}
+    try:
+        return dict(json.loads(out.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        return {"failed": "no result line on stdout"}
 
 
-def _child(peer: str, feeds: int, hosts: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.polling", peer, str(feeds), str(hosts)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def _kill_session(child: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
-def _median(rows: list[dict[str, Any]], *path: str) -> float:
-    values = []
-    for row in rows:
-        value: Any = row
-        for part in path:
-            value = value[part]
-        values.append(value)
-    return statistics.median(values)
+def problem(sample: dict[str, Any]) -> str | None:
+    """Why a finished run's figures do not measure what they claim (feeds that failed to poll,
+    a cycle 2 that missed the new items), or None."""
+    feeds = sample["feeds"]
+    one, two = sample["cycle1"], sample["cycle2"]
+    if one.get("ok", feeds) != feeds:
+        return f"cycle 1: {one['ok']:,} of {feeds:,} feeds polled ok"
+    if "not_modified" in two and two["not_modified"] != feeds - NEW_ITEMS:
+        return f"cycle 2: {two['not_modified']:,} of {feeds - NEW_ITEMS:,} unchanged feeds seen so"
+    if "new" in two and two["new"] < NEW_ITEMS:
+        return f"cycle 2: {two['new']} of {NEW_ITEMS} new items found"
+    return None
+
+
+def plan(
+    sizes: tuple[int, ...], layouts: tuple[int, ...], runs: int, peers: tuple[str, ...]
+) -> list[tuple[int, int, int, str]]:
+    """(feeds, hosts, run, peer) in running order: sizes ascending, then layouts, runs
+    interleaved across the peers (newsbot, reader, bare, newsbot, ...)."""
+    return [
+        (feeds, hosts, number, peer)
+        for feeds in sorted(sizes)
+        for hosts in layouts
+        for number in range(1, runs + 1)
+        for peer in peers
+    ]
 
 
 def run(
+    store: Path,
     sizes: tuple[int, ...] = (1000, 10000, 30000),
     layouts: tuple[int, ...] = (1, HOSTS),
     runs: int = RUNS,
     peers: tuple[str, ...] = PEERS,
-) -> list[dict[str, Any]]:
-    """Every (size, layout): `runs` interleaved runs of each peer, summarised as medians."""
-    summary = []
-    for feeds in sizes:
-        for hosts in layouts:
-            samples: dict[str, list[dict[str, Any]]] = {peer: [] for peer in peers}
-            for number in range(runs):
-                for peer in peers:
-                    print(f"  {feeds} feeds, {hosts} host(s), {peer} run {number + 1}", flush=True)
-                    samples[peer].append(_child(peer, feeds, hosts))
-            row: dict[str, Any] = {"feeds": feeds, "hosts": hosts, "runs": runs}
-            for peer, rows in samples.items():
-                row[peer] = {
-                    "cycle1_cpu_s": _median(rows, "cycle1", "cpu_s"),
-                    "cycle1_wall_s": _median(rows, "cycle1", "wall_s"),
-                    "cycle2_cpu_s": _median(rows, "cycle2", "cpu_s"),
-                    "cycle2_wall_s": _median(rows, "cycle2", "wall_s"),
-                    "started_mb": _median(rows, "started_mb"),
-                    "peak_mb": _median(rows, "peak_mb"),
-                    "samples": rows,
-                }
-            summary.append(row)
-    return summary
+    timeout: float | None = None,
+    retry_failed: bool = False,
+    after_group: Callable[[], None] | None = None,
+) -> None:
+    """Every planned run not already in `store` (a JSON-lines file, see bench.samples), each
+    appended the moment it ends. `after_group` is called when a (size, layout) is complete,
+    so the report can be rewritten as the benchmark goes."""
+    existing = samples.load(store)
+    skip = samples.done(existing, retry_failed)
+    samples.append(
+        store,
+        {"kind": "plan", "sizes": sorted(sizes), "layouts": list(layouts), "runs": runs}
+        | {"peers": list(peers), "at": time.strftime("%Y-%m-%d %H:%M:%S")},
+    )
+    steps = plan(sizes, layouts, runs, peers)
+    began = time.perf_counter()
+    for index, (feeds, hosts, number, peer) in enumerate(steps):
+        minutes = (time.perf_counter() - began) / 60
+        label = f"  [{minutes:5.1f} min] {feeds} feeds, {hosts} host(s), {peer} run {number}"
+        key = ("poll", feeds, hosts, peer, number)
+        if key in skip:
+            print(f"{label}: already in {store}", flush=True)
+        else:
+            print(label, flush=True)
+            limit = timeout or child_timeout(feeds)
+            started = time.perf_counter()
+            result = _child([peer, str(feeds), str(hosts)], limit)
+            sample = {"kind": "poll", "feeds": feeds, "hosts": hosts, "peer": peer}
+            sample |= {"run": number, "child_wall_s": time.perf_counter() - started} | result
+            if peer == "reader":
+                sample["reader_workers"] = reader_workers()
+            if not sample.get("failed"):
+                why = problem(sample)
+                if why:
+                    sample["failed"] = why
+            if sample.get("failed"):
+                print(f"{label}: FAILED, {sample['failed']}", flush=True)
+            samples.append(store, sample)
+        last_of_group = index + 1 == len(steps) or steps[index + 1][:2] != (feeds, hosts)
+        if last_of_group and after_group is not None:
+            after_group()
+
+
+def big_case(store: Path, entries: int = BIG_ENTRIES, retry_failed: bool = False) -> None:
+    """The one-feed case, appended to `store` unless it is already there."""
+    if ("big", entries) in samples.done(samples.load(store), retry_failed):
+        print(f"  big feed: already in {store}", flush=True)
+        return
+    started = time.perf_counter()
+    result = _child(["big", str(entries)], BIG_TIMEOUT_S)
+    sample = {"kind": "big", "entries": entries, "child_wall_s": time.perf_counter() - started}
+    sample |= result
+    if sample.get("failed"):
+        print(f"  big feed: FAILED, {sample['failed']}", flush=True)
+    samples.append(store, sample)
 
 
 if __name__ == "__main__":
