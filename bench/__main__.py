@@ -322,6 +322,23 @@ PROFILING = [
     "change parses only the changed items (the 100,000-entry feed with one new item).",
     "- Issue 18: ten new articles extracted at once loaded ten copies of the language "
     "model (a 450 MB peak); it now loads once, under a lock.",
+    "- Issue 18, HTTP: even per host, httpx's default stack (httpcore's pool, h11, anyio "
+    "streams) cost about 1 ms of CPU per conditional GET, 2.6 ms when 50 polls queued for "
+    "one host's 16 connections, ten times the network work. Polls now go through a lean "
+    "HTTP/1.1 transport on asyncio streams (`bot/http11.py`: per-origin pools, idle "
+    "connections reused last in first out, bounded heads and chunk lines, httpx's "
+    "exceptions), and fetch() hands its GETs straight to it, skipping the client's cookie, "
+    "auth and redirect layers: about 0.2 ms per 304.",
+    "- Issue 18, database: every poll took a pooled connection for its identity lookup and "
+    "a transaction for its state; on SQLite each statement is a hop to the driver's thread. "
+    "Lookups and state saves are now group-committed (`bot/store/batching.py`): those made "
+    "while one runs go out together (one upsert, one executemany of recorded articles, one "
+    "insert of events per batch). A cold start went from about 5.3 to 1.5-2.5 ms of CPU per feed.",
+    "- Issue 18: a poll's URL was parsed four times (the policy, each hop's check, the "
+    "request); now once (a small LRU of recent URLs).",
+    "- Issue 18, the big feed: it is read item by item and the items not to be parsed are "
+    "dropped as they are read (at most the newest 5,000 held): about 150 MB lower at its "
+    "peak; the off-site check of its entries went from quadratic to one pass.",
     "",
 ]
 
