@@ -24,19 +24,18 @@ from bot.desk import Desk, Reply
 from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
 from bot.followups import FollowUps
-from bot.httpserver import LoopbackServer
 from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
 from bot.reload import Reloader, ReloadResult
 from bot.secrets import redact
 from bot.store import DeliveryStatus, IllegalTransition, Store
-from bot.web import create_app
 from consoles import console_class
 from consoles.base import Console
 
 if TYPE_CHECKING:
     from adapters import Adapter  # the registry's name for adapters.base.Adapter
+    from bot.httpserver import LoopbackServer
     from bot.targets import ImageFetcher
 
 # What /retry takes back (a skipped post comes back only through /post URL).
@@ -118,7 +117,7 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.is_leader = False
         self._console_stop: asyncio.Event | None = None
-        self.web_server = None
+        self.web_server: LoopbackServer | None = None
         # New deliveries are dispatched at once; `run --once` turns this off and dispatches
         # after polling, and a caller may hold new posts in the outbox (tests, previews).
         self._auto_dispatch = dispatch_on_new
@@ -535,6 +534,10 @@ class Service:
         http = self.config.file.http
         if not http.enabled:
             return
+        # Only a service with its HTTP endpoint loads the web stack (uvicorn, starlette).
+        from bot.httpserver import LoopbackServer
+        from bot.web import create_app
+
         if http.push_token is None:
             log.warning("http.push_token is not set: anyone reaching the endpoint can push URLs")
         cards = Path(http.cards_dir) if http.cards_dir else None
@@ -585,7 +588,7 @@ class Service:
     async def _stop_web(self) -> None:
         if self.web_server is not None:
             await self.web_server.stop()
-            self.web_server = None
+            self.web_server: LoopbackServer | None = None
 
     async def _report_setup(self) -> None:
         """The start-up self-test: ask each platform whether its target works, log one line
