@@ -11,23 +11,35 @@ import io
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import fontpkg_noto_sans
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+# Pillow and the font are imported in the functions that use them: a process that never
+# makes a card or reads an image's bytes does not load them.
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw, ImageFont
 
 CARD_SIZE = (1080, 1350)  # 4:5: Instagram's tallest portrait, also fine on Threads and Bluesky
 MARGIN = 72
-FONT_FILE = Path(fontpkg_noto_sans.__file__).parent / "files" / "NotoSans[wdth,wght].ttf"
+
+
+def font_file() -> Path:
+    import fontpkg_noto_sans
+
+    return Path(fontpkg_noto_sans.__file__).parent / "files" / "NotoSans[wdth,wght].ttf"
 
 
 @lru_cache(maxsize=32)
 def font(size: int, weight: str = "Bold") -> ImageFont.FreeTypeFont:
-    face = ImageFont.truetype(str(FONT_FILE), size)
+    from PIL import ImageFont
+
+    face = ImageFont.truetype(str(font_file()), size)
     face.set_variation_by_name(weight)
     return face
 
 
 def _background(photo: bytes | None, brand_color: str) -> Image.Image:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     if photo:
         try:
             with Image.open(io.BytesIO(photo)) as image:
@@ -40,6 +52,8 @@ def _background(photo: bytes | None, brand_color: str) -> Image.Image:
 
 def _shade(card: Image.Image) -> None:
     """A dark gradient over the lower part so white text stays legible on any photo."""
+    from PIL import Image
+
     height = card.size[1]
     overlay = Image.new("L", (1, height))
     start = int(height * 0.35)
@@ -102,6 +116,8 @@ def render_card(
     brand_color: str = "#0b3d91",
 ) -> bytes:
     """A 1080x1350 JPEG card."""
+    from PIL import ImageDraw
+
     card = _background(photo, brand_color)
     _shade(card)
     draw = ImageDraw.Draw(card)
@@ -127,6 +143,8 @@ def render_card(
 def image_mime(data: bytes, accepted: Mapping[str, str]) -> str | None:
     """The image's real MIME type by its bytes (a CMS's Content-Type is often wrong), if
     Pillow reads it as one of `accepted` (Pillow format -> MIME type); else None."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             return accepted.get(image.format or "")

@@ -30,7 +30,6 @@ from typing import Any, ClassVar, Literal
 import httpx
 import regex
 from pydantic import Field, field_validator
-from twitter_text import extract_urls_with_indices
 
 from adapters._cards import image_mime
 from adapters.base import Adapter, SendContext
@@ -105,6 +104,10 @@ DEFAULT_LIMITS = InstanceLimits()
 def mastodon_length(text: str, url_chars: int = 23) -> int:
     """Characters as Mastodon counts a status: grapheme clusters, each URL with a scheme as
     `url_chars`, a remote mention as its local part."""
+    # At the first render, not at start-up: twitter-text's import loads pkg_resources and an
+    # emoji table (~12 MB) that polling never needs.
+    from twitter_text import extract_urls_with_indices
+
     pieces: list[str] = []
     cursor = 0
     for entity in extract_urls_with_indices(text):

@@ -35,8 +35,6 @@ import tweepy
 import urllib3
 from oauthlib.oauth1 import Client as OAuth1Client
 from pydantic import Field, field_validator
-from twitter_text import extract_urls, parse_tweet
-from twitter_text.regexp.invalid_chars import invalid_chars
 
 from adapters._cards import image_mime
 from adapters.base import Adapter, SendContext
@@ -86,6 +84,10 @@ FRESH_AFTER = 2.0
 
 def weighted_length(text: str) -> int:
     """X's weighted length (twitter-text v3)."""
+    # twitter-text is imported at the first render, not at start-up: its import loads
+    # pkg_resources and an emoji table (~12 MB) that polling never needs.
+    from twitter_text import parse_tweet
+
     return parse_tweet(text).weightedLength
 
 
@@ -134,6 +136,8 @@ class XSettings(TargetSettings):
 
 def clean(text: str) -> str:
     """One line of text X accepts: NFC (what X counts), no control or invalid characters."""
+    from twitter_text.regexp.invalid_chars import invalid_chars  # see weighted_length
+
     text = squash_spaces(unicodedata.normalize("NFC", text))
     text = invalid_chars.sub("", text)  # U+FFFE, U+FEFF, U+FFFF make a tweet invalid
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs"))
@@ -157,6 +161,8 @@ def compose(title: str, lead: str, tags: list[str], url: str) -> str:
 
 def tweet_problem(text: str) -> str | None:
     """Why X would refuse `text`, or None if it is a valid tweet."""
+    from twitter_text import parse_tweet  # see weighted_length
+
     parsed = parse_tweet(text)
     if parsed.valid:
         return None
@@ -260,6 +266,8 @@ class XAdapter(Adapter):
         )
 
     def cost(self, post: RenderedPost) -> float:
+        from twitter_text import extract_urls  # see weighted_length
+
         s = self.settings
         per_post = s.cost_per_post or 0.0
         if extract_urls(post.text) and s.cost_per_post_with_url is not None:
@@ -386,6 +394,8 @@ class XAdapter(Adapter):
             if reads:
                 billed = int(ctx.progress.get("billed_reads") or 0) + reads
                 await ctx.save_progress({**ctx.progress, "billed_reads": billed})
+        from twitter_text import extract_urls  # see weighted_length
+
         wanted = set(extract_urls(post.text))
         tweets = list(getattr(timeline, "data", None) or [])
         for tweet in tweets:

@@ -175,7 +175,15 @@ def _has_request(exc: Any) -> bool:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
-    # What `run` would import: a broken installation is found here, not at the first post.
+    # What `run` would import, and what it imports later (the extraction stack at the first
+    # article, Pillow at the first image, twitter-text at the first X or Mastodon render):
+    # a broken installation is found here, not at the first post.
+    import htmldate  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import trafilatura  # noqa: F401
+    import twitter_text  # noqa: F401
+
+    import bot.language_model
     import bot.service  # noqa: F401
 
     print(f"{_config_path(args)}: OK")

@@ -23,9 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import htmldate
 import lxml.html
-import trafilatura
 from lxml import etree
 
 from bot.models import MAX_BODY_CHARS, MAX_SUMMARY_CHARS, Article, FeedEntry
@@ -281,7 +279,8 @@ def language_code(value: Any) -> str | None:
     return _LANG3.get(code)
 
 
-# Language identification (py3langid: its model ships in the wheel, nothing is downloaded).
+# Language identification (py3langid: its model ships in the wheel, nothing is downloaded),
+# held in the compact form of bot/language_model.py (same answers, ~37 MB instead of ~75).
 # Loaded on first use (~0.6 s, once per process); a classification takes ~0.1 ms. Under a
 # lock: pages are extracted in threads, and ten of them loading the model at once held ten
 # copies (a 450 MB peak for ten new articles, issue 18).
@@ -307,9 +306,9 @@ def detect_language(text: str) -> tuple[str | None, float]:
     if _identifier is None:
         with _identifier_loading:
             if _identifier is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+                from bot.language_model import load_compact
 
-                _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+                _identifier = load_compact()
     code, probability = _identifier.classify(sample)
     if probability < _MIN_DETECT_CONFIDENCE:
         return None, float(probability)
@@ -718,6 +717,10 @@ def main_text(tree: lxml.html.HtmlElement, url: str) -> str:
     etree.strip_elements(tree, *_NEVER_TEXT, with_tail=False)
     for element in _PLAIN_SCRIPTS(tree):
         element.drop_tree()  # keeps the tail text
+    # Imported here, at the first article: trafilatura pulls numpy, py3langid, courlan and
+    # more (~27 MB) that polling and start-up never use.
+    import trafilatura
+
     document = None
     try:
         # Measured on the 181 fixture pages: fast + favor_recall + tables gives the best
@@ -1007,6 +1010,8 @@ MAX_HTMLDATE_CHARS = 3_000_000
 def _htmldate(tree: lxml.html.HtmlElement, url: str) -> datetime | None:
     """Last resort for the publication date: htmldate (ships with trafilatura) reading the
     URL, less common markup and the page's visible dates. On a copy: it edits the tree."""
+    import htmldate  # at the first article, like trafilatura (see main_text)
+
     try:
         found = htmldate.find_date(
             copy.deepcopy(tree), extensive_search=False, original_date=True, url=url or None

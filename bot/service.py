@@ -1,5 +1,6 @@
-"""Wires the parts into one asyncio process: APScheduler drives the polls and the dispatcher,
-the bot's HTTP endpoint takes CMS pushes, SIGTERM/SIGINT stop it cleanly."""
+"""Wires the parts into one asyncio process: a poll schedule (bot/schedule.py) drives the polls,
+APScheduler the dispatcher and the periodic checks, the bot's HTTP endpoint takes CMS pushes,
+SIGTERM/SIGINT stop it cleanly."""
 
 from __future__ import annotations
 
@@ -24,19 +25,19 @@ from bot.desk import Desk, Reply
 from bot.dispatcher import Dispatcher, DispatchReport
 from bot.fetch import make_client
 from bot.followups import FollowUps
-from bot.httpserver import LoopbackServer
 from bot.logs import escape_log
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, PollReport
 from bot.reload import Reloader, ReloadResult
+from bot.schedule import PollSchedule
 from bot.secrets import redact
 from bot.store import DeliveryStatus, IllegalTransition, Store
-from bot.web import create_app
 from consoles import console_class
 from consoles.base import Console
 
 if TYPE_CHECKING:
     from adapters import Adapter  # the registry's name for adapters.base.Adapter
+    from bot.httpserver import LoopbackServer
     from bot.targets import ImageFetcher
 
 # What /retry takes back (a skipped post comes back only through /post URL).
@@ -116,9 +117,11 @@ class Service:
             self.console = console(config.editors, config.editor_secrets, self.desk)
             self.alert_hooks.append(self._alert_console)
         self.scheduler: AsyncIOScheduler | None = None
+        self.polls: PollSchedule | None = None
+        self._polling: asyncio.Task[None] | None = None
         self.is_leader = False
         self._console_stop: asyncio.Event | None = None
-        self.web_server = None
+        self.web_server: LoopbackServer | None = None
         # New deliveries are dispatched at once; `run --once` turns this off and dispatches
         # after polling, and a caller may hold new posts in the outbox (tests, previews).
         self._auto_dispatch = dispatch_on_new
@@ -264,30 +267,15 @@ class Service:
                 changes.append(f"source {name} added")
             elif before[name] != source:
                 changes.append(f"source {name} changed")
-        if self.scheduler is None:
+        if self.polls is None:
             return changes
         for name, source in before.items():
-            if after.get(name) != source and self.scheduler.get_job(f"poll:{name}"):
-                self.scheduler.remove_job(f"poll:{name}")
+            if after.get(name) != source:
+                self.polls.remove(name)
         for name, source in after.items():
             if before.get(name) != source and source.enabled:
-                self._schedule_poll(source, datetime.now(UTC))
+                self.polls.set(source)
         return changes
-
-    def _schedule_poll(self, source: SourceConfig, first: datetime) -> None:
-        assert self.scheduler is not None
-        self.scheduler.add_job(
-            self._poll_as_leader,
-            "interval",
-            seconds=source.interval,
-            args=[source],
-            id=f"poll:{source.name}",
-            next_run_time=first,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(source.interval)),
-            replace_existing=True,
-        )
 
     async def _tell_reload(self, result: ReloadResult) -> None:
         """Record every reload; a refused one also goes to the editors' chat."""
@@ -310,8 +298,19 @@ class Service:
     # One-shot work ---------------------------------------------------------------------
 
     async def poll_all(self) -> list[PollReport]:
+        """Poll every enabled source once; the reports in the order of the sources. A fixed
+        set of workers takes the sources in turn: 30,000 sources are not 30,000 tasks."""
         sources = [s for s in self.config.sources if s.enabled]
-        return list(await asyncio.gather(*(self.pipeline.poll(s) for s in sources)))
+        reports: list[PollReport | None] = [None] * len(sources)
+        turns = iter(enumerate(sources))  # shared: each worker takes the next source
+
+        async def worker() -> None:
+            for index, source in turns:
+                reports[index] = await self.pipeline.poll(source)
+
+        workers = min(self.config.file.fetch.concurrency, len(sources))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return [report for report in reports if report is not None]
 
     async def dispatch(self, wait: bool = True) -> DispatchReport:
         """Deliver what is due. `wait`: also wait for targets another pass is draining."""
@@ -416,7 +415,12 @@ class Service:
     async def readiness(self) -> dict[str, bool]:
         return {
             "database": await self.store.ping(),
-            "scheduler": bool(self.scheduler and self.scheduler.running),
+            "scheduler": bool(
+                self.scheduler
+                and self.scheduler.running
+                and self._polling is not None
+                and not self._polling.done()
+            ),
         }
 
     # The daemon ------------------------------------------------------------------------
@@ -439,9 +443,11 @@ class Service:
         self._spawn(self._report_setup())
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
+        self.polls = PollSchedule(self._poll_as_leader, self.config.file.fetch.concurrency)
         for source in self.config.sources:
             if source.enabled:
-                self._schedule_poll(source, now)
+                self.polls.set(source)
+        self._polling = loop.create_task(self.polls.run())
         watch = self.config.file.reload.watch_interval
         if self.reloader is not None and watch > 0:
             self.scheduler.add_job(
@@ -491,6 +497,9 @@ class Service:
         finally:
             log.info("stopping: finishing the send in progress, then exiting")
             self.scheduler.shutdown(wait=False)
+            self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
             if self._console_stop is not None:
                 self._console_stop.set()
             # Let the sends in flight finish so no delivery is left mid-send.
@@ -535,6 +544,10 @@ class Service:
         http = self.config.file.http
         if not http.enabled:
             return
+        # Only a service with its HTTP endpoint loads the web stack (uvicorn, starlette).
+        from bot.httpserver import LoopbackServer
+        from bot.web import create_app
+
         if http.push_token is None:
             log.warning("http.push_token is not set: anyone reaching the endpoint can push URLs")
         cards = Path(http.cards_dir) if http.cards_dir else None
@@ -585,7 +598,7 @@ class Service:
     async def _stop_web(self) -> None:
         if self.web_server is not None:
             await self.web_server.stop()
-            self.web_server = None
+            self.web_server: LoopbackServer | None = None
 
     async def _report_setup(self) -> None:
         """The start-up self-test: ask each platform whether its target works, log one line

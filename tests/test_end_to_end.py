@@ -157,9 +157,9 @@ async def test_daemon_posts_within_one_poll_interval_and_push_within_a_second(
         assert world.posts()[0]["caption"].startswith(polled.sample.title)
 
         # Push: the sources now poll rarely, so only the push can explain a fast post.
-        for job in service.scheduler.get_jobs():  # type: ignore[union-attr]
-            if job.id.startswith("poll:"):
-                job.reschedule("interval", seconds=3600)
+        assert service.polls is not None
+        for source in service.config.sources:
+            service.polls.set(source.model_copy(update={"interval": 3600}), time.monotonic() + 3600)
         pushed = await world.site.publish(make_sample("pushed", "Pushed by the CMS"))
         async with httpx.AsyncClient() as client:
             started = time.monotonic()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, UnidentifiedImageError
-
 MIN_RATIO, MAX_RATIO = 4 / 5, 1.91
 MIN_WIDTH, MAX_WIDTH = 320, 1440
 MAX_BYTES = 8 * 1024 * 1024
@@ -14,6 +12,9 @@ MAX_BYTES = 8 * 1024 * 1024
 
 def check_instagram_image(data: bytes) -> list[str]:
     """Every way `data` breaks Instagram's image rules (empty: it is fine)."""
+    # Pillow at the first image checked, not at start-up (as in adapters/_cards.py).
+    from PIL import Image, UnidentifiedImageError
+
     problems = []
     if len(data) > MAX_BYTES:
         problems.append(f"{len(data)} bytes is over 8 MB")

@@ -1,0 +1,89 @@
+"""Start-up loads only what polling needs (issue 18): a started service has not imported the
+extraction stack, the web stack, twitter-text, nor the library of a platform it has no
+target on. Each case runs in a fresh interpreter, so nothing imported by other tests counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Loaded at the first article (bot.enrich), never at start-up.
+EXTRACTION = ("trafilatura", "htmldate", "numpy", "py3langid", "courlan", "justext", "dateutil")
+#: Loaded only with the HTTP endpoint or the web desk.
+WEB = ("uvicorn", "starlette")
+#: Loaded at the first X or Mastodon render.
+RENDER = ("twitter_text", "pkg_resources")
+
+TARGETS = {
+    "telegram": {"token": {"env": "T"}, "chat_id": "@chan_test"},
+    "x": {
+        "api_key": {"env": "T"},
+        "api_secret": {"env": "T"},
+        "access_token": {"env": "T"},
+        "access_token_secret": {"env": "T"},
+    },
+}
+
+SCRIPT = """
+import asyncio, json, sys
+from bot.config import validate
+from bot.service import Service
+
+async def main():
+    service = Service(validate(json.loads(sys.argv[1]), "test", {"T": "1:b"}))
+    await service.start()
+    loaded = set(m.split(".")[0] for m in sys.modules)
+    if sys.argv[2] == "extract":
+        from bot.enrich import extract_article
+        page = "<html lang=en><title>T</title><body><h1>T</h1><p>" + "Words here. " * 60
+        extract_article(page + "</p></body></html>", "https://news.example/a")
+        loaded = set(m.split(".")[0] for m in sys.modules)
+    await service.close()
+    print(json.dumps(sorted(loaded)))
+
+asyncio.run(main())
+"""
+
+
+def started_modules(tmp_path: Path, platform: str, then: str = "") -> set[str]:
+    config = {
+        "database": f"sqlite:///{tmp_path}/state.db",
+        "sources": [{"name": "feed", "url": "http://127.0.0.1:9/feed"}],
+        "targets": [
+            {"name": "t", "platform": platform, "api_base": "http://127.0.0.1:9"}
+            | TARGETS[platform]
+        ],
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(config), then],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+        check=True,
+    )
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_a_telegram_only_service_starts_without_the_rest(tmp_path: Path) -> None:
+    loaded = started_modules(tmp_path, "telegram")
+    assert "telegram" in loaded and "bot" in loaded  # the check sees what is imported
+    unexpected = loaded & {*EXTRACTION, *WEB, *RENDER, "tweepy", "requests_oauthlib"}
+    assert not unexpected, f"imported at start-up: {sorted(unexpected)}"
+
+
+def test_an_x_only_service_starts_without_telegram_nor_twitter_text(tmp_path: Path) -> None:
+    loaded = started_modules(tmp_path, "x")
+    assert "tweepy" in loaded
+    unexpected = loaded & {*EXTRACTION, *WEB, *RENDER, "telegram"}
+    assert not unexpected, f"imported at start-up: {sorted(unexpected)}"
+
+
+def test_the_first_article_loads_the_extraction_stack(tmp_path: Path) -> None:
+    loaded = started_modules(tmp_path, "telegram", then="extract")
+    assert {"trafilatura", "htmldate"} <= loaded
