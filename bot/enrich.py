@@ -318,6 +318,8 @@ def detect_language(text: str) -> tuple[str | None, float]:
 def choose_language(declared: str | None, text: str, default: str | None) -> str | None:
     """The page's declared language, unless a long body clearly says otherwise; else the
     language detected from `text`; else the source's `default`."""
+    if declared and len(text) < _OVERRULE_CHARS:
+        return declared  # too short to overrule it: no need to load the model (issue 18)
     detected, probability = detect_language(text)
     if declared and (
         detected is None

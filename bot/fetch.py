@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 from bot.config import FetchConfig
 from bot.http11 import LeanTransport
@@ -256,6 +255,9 @@ def image_problem(content: bytes) -> str | None:
     """Why `content` is not a usable JPEG, PNG, GIF or WebP image, or None when it is one."""
     if not content:
         return "empty body, not an image"
+    # Pillow only when an image is checked: the poll path never needs it (start-up memory).
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(content)) as image:
             kind, (width, height) = image.format or "", image.size

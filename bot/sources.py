@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import charset_normalizer
 import feedparser
 from lxml import etree
 
@@ -90,6 +89,9 @@ def _read_feed(content: bytes, source: str, content_type: str | None) -> Any:
     if not isinstance(parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride):
         return parsed
     reason = parsed.get("bozo_exception")
+    # Only for a feed whose declared encoding is wrong: not loaded at start-up.
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(content[:200_000]).best()
     guess = best.encoding if best is not None else None
     if guess and guess.replace("_", "-") != (parsed.get("encoding") or "").replace("_", "-"):
