@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from adapters._http import platform_client
 from bot.models import SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -141,7 +142,7 @@ class GraphClient:
     def __init__(self, base: str, version: str, token: Secret, timeout: float) -> None:
         self.base = f"{base.rstrip('/')}/{version}"
         self.token = token
-        self.client = httpx.AsyncClient(timeout=timeout)
+        self.client = platform_client(timeout)
 
     async def call(
         self,

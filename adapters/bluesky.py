@@ -40,6 +40,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import Field, field_validator
 
 from adapters._cards import render_card
+from adapters._http import platform_client
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
@@ -410,7 +411,7 @@ class BlueskyAdapter(Adapter):
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=False)
+            self._http = platform_client(self.settings.timeout, follow_redirects=False)
         return self._http
 
     async def _xrpc(

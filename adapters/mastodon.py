@@ -32,6 +32,7 @@ import regex
 from pydantic import Field, field_validator
 
 from adapters._cards import image_mime
+from adapters._http import platform_client
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
@@ -257,9 +258,7 @@ class MastodonAdapter(Adapter):
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                base_url=self.settings.api_base, timeout=self.settings.timeout
-            )
+            self._http = platform_client(self.settings.timeout, base_url=self.settings.api_base)
         return self._http
 
     def _headers(self) -> dict[str, str]:
@@ -440,7 +439,7 @@ class MastodonAdapter(Adapter):
                 return await self.fetch_image(image_url, article, cap)
             except Exception as exc:
                 raise MediaError(f"image {image_url}: {exc}") from None
-        async with httpx.AsyncClient(timeout=self.settings.timeout) as client:
+        async with platform_client(self.settings.timeout) as client:
             try:
                 async with client.stream("GET", image_url) as response:
                     if response.status_code != 200:

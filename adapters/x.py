@@ -37,6 +37,7 @@ from oauthlib.oauth1 import Client as OAuth1Client
 from pydantic import Field, field_validator
 
 from adapters._cards import image_mime
+from adapters._http import platform_client
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
@@ -293,7 +294,7 @@ class XAdapter(Adapter):
 
     def _httpx(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=True)
+            self._http = platform_client(self.settings.timeout, follow_redirects=True)
         return self._http
 
     def measure(self, post: RenderedPost) -> PostLength:

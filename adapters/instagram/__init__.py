@@ -26,6 +26,7 @@ from adapters._graph import (
     saved_container,
     with_container,
 )
+from adapters._http import platform_client
 from adapters.base import Adapter, SendContext
 from adapters.instagram.images import check_instagram_image
 from bot.models import Article, PostLength, RenderedPost, SentPost
@@ -268,7 +269,7 @@ class InstagramAdapter(Adapter):
 
     async def _download(self, url: str) -> bytes | None:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=True)
+            self._http = platform_client(self.settings.timeout, follow_redirects=True)
         try:
             async with self._http.stream("GET", url) as response:
                 if response.status_code != 200:
