@@ -166,35 +166,20 @@ def verdicts(
         why = f"failed ({big['failed']})" if big else "not run"
         out.append((Verdict("big_changed", "", None, f"the 100,000-entry feed {why}"), ""))
     else:
-        for step in ("first", "one_new"):
-            out.append(
-                (
-                    _below_verdict(
-                        "big_changed",
-                        "",
-                        big[step]["cpu_s"],
-                        BIG_CHANGED_S,
-                        f"{big['entries']:,}-entry feed, {BIG_STEPS[step]}, CPU",
-                        "s",
-                    ),
-                    "",
-                )
-            )
-        for step in ("not_modified", "unchanged_no_etag"):
-            out.append(
-                (
-                    _below_verdict(
-                        "big_unchanged",
-                        "",
-                        big[step]["cpu_s"],
-                        BIG_UNCHANGED_S,
-                        f"{big['entries']:,}-entry feed, {BIG_STEPS[step]}, CPU "
-                        "(nothing measurable)",
-                        "s",
-                    ),
-                    "",
-                )
-            )
+        checks = (
+            ("big_changed", ("first", "one_new"), BIG_CHANGED_S, ""),
+            (
+                "big_unchanged",
+                ("not_modified", "unchanged_no_etag"),
+                BIG_UNCHANGED_S,
+                " (nothing measurable)",
+            ),
+        )
+        for goal, steps, limit, aside in checks:
+            for step in steps:
+                what = f"{big['entries']:,}-entry feed, {BIG_STEPS[step]}, CPU{aside}"
+                verdict = _below_verdict(goal, "", big[step]["cpu_s"], limit, what, "s")
+                out.append((verdict, ""))
     if push_p95 is not None:
         # a string: read from the carried-over latency section, said so
         what = "push to posted, p95" + (" (carried over)" if isinstance(push_p95, str) else "")
