@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +31,7 @@ class ScriptedServer:
         self.connections = 0
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
+        self.ssl: ssl.SSLContext | None = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -42,7 +47,7 @@ class ScriptedServer:
             writer.close()
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl)
         port = self.server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
@@ -367,3 +372,57 @@ async def test_fetch_on_the_transport_inflates_in_bounded_steps_and_keeps_its_ca
             assert (await fetch(client, f"{base}/gz", max_bytes=100_000, deadline=5)).content
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (openssl's command line)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_is_verified_for_the_host_name_and_kept_alive(
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    server = ScriptedServer(always(answer(b"<rss/>")))
+    server.ssl = server_side
+    async with server as base:
+        secure = base.replace("http://127.0.0.1", "https://localhost")
+        async with httpx.AsyncClient(transport=LeanTransport(trusting), timeout=5) as client:
+            assert (await client.get(secure)).content == b"<rss/>"
+            assert (await client.get(secure)).content == b"<rss/>"
+        assert server.connections == 1
+        # The system's trust store does not know this certificate: refused, nothing read.
+        async with httpx.AsyncClient(transport=LeanTransport(), timeout=5) as strict:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await strict.get(secure)
+    assert len(server.requests) == 2
