@@ -202,6 +202,29 @@ def trusted_canonical(article: Article, page_url: str, allow_hosts: Sequence[str
     return replace(article, url=page_url)
 
 
+@dataclass(frozen=True)
+class SourceIndex:
+    """The configured sources by name and by feed host, with their positions in the
+    configuration: a pushed URL or a new article no longer scans every source (30,000 of
+    them took tens of milliseconds a push)."""
+
+    sources: list[SourceConfig]
+    by_name: dict[str, SourceConfig]
+    by_host: dict[str, list[tuple[int, SourceConfig]]]
+    #: Sources that list allow_hosts (patterns such as *.example.com, checked one by one).
+    listing_hosts: list[tuple[int, SourceConfig]]
+
+    @classmethod
+    def of(cls, sources: list[SourceConfig]) -> SourceIndex:
+        by_name: dict[str, SourceConfig] = {}
+        by_host: dict[str, list[tuple[int, SourceConfig]]] = {}
+        for position, source in enumerate(sources):
+            by_name.setdefault(source.name, source)
+            by_host.setdefault(host_of(source.url), []).append((position, source))
+        listing = [(p, s) for p, s in enumerate(sources) if s.allow_hosts]
+        return cls(sources, by_name, by_host, listing)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -251,6 +274,7 @@ class Pipeline:
         self._push_slots = asyncio.Semaphore(config.file.fetch.concurrency)
         # Per source, the sort key given to its latest article (see _fair_sort_key).
         self._source_clock: dict[str, float] = {}
+        self._sources: SourceIndex | None = None
 
     # Polling ---------------------------------------------------------------------------
 
@@ -583,7 +607,7 @@ class Pipeline:
         identity = page_never_came_key(entry.link)
         now = self.clock()
         since = self._awaiting_since.setdefault(identity, now)
-        found = next((s for s in self.config.sources if s.name == entry.source), None)
+        found = self._source_named(entry.source)
         limit = (
             found.entry_only_max_wait
             if found is not None
@@ -620,7 +644,7 @@ class Pipeline:
         ]
 
     def _allow_hosts(self, source: str) -> list[str]:
-        found = next((s for s in self.config.sources if s.name == source), None)
+        found = self._source_named(source)
         return found.allow_hosts if found else []
 
     async def _retry_entry_only(
@@ -687,6 +711,14 @@ class Pipeline:
         )
         return await self.ingest_entry(entry, pushed=True)
 
+    def _source_index(self) -> SourceIndex:
+        if self._sources is None or self._sources.sources is not self.config.sources:
+            self._sources = SourceIndex.of(self.config.sources)  # a new configuration
+        return self._sources
+
+    def _source_named(self, name: str) -> SourceConfig | None:
+        return self._source_index().by_name.get(name)
+
     def _source_for(self, url: str, name: str | None) -> SourceConfig | None:
         """The configured source a URL belongs to: one whose feed host is EXACTLY the URL's
         host, or which lists the host in allow_hosts; never a suffix match (an intranet
@@ -695,11 +727,12 @@ class Pipeline:
         host = host_of(url)
         if not host:
             return None
-        matching = [
-            s
-            for s in self.config.sources
-            if host_of(s.url) == host or host_listed(host, s.allow_hosts)
-        ]
+        index = self._source_index()
+        candidates = dict(index.by_host.get(host, ()))
+        for position, source in index.listing_hosts:
+            if host_listed(host, source.allow_hosts):
+                candidates[position] = source
+        matching = [candidates[position] for position in sorted(candidates)]  # config order
         named = [s for s in matching if s.name == name]
         if named:
             return named[0]
@@ -742,7 +775,7 @@ class Pipeline:
         except (FetchError, EnrichmentError) as exc:
             if entry is None or not entry.title:
                 raise
-            found = next((s for s in self.config.sources if s.name == source), None)
+            found = self._source_named(source)
             if found is not None and found.entry_only == "wait":
                 raise PageUnavailable(f"article {url}: {exc}; waiting for the page") from None
             log.warning(escape_log(f"article {url}: {exc}; posting from the feed entry alone"))
@@ -764,7 +797,7 @@ class Pipeline:
     async def _policy_for(self, url: str, source: str) -> Policy:
         """The SSRF policy for a URL of `source` (by name; else the source it matches, as for
         a pushed URL; a URL matching none is judged as public)."""
-        found = next((s for s in self.config.sources if s.name == source), None)
+        found = self._source_named(source)
         found = found or self._source_for(url, None)
         if found is None:
             return PUBLIC

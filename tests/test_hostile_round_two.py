@@ -151,3 +151,35 @@ async def test_sqlite_files_are_created_owner_only(tmp_path: Path) -> None:
     files = [p for p in tmp_path.iterdir() if p.name.startswith("state.db")]
     assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
     await store.close()
+
+
+def test_sources_are_found_by_host_in_config_order_and_after_a_new_configuration(
+    tmp_path: Path,
+) -> None:
+    """Sources are looked up through an index (thousands of them are not scanned a push):
+    the same answers as a scan, in the configuration's order, and a new configuration is
+    seen at once."""
+    pipeline = _pipeline(
+        tmp_path,
+        [
+            {
+                "name": "cdn",
+                "url": "https://feeds.example/cdn.xml",
+                "allow_hosts": ["*.site.example"],
+            },
+            {"name": "ru", "url": "https://site.example/ru/rss.xml"},
+            {"name": "en", "url": "https://site.example/en/rss.xml"},
+        ],
+    )
+    found = pipeline._source_for("https://site.example/en/news/1", None)
+    assert found is not None and found.name == "en"  # longest shared path
+    found = pipeline._source_for("https://site.example/other", None)
+    assert found is not None and found.name == "ru"  # a tie: the first in the configuration
+    found = pipeline._source_for("https://img.site.example/a.jpg", None)
+    assert found is not None and found.name == "cdn"  # listed in allow_hosts only
+    assert pipeline._source_for("https://elsewhere.example/a", None) is None
+    renamed = _pipeline(tmp_path, [{"name": "new", "url": "https://elsewhere.example/rss"}])
+    pipeline.config = renamed.config
+    found = pipeline._source_for("https://elsewhere.example/a", None)
+    assert found is not None and found.name == "new"
+    assert pipeline._source_named("en") is None
