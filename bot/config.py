@@ -13,6 +13,7 @@ import yaml
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -31,7 +32,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SourceConfig(_Strict):
+@pydantic_dataclass(config=ConfigDict(extra="forbid"), frozen=True, slots=True, kw_only=True)
+class SourceConfig:
+    """One source. A slotted dataclass, not a model: a pydantic model instance took about
+    1 KB, a third of the daemon's memory at 30,000 sources (issue 18)."""
+
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     type: Literal["feed", "sitemap"] = "feed"
     url: str
@@ -322,7 +327,8 @@ def _pydantic_problems(error: ValidationError, prefix: Path = ()) -> list[tuple[
     problems = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        # (A dataclass such as SourceConfig names an unknown field "unexpected_keyword_argument".)
+        if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             message = "unknown field (check the spelling against config/newsbot.example.yaml)"
         elif item["type"] == "missing":
             message = "required field is missing"

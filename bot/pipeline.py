@@ -611,7 +611,7 @@ class Pipeline:
         limit = (
             found.entry_only_max_wait
             if found is not None
-            else SourceConfig.model_fields["entry_only_max_wait"].default
+            else SourceConfig.__pydantic_fields__["entry_only_max_wait"].default
         )
         if not identity or now - since < limit:
             log.warning("source %s: %s", entry.source, problem, extra={"source": entry.source})

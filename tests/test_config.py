@@ -51,6 +51,18 @@ def test_every_problem_is_reported_at_once_with_its_location() -> None:
     assert "timezone" in locations
     assert "unknown platform 'myspace'" in text
     assert "http:// or https://" in text
+    assert "sources[en].intervall: unknown field (check the spelling" in text
+
+
+def test_a_source_is_a_compact_frozen_record_compared_by_value() -> None:
+    """30,000 sources must not cost a pydantic model each (issue 18): a slotted dataclass,
+    equal when its settings are (a reload compares them), never changed in place."""
+    first = validate(base_config(), environ=ENV).sources[0]
+    again = validate(base_config(), environ=ENV).sources[0]
+    assert first == again and first is not again
+    assert not hasattr(first, "__dict__")
+    with pytest.raises(AttributeError):
+        first.interval = 5  # type: ignore[misc]
 
 
 def test_literal_secret_is_refused() -> None:

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ async def test_daemon_posts_within_one_poll_interval_and_push_within_a_second(
         # Push: the sources now poll rarely, so only the push can explain a fast post.
         assert service.polls is not None
         for source in service.config.sources:
-            service.polls.set(source.model_copy(update={"interval": 3600}), time.monotonic() + 3600)
+            service.polls.set(replace(source, interval=3600), time.monotonic() + 3600)
         pushed = await world.site.publish(make_sample("pushed", "Pushed by the CMS"))
         async with httpx.AsyncClient() as client:
             started = time.monotonic()
