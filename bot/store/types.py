@@ -188,7 +188,7 @@ class NewDelivery:
     error: str | None = None  # set with status FAILED: why it cannot be posted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slotted: one per source, kept for every poll
 class SourceState:
     name: str
     etag: str | None = None
