@@ -202,6 +202,19 @@ def trusted_canonical(article: Article, page_url: str, allow_hosts: Sequence[str
     return replace(article, url=page_url)
 
 
+@dataclass(slots=True)
+class _CachedState:
+    """What the pipeline keeps per source between polls (one record, not three dicts: it
+    is multiplied by every source). A 304 then costs no database round trip."""
+
+    state: SourceState
+    #: When this process last wrote the state (monotonic; never: far in the past).
+    saved_at: float = -1e9
+    #: The fingerprint of the last body read in full with nothing left to retry: the same
+    #: body again is answered like a 304 (issue 18).
+    body: bytes | None = None
+
+
 @dataclass(frozen=True)
 class SourceIndex:
     """The configured sources by name and by feed host, with their positions in the
@@ -251,13 +264,9 @@ class Pipeline:
         self.clock: Callable[[], float] = time.time
         self._awaiting_since: dict[str, float] = {}
         # Source state cached between polls: a 304 then costs no database round trip.
-        self._states: dict[str, SourceState] = {}
-        self._saved_at: dict[str, float] = {}
+        self._states: dict[str, _CachedState] = {}
         self._states_loaded = False
         self._states_loading = asyncio.Lock()
-        # Per source, the fingerprint of the last body read in full with nothing left to
-        # retry: the same body again is answered like a 304 (issue 18; 16 bytes a source).
-        self._body_digests: dict[str, bytes] = {}
         # Per big feed, the fingerprints of its items read last time: a change then parses
         # only the items that changed (see read_entries).
         self._item_digests: dict[str, set[bytes]] = {}
@@ -278,17 +287,24 @@ class Pipeline:
 
     # Polling ---------------------------------------------------------------------------
 
+    def _cached(self, name: str) -> _CachedState:
+        cached = self._states.get(name)
+        if cached is None:
+            cached = self._states[name] = _CachedState(SourceState(name))
+        return cached
+
     async def _save_state(self, name: str, **values: Any) -> bool:
         """Save (and cache) a source's state; False, with nothing saved, when `records`
         (articles to record with it) met one already stored."""
         if await self.store.save_source_state(name, **values) is None:
             return False
-        previous = self._states.get(name) or SourceState(name)
+        cached = self._states.get(name)
+        previous = cached.state if cached else SourceState(name)
         failures = 0 if values.get("error") is None else previous.failures + 1
-        self._states[name] = SourceState(
+        state = SourceState(
             name, values["etag"], values["last_modified"], values["initialized"], failures
         )
-        self._saved_at[name] = time.monotonic()
+        self._states[name] = _CachedState(state, time.monotonic(), cached.body if cached else None)
         return True
 
     async def poll(self, source: SourceConfig) -> PollReport:
@@ -308,9 +324,10 @@ class Pipeline:
             async with self._states_loading:
                 if not self._states_loaded:
                     for key, value in (await self.store.source_states()).items():
-                        self._states.setdefault(key, value)
+                        self._states.setdefault(key, _CachedState(value))
                     self._states_loaded = True
-        return self._states.get(name) or SourceState(name)
+        cached = self._states.get(name)
+        return cached.state if cached else SourceState(name)
 
     async def _unchanged(
         self, source: SourceConfig, state: SourceState, result: FetchResult
@@ -321,7 +338,7 @@ class Pipeline:
         quiet = (
             state.failures == 0
             and (result.etag or state.etag) == state.etag
-            and time.monotonic() - self._saved_at.get(source.name, -1e9) < STATE_REFRESH
+            and time.monotonic() - self._cached(source.name).saved_at < STATE_REFRESH
         )
         if not quiet:
             await self._save_state(
@@ -355,10 +372,10 @@ class Pipeline:
             await self._unchanged(source, state, result)
             return PollReport(source.name, "not-modified")
         digest = body_digest(result.content)
-        if state.initialized and self._body_digests.get(source.name) == digest:
+        if state.initialized and self._cached(source.name).body == digest:
             await self._unchanged(source, state, result)
             return PollReport(source.name, "unchanged")
-        self._body_digests.pop(source.name, None)
+        self._cached(source.name).body = None
         known_items = self._item_digests.pop(source.name, None)
         try:
             # Off the event loop: a big feed takes a parser seconds (issue 15).
@@ -426,7 +443,7 @@ class Pipeline:
                 failed = failed or outcome.kind == "failed"
             await self._save_state(source.name, notes=notes, **state)
         if not (awaiting_pages or failed):
-            self._body_digests[source.name] = digest
+            self._cached(source.name).body = digest
             if item_digests is not None:
                 self._item_digests[source.name] = item_digests
         return report
