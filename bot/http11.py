@@ -155,28 +155,23 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             head = _request_head(request)
             body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
+            answer: _Answer | None = None
             connection = pool.take_idle()
-            try:
-                if connection is None:
-                    raise _StaleConnection
-                answer = await _exchange(connection, head, body, timeouts, request)
-            except _StaleConnection:
-                # A kept-alive connection the server had closed: a GET goes again, once, on
-                # a fresh connection (nothing was answered, so nothing was done twice).
-                if connection is not None:
+            if connection is not None:
+                try:
+                    answer = await _exchange(connection, head, body, timeouts, request)
+                except _StaleConnection:
+                    # A kept-alive connection the server had closed: a GET goes again, once,
+                    # on a fresh connection (nothing was answered, so nothing was done twice).
                     connection.close()
                     if request.method.encode() not in _IDEMPOTENT:
-                        raise httpx.RemoteProtocolError(
-                            "the server closed the connection without answering",
-                            request=request,
-                        ) from None
+                        raise _unanswered(request) from None
+            if answer is None:
                 connection = await self._connect(scheme, host, port, timeouts, request)
                 try:
                     answer = await _exchange(connection, head, body, timeouts, request)
                 except _StaleConnection:
-                    raise httpx.RemoteProtocolError(
-                        "the server closed the connection without answering", request=request
-                    ) from None
+                    raise _unanswered(request) from None
         except BaseException:
             if connection is not None:
                 connection.close()
@@ -236,6 +231,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         origins, self._origins = list(self._origins.values()), OrderedDict()
         for pool in origins:
             pool.close_idle()
+
+
+def _unanswered(request: httpx.Request) -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(
+        "the server closed the connection without answering", request=request
+    )
 
 
 def _request_head(request: httpx.Request) -> bytes:
