@@ -103,13 +103,14 @@ class Dispatcher:
         self._stopping = False
 
     async def stop(self, timeout: float) -> None:
-        """Claim nothing more; wait (up to `timeout`) for the sends in flight to finish."""
+        """Claim nothing more; wait (up to `timeout`) for the pass and the sends in flight to
+        finish, so none is cut off when the process exits (a pass cancelled at exit left a
+        traceback in the log: a false alarm)."""
         self._stopping = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                for lock in self._draining.values():
-                    async with lock:
-                        pass
+                while self.busy():
+                    await asyncio.sleep(0.01)
 
     def busy(self) -> bool:
         """Whether a pass or a target's drain is in progress."""
@@ -123,6 +124,8 @@ class Dispatcher:
         when it finishes (the daemon's ticks and wake-ups: they never queue up behind it).
         """
         report = DispatchReport()
+        if self._stopping:
+            return report
         async with self._housekeeping:
             await self._flag_abandoned(report)
             await self._expire_approvals()

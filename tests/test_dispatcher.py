@@ -6,6 +6,7 @@ because these tests are about the dispatcher's bookkeeping, not about any platfo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -305,3 +306,32 @@ async def test_unanswered_approval_follows_the_rule_default(store: Store) -> Non
     assert report.sent == 1 and [p.article_url for p in adapter.sent] == [article.url]
     assert (await store.delivery(post_id)).status == DeliveryStatus.SENT  # type: ignore[union-attr]
     assert (await store.delivery(skip_id)).status == DeliveryStatus.SKIPPED  # type: ignore[union-attr]
+
+
+class SlowAdapter(ScriptedAdapter):
+    """Each send takes a while, as a real platform's request does."""
+
+    async def send(self, post: RenderedPost, *, idempotency_key: str | None = None) -> SentPost:
+        await asyncio.sleep(0.2)
+        return await super().send(post, idempotency_key=idempotency_key)
+
+
+async def test_stop_waits_for_the_pass_in_flight_and_no_pass_starts_after_it(
+    store: Store,
+) -> None:
+    """Stopping mid-pass: the post being sent finishes and is recorded as sent (nothing is
+    cut off to leave a traceback or an abandoned row), no further post is claimed, and a
+    tick after the stop does nothing."""
+    adapter = SlowAdapter("t", [])
+    ids = await add(store, adapter, 3)
+    d = dispatcher(store, adapter)
+    passing = asyncio.create_task(d.run_once())
+    while not adapter.sent and not d.busy():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the first send is in flight
+    await d.stop(timeout=5)
+    assert not d.busy()
+    assert passing.done() and passing.result().sent == 1
+    assert (await d.run_once()).sent == 0
+    statuses = [(await store.delivery(i)).status for i in ids]  # type: ignore[union-attr]
+    assert statuses == [DeliveryStatus.SENT, DeliveryStatus.PENDING, DeliveryStatus.PENDING]
