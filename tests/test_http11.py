@@ -91,47 +91,40 @@ async def test_content_length_body_and_connection_reuse(client: httpx.AsyncClien
     assert "\r\nhost: 127.0.0.1:" in first.lower()
 
 
-async def test_chunked_body_with_extensions_and_trailers(client: httpx.AsyncClient) -> None:
-    body = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"4;name=x\r\n<rss\r\n2\r\n/>\r\n0\r\nX-Trailer: 1\r\n\r\n"
-    )
-    server = ScriptedServer(always(body))
-    async with server as base:
-        assert (await client.get(base)).content == b"<rss/>"
-        assert (await client.get(base)).content == b"<rss/>"
-    assert server.connections == 1
-
-
-async def test_body_until_close_then_a_new_connection(client: httpx.AsyncClient) -> None:
-    server = ScriptedServer(always(b"HTTP/1.1 200 OK\r\n\r\nall of it", keep=False))
-    async with server as base:
-        assert (await client.get(base)).content == b"all of it"
-        assert (await client.get(base)).content == b"all of it"
-    assert server.connections == 2
-
-
-async def test_http_1_0_and_connection_close_are_not_reused(client: httpx.AsyncClient) -> None:
-    for response in (
-        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        answer(b"ok", "Connection: close"),
-    ):
-        server = ScriptedServer(always(response))
-        async with server as base:
-            assert (await client.get(base)).content == b"ok"
-            assert (await client.get(base)).content == b"ok"
-        assert server.connections == 2
-
-
-async def test_304_and_informational_answers_have_no_body(client: httpx.AsyncClient) -> None:
-    server = ScriptedServer(
-        always(b'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nETag: "v"\r\n\r\n')
-    )
+@pytest.mark.parametrize(
+    ("response", "body", "connections"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;name=x\r\n<rss\r\n2\r\n/>\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            b"<rss/>",
+            1,
+            id="chunked, with an extension and a trailer: reused",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n\r\nall of it", b"all of it", 2, id="until the server closes"
+        ),
+        pytest.param(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok", 2, id="HTTP/1.0: not reused"
+        ),
+        pytest.param(answer(b"ok", "Connection: close"), b"ok", 2, id="Connection: close"),
+        pytest.param(
+            b'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nETag: "v"\r\n\r\n',
+            b"",
+            1,
+            id="informational, then a 304 without a body: reused",
+        ),
+    ],
+)
+async def test_framing_and_whether_the_connection_is_kept(
+    client: httpx.AsyncClient, response: bytes, body: bytes, connections: int
+) -> None:
+    # Until-close framing: the server ends the body by closing; the others keep it open.
+    server = ScriptedServer(always(response, keep=body != b"all of it"))
     async with server as base:
         for _ in range(2):
-            response = await client.get(base, headers={"If-None-Match": '"v"'})
-            assert response.status_code == 304 and response.content == b""
-    assert server.connections == 1
+            assert (await client.get(base)).content == body
+    assert server.connections == connections
 
 
 async def test_a_kept_connection_the_server_closed_is_replaced_for_a_get(
