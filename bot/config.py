@@ -45,7 +45,7 @@ class SourceConfig:
     enabled: bool = True
     #: Hosts (exact, or `*.suffix`) whose private or loopback addresses this source's
     #: article and image links may reach (SSRF guard; a public source may not otherwise).
-    allow_hosts: list[str] = Field(default_factory=list)
+    allow_hosts: tuple[str, ...] = ()  # a tuple: no empty list per source
     #: New articles taken from one poll; the rest are recorded without posting and the
     #: editors told (a source dumping 1,000 entries must not hold back the others).
     max_new_per_poll: int = Field(default=20, ge=1, le=10_000)
@@ -69,7 +69,7 @@ class SourceConfig:
 
     @field_validator("allow_hosts")
     @classmethod
-    def _hosts(cls, value: list[str]) -> list[str]:
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for host in value:
             if not re.fullmatch(r"(\*\.)?[^*/:\s]+|\[[0-9A-Fa-f:.]+\]", host):
                 raise ValueError(f"{host!r} is not a host (e.g. cdn.example.com, *.example.com)")
@@ -330,6 +330,8 @@ def _pydantic_problems(error: ValidationError, prefix: Path = ()) -> list[tuple[
         # (A dataclass such as SourceConfig names an unknown field "unexpected_keyword_argument".)
         if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             message = "unknown field (check the spelling against config/newsbot.example.yaml)"
+        elif item["type"] == "tuple_type":  # tuples hold the lists of a frozen source
+            message = "should be a list"
         elif item["type"] == "missing":
             message = "required field is missing"
         # Union members and validators add their own names to a location; keep the data's.
