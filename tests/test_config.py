@@ -37,6 +37,7 @@ def test_every_problem_is_reported_at_once_with_its_location() -> None:
     data = base_config()
     data["sources"][0]["url"] = "ftp://nope"
     data["sources"][0]["intervall"] = 5
+    data["sources"][0]["allow_hosts"] = "cdn.example"  # one host, not a list of them
     data["targets"][0].pop("chat_id")
     data["targets"].append({"name": "x1", "platform": "myspace"})
     data["timezone"] = "Mars/Olympus"
@@ -52,6 +53,7 @@ def test_every_problem_is_reported_at_once_with_its_location() -> None:
     assert "unknown platform 'myspace'" in text
     assert "http:// or https://" in text
     assert "sources[en].intervall: unknown field (check the spelling" in text
+    assert "sources[en].allow_hosts: should be a list" in text
 
 
 def test_a_source_is_a_compact_frozen_record_compared_by_value() -> None:
