@@ -18,13 +18,25 @@ APPROVAL_TIMEOUT = "approval-timeout"  # nobody answered: the rule's default dec
 DECISION_KINDS = (DECISION, APPROVAL_TIMEOUT)
 
 
+def event_values(
+    level: str, kind: str, message: str, target: str | None, delivery_id: int | None, at: float
+) -> dict[str, Any]:
+    """One event's row, for an INSERT of one (event_row) or of many (an executemany)."""
+    return {
+        "at": at,
+        "level": level,
+        "kind": kind,
+        "target": target,
+        "delivery_id": delivery_id,
+        "message": message,
+    }
+
+
 def event_row(
     level: str, kind: str, message: str, target: str | None, delivery_id: int | None, at: float
 ) -> Any:
     """The INSERT of one event (run inside the caller's transaction)."""
-    return insert(events).values(
-        at=at, level=level, kind=kind, target=target, delivery_id=delivery_id, message=message
-    )
+    return insert(events).values(**event_values(level, kind, message, target, delivery_id, at))
 
 
 class EventsMixin(StoreBase):

@@ -17,6 +17,7 @@ from bot.models import Article
 from bot.store.articles import insert_articles
 from bot.store.base import StoreBase
 from bot.store.batching import Batcher
+from bot.store.events import event_values
 from bot.store.schema import events, source_state
 from bot.store.types import SourceState
 
@@ -122,14 +123,7 @@ class SourcesMixin(StoreBase):
                 ],
             )
             notes = [
-                {
-                    "at": now,
-                    "level": level,
-                    "kind": kind,
-                    "message": message,
-                    "target": None,
-                    "delivery_id": None,
-                }
+                event_values(level, kind, message, None, None, now)
                 for write in batch
                 for level, kind, message in write.notes
             ]
