@@ -646,6 +646,15 @@ def _cross_checks(
     return found
 
 
+# The drivers newsbot runs on asyncio with (bot.store.base.async_url maps the synchronous
+# defaults to them); any other driver would block the event loop or is not installed.
+_DATABASE_DRIVERS = {
+    "sqlite": ("pysqlite", "aiosqlite"),
+    "postgresql": ("psycopg2", "psycopg", "psycopg_async"),
+    "postgres": ("psycopg2", "psycopg", "psycopg_async"),
+}
+
+
 def _check_database(url: Any) -> list[tuple[Path, str]]:
     """The database URL parses, names a supported database, and for SQLite the file's folder
     exists and is writable. Nothing is created."""
@@ -660,6 +669,9 @@ def _check_database(url: Any) -> list[tuple[Path, str]]:
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql", "postgres"):
         return [(where, f"unsupported database {backend!r}; {hint}")]
+    driver = parsed.drivername.partition("+")[2]
+    if driver and driver not in _DATABASE_DRIVERS[backend]:
+        return [(where, f"unsupported {backend} driver {driver!r}; {hint}")]
     if backend != "sqlite":
         return []
     database = parsed.database or ""

@@ -89,6 +89,11 @@ MISTAKES = [
         "database (newsbot.yaml:2): 'not a url' is not a database URL",
     ),
     (
+        "database driver that would block the event loop",
+        ("sqlite:///state.db", "postgresql+pg8000://newsbot@db/newsbot"),
+        "database (newsbot.yaml:2): unsupported postgresql driver 'pg8000'",
+    ),
+    (
         "approval without editors",
         ("editors:" + GOOD.split("editors:")[1], ""),
         "rules[russian].approval (newsbot.yaml:23): approval needs an editors' chat",

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.models import Article
+from bot.store.aio import AsyncConnection
 from bot.store.base import StoreBase
 from bot.store.batching import Batcher
 from bot.store.outbox import insert_deliveries

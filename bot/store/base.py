@@ -11,19 +11,19 @@ from typing import Any
 
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bot.store.aio import AsyncConnection, AsyncEngine, create_async_engine
 from bot.store.schema import ADDED_COLUMNS, metadata
 
 
 def async_url(url: str) -> str:
-    """Map a plain SQLAlchemy URL to its asyncio driver (aiosqlite, psycopg)."""
+    """Map a plain SQLAlchemy URL to its asyncio driver (aiosqlite, psycopg's async mode)."""
     parsed = make_url(url)
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite" and driver in ("", "pysqlite"):
         parsed = parsed.set(drivername="sqlite+aiosqlite")
-    elif backend in ("postgresql", "postgres") and driver in ("", "psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend in ("postgresql", "postgres") and driver in ("", "psycopg2", "psycopg"):
+        parsed = parsed.set(drivername="postgresql+psycopg_async")
     return parsed.render_as_string(hide_password=False)
 
 

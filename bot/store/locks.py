@@ -8,8 +8,8 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.store.aio import AsyncConnection
 from bot.store.base import StoreBase
 
 

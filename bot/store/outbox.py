@@ -10,9 +10,9 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.models import RenderedPost
+from bot.store.aio import AsyncConnection
 from bot.store.base import StoreBase
 from bot.store.events import DECISION, PREVIEWED, event_row
 from bot.store.schema import deliveries, events

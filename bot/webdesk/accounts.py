@@ -16,7 +16,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.store.aio import AsyncEngine
 
 MIN_PASSWORD = 10
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"

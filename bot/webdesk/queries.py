@@ -10,11 +10,11 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.models import Article
 from bot.store import Delivery, StoredArticle, articles, deliveries
+from bot.store.aio import AsyncEngine
 
 
 @dataclass(frozen=True)
