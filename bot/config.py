@@ -10,8 +10,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from sqlalchemy.engine import make_url
@@ -527,6 +525,9 @@ def _check_templates(
             continue
         template = raw.get("template")
         if isinstance(template, str):
+            from jinja2 import TemplateSyntaxError  # here: only a config with templates needs it
+            from jinja2.sandbox import SandboxedEnvironment
+
             try:
                 SandboxedEnvironment().parse(template)
             except TemplateSyntaxError as exc:

@@ -12,11 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
-from markupsafe import Markup
-
 from bot.models import Article
 from bot.text import hashtags as make_hashtags
 from bot.text import squash_spaces, trim_text
@@ -41,15 +36,6 @@ class TemplateProblem(ValueError):
     """A template that does not compile or cannot render; the message says where."""
 
 
-def _finalize_for(dialect: Dialect) -> Callable[[object], str]:
-    def finalize(value: object) -> str:
-        if isinstance(value, Markup):
-            return str(value)
-        return dialect.escape("" if value is None else str(value))
-
-    return finalize
-
-
 #: Resource limits of an editor's template (a post is a few hundred characters): its
 #: rendered output, any string or list it builds, any number it passes, and its loops.
 MAX_OUTPUT_CHARS = 20_000
@@ -59,116 +45,16 @@ MAX_TEMPLATE_CHARS = 20_000
 #: Filters that would let a template put raw markup into a post (|safe, |urlize's links,
 #: |xmlattr) or format with an unbounded width (|format, |center, |indent, |wordwrap).
 REFUSED_FILTERS = ("safe", "urlize", "xmlattr", "format", "center", "indent", "wordwrap")
-_REFUSED_METHODS = frozenset({"format", "format_map", "center", "ljust", "rjust", "zfill",
-                              "expandtabs"})  # fmt: skip
-
-
-def _too_big(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return abs(value) > MAX_VALUE_SIZE
-    if isinstance(value, str | list | tuple | bytes):
-        return len(value) > MAX_VALUE_SIZE
-    return False
-
-
-class PostSandbox(SandboxedEnvironment):
-    """Jinja2's sandbox with resource limits: no huge values ('x' * 300000000, 9 ** 99999,
-    '%300000000s'), no unbounded ranges, no raw-markup filters."""
-
-    intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "%" and isinstance(left, str):
-            raise SecurityError("string formatting with % is not allowed in a template")
-        if operator in ("*", "**") and (_too_big(left) or _too_big(right)):
-            raise SecurityError(f"a value in {operator} is over the template limit")
-        if operator == "*":
-            sized, count = (left, right) if isinstance(right, int) else (right, left)
-            if (
-                isinstance(sized, str | list | tuple)
-                and isinstance(count, int)
-                and len(sized) * count > MAX_VALUE_SIZE
-            ):
-                raise SecurityError("a repeated value is over the template limit")
-        result = super().call_binop(context, operator, left, right)
-        if _too_big(result) and not isinstance(result, str | list | tuple):
-            raise SecurityError(f"the result of {operator} is over the template limit")
-        return result
-
-    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        name = getattr(__obj, "__name__", "")
-        # The sandbox hands out str.format as a wrapper without __self__: refused by name.
-        owner = getattr(__obj, "__self__", None)
-        if name in _REFUSED_METHODS and (isinstance(owner, str) or name.startswith("format")):
-            raise SecurityError(f"str.{name} is not allowed in a template")
-        if any(_too_big(a) for a in (*args, *kwargs.values()) if not isinstance(a, str)):
-            raise SecurityError(f"an argument of {name or 'a call'} is over the template limit")
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-def _limited_range(*args: int) -> range:
-    numbers = range(*args)
-    if len(numbers) > MAX_RANGE:
-        raise SecurityError(f"range over {MAX_RANGE} items is not allowed in a template")
-    return numbers
-
-
-@lru_cache(maxsize=64)
-def _environment(dialect: Dialect) -> SandboxedEnvironment:
-    env = PostSandbox(
-        autoescape=False,
-        finalize=_finalize_for(dialect),
-        undefined=StrictUndefined,
-        keep_trailing_newline=False,
-    )
-    for name in REFUSED_FILTERS:
-        env.filters.pop(name, None)
-    env.globals["range"] = _limited_range
-    env.globals.pop("lipsum", None)
-    return env
-
-
-def _check_shape(tree: nodes.Template) -> None:
-    """Loops one level deep at most, no recursion, no macros: with bounded values and
-    ranges, a template's work is then bounded by its size."""
-    for loop in tree.find_all(nodes.For):
-        if loop.recursive:
-            raise TemplateProblem("recursive loops are not allowed in a template")
-        if any(True for _ in loop.find_all(nodes.For)):
-            raise TemplateProblem("loops inside loops are not allowed in a template")
-    for kind in (nodes.Macro, nodes.CallBlock):
-        if any(True for _ in tree.find_all(kind)):
-            raise TemplateProblem("macros are not allowed in a template")
 
 
 @lru_cache(maxsize=256)
-def compile_template(source: str, dialect: Dialect):
-    if len(source) > MAX_TEMPLATE_CHARS:
-        raise TemplateProblem(f"template is over {MAX_TEMPLATE_CHARS} characters")
-    env = _environment(dialect)
-    try:
-        _check_shape(env.parse(source))
-        return env.from_string(source)
-    except TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f" (line {line})" if line else ""
-        message = exc.message or str(exc)
-        if "No filter named" in message and any(f"'{n}'" in message for n in REFUSED_FILTERS):
-            message += " (raw markup and unbounded formatting are not allowed in a template)"
-        raise TemplateProblem(f"template does not compile{where}: {message}") from None
+def compile_template(source: str, dialect: Dialect) -> Any:
+    """The compiled template (TemplateProblem if it does not compile or breaks a rule).
+    Jinja2 is imported here, at the first template: a config without templates never
+    loads it."""
+    from bot.template_sandbox import compile_source
 
-
-def _render_bounded(template: Any, values: dict[str, Any]) -> str:
-    """Render with an output limit: the generator stops as soon as the text is too long."""
-    chunks, size = [], 0
-    for chunk in template.generate(**values):
-        size += len(chunk)
-        if size > MAX_OUTPUT_CHARS:
-            raise TemplateProblem(f"template output is over {MAX_OUTPUT_CHARS} characters")
-        chunks.append(chunk)
-    return "".join(chunks)
+    return compile_source(source, dialect)
 
 
 def article_url(article: Article, utm: dict[str, str]) -> str:
@@ -191,6 +77,8 @@ def render_template(
     `tags`: the hashtags chosen for the target (Adapter.hashtags_for); else the first
     `max_hashtags` of the article's categories and tags.
     """
+    from bot.template_sandbox import Markup, render_bounded
+
     template = compile_template(source, dialect)
     url = article_url(article, utm or {})
     if tags is None:
@@ -204,28 +92,25 @@ def render_template(
         def link(label: str | None = None) -> Markup:
             return Markup(dialect.link(url, label or outlet))
 
-        try:
-            text = _render_bounded(
-                template,
-                dict(
-                    title=title,
-                    lead=lead,
-                    url=url,
-                    link=link,
-                    hashtags=" ".join(tags),
-                    hashtag_list=tags,
-                    emoji=emoji,
-                    outlet=outlet,
-                    author=article.author or "",
-                    category=article.categories[0] if article.categories else "",
-                    categories=list(article.categories),
-                    tags=list(article.tags),
-                    language=article.language or "",
-                    published=article.published.isoformat() if article.published else "",
-                ),
-            )
-        except TemplateError as exc:
-            raise TemplateProblem(f"template cannot render: {exc}") from None
+        text = render_bounded(
+            template,
+            dict(
+                title=title,
+                lead=lead,
+                url=url,
+                link=link,
+                hashtags=" ".join(tags),
+                hashtag_list=tags,
+                emoji=emoji,
+                outlet=outlet,
+                author=article.author or "",
+                category=article.categories[0] if article.categories else "",
+                categories=list(article.categories),
+                tags=list(article.tags),
+                language=article.language or "",
+                published=article.published.isoformat() if article.published else "",
+            ),
+        )
         return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
     def size(text: str) -> int:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import InvalidToken, RetryAfter, TelegramError
 
-from adapters.telegram import verify_chat
+from adapters.telegram.bot_api import verify_chat
 from bot.config_types import telegram_chat_id
 from bot.desk import Desk, Editor, Reply, parse_id
 from bot.logs import escape_log

@@ -741,7 +741,7 @@ async def test_a_post_after_a_pause_does_not_ride_a_connection_the_server_drops(
     """A server that closes an idle keep-alive connection as the next request arrives (as
     load balancers and uvicorn do): a post on it would have an unknown fate. After a pause
     the adapter dials anew, so both posts get a clear answer."""
-    import adapters.x as x_module
+    import adapters.x.tweepy_api as x_module
 
     monkeypatch.setattr(x_module, "FRESH_AFTER", 0.2)
     answered: list[int] = []

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import logging
 import re
+import sys
 import time
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-import requests
-import tweepy
-import urllib3
-from oauthlib.oauth1 import Client as OAuth1Client
 from pydantic import Field, field_validator
 
 from adapters._cards import image_mime
@@ -41,14 +40,10 @@ from adapters._http import platform_client
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
-    AuthFailure,
     CannotTell,
-    DeliveryError,
     PermanentFailure,
-    RetryLater,
     SetupCheck,
     SetupStatus,
-    TemporaryFailure,
     UncertainDelivery,
 )
 from bot.secrets import SecretRef, redact
@@ -56,11 +51,14 @@ from bot.targets import TargetSettings
 from bot.templates import Dialect, article_url
 from bot.text import fit_post, join_blocks, squash_spaces
 
+if TYPE_CHECKING:
+    import requests
+
+    from adapters.x.tweepy_api import XClient
+
 log = logging.getLogger("newsbot.x")
 
 LIMIT = 280
-#: The host tweepy hard-codes in Client.request; _RebasedSession sends it to api_base.
-TWEEPY_HOST = "https://api.twitter.com"
 HEADLINE_ROOM = 100  # weighted units a headline keeps before hashtags give way
 MIN_LEAD = 30  # a lead squeezed below this reads as noise: leave it out
 #: What the one-shot upload takes (GIF must go through the chunked flow).
@@ -79,8 +77,6 @@ DUPLICATE_403 = re.compile(r"duplicate content", re.IGNORECASE)
 #: How many recent posts a read-back looks at (GET /2/users/:id/tweets allows 5 to 100).
 READ_BACK_POSTS = 50
 PROCESSING_DEADLINE = 60.0
-#: Seconds after which a post does not reuse an idle keep-alive connection.
-FRESH_AFTER = 2.0
 
 
 def weighted_length(text: str) -> int:
@@ -177,44 +173,6 @@ def tweet_problem(text: str) -> str | None:
 # Sending -----------------------------------------------------------------------------------
 
 
-class _RebasedSession(requests.Session):
-    """tweepy's Client calls a fixed host; this session sends those calls to `base`.
-
-    The URL is rewritten before requests signs it (OAuth 1.0a signs the host), so the
-    signature matches the server that receives it.
-    """
-
-    def __init__(self, base: str, timeout: float) -> None:
-        super().__init__()
-        self.base = base.rstrip("/")
-        self.timeout = timeout
-        self._last_used = 0.0
-
-    def request(
-        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:  # type: ignore[override]
-        if isinstance(url, str) and url.startswith(TWEEPY_HOST):
-            url = self.base + url[len(TWEEPY_HOST) :]
-        kwargs.setdefault("timeout", self.timeout)
-        if method in ("POST", b"POST") and time.monotonic() - self._last_used > FRESH_AFTER:
-            # A server may close an idle connection just as a post goes out on it; the post's
-            # fate is then unknown (flagged uncertain) for nothing. Posts are rare: dial anew.
-            for adapter in self.adapters.values():
-                adapter.close()
-        try:
-            return super().request(method, url, *args, **kwargs)
-        finally:
-            self._last_used = time.monotonic()
-
-
-class _XClient(tweepy.Client):
-    """tweepy's v2 Client on a configurable base URL, with a timeout on every call."""
-
-    def __init__(self, base: str, timeout: float, **credentials: str) -> None:
-        super().__init__(**credentials, wait_on_rate_limit=False)  # waiting is the core's job
-        self.session = _RebasedSession(base, timeout)
-
-
 class MediaError(Exception):
     """The image could not be attached (the post still goes out without it)."""
 
@@ -222,6 +180,7 @@ class MediaError(Exception):
 #: How long an uploaded media id may be attached (X: expires_after_secs, 86400); a resumed
 #: delivery uploads again after a bit less.
 MEDIA_LIFETIME = 20 * 3600
+_TWEEPY_API = "adapters.x.tweepy_api"
 READ_BACK_CHECK = "the account's recent posts (GET /2/users/:id/tweets, a billed read)"
 
 
@@ -234,7 +193,8 @@ class XAdapter(Adapter):
     settings: XSettings
 
     def init_state(self) -> None:
-        self._client: _XClient | None = None
+        self._client: XClient | None = None
+        self._api: ModuleType | None = None  # adapters.x.tweepy_api, at the first call
         self._http: httpx.AsyncClient | None = None
         self._user_id: str | None = self.settings.user_id
         #: Keys of sends made by this object (a send() without a stored row: its resend is
@@ -280,9 +240,10 @@ class XAdapter(Adapter):
     def _secret(self, name: str) -> str:
         return self.secrets[name].get()
 
-    def _tweepy(self) -> _XClient:
+    async def _tweepy(self) -> XClient:
         if self._client is None:
-            self._client = _XClient(
+            api = await self._tweepy_api()
+            self._client = api.XClient(
                 self.settings.api_base,
                 self.settings.timeout,
                 consumer_key=self._secret("api_key"),
@@ -291,6 +252,15 @@ class XAdapter(Adapter):
                 access_token_secret=self._secret("access_token_secret"),
             )
         return self._client
+
+    async def _tweepy_api(self) -> ModuleType:
+        """adapters.x.tweepy_api, imported at the first call and off the event loop (tweepy
+        with requests and oauthlib takes about a tenth of a second of CPU to import)."""
+        if self._api is None:
+            self._api = sys.modules.get(_TWEEPY_API) or await asyncio.to_thread(
+                importlib.import_module, _TWEEPY_API
+            )
+        return self._api
 
     def _httpx(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -332,17 +302,17 @@ class XAdapter(Adapter):
         await ctx.save_progress({**ctx.progress, "tweet_attempts": attempts + 1})
         if ctx.idempotency_key:
             self._attempted.add(ctx.idempotency_key)
-        client = self._tweepy()
+        client = await self._tweepy()
+        api = await self._tweepy_api()
         try:
             response = await asyncio.to_thread(
                 client.create_tweet, text=post.text, media_ids=media_ids or None, user_auth=True
             )
-        except tweepy.Forbidden as exc:
-            if resend and DUPLICATE_403.search(_problem_text(exc.response)):
-                return await self._confirm_duplicate(post, ctx)
-            raise map_error(exc) from None
         except Exception as exc:
-            raise map_error(exc) from None
+            mapped = api.map_error(exc)
+            if resend and api.http_status(exc) == 403 and DUPLICATE_403.search(mapped.message):
+                return await self._confirm_duplicate(post, ctx)
+            raise mapped from None
         try:
             tweet_id = str(response.data["id"])
         except (AttributeError, KeyError, TypeError):
@@ -371,7 +341,8 @@ class XAdapter(Adapter):
         return await self._read_back(post, ctx)
 
     async def _read_back(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
-        client = self._tweepy()
+        client = await self._tweepy()
+        api = await self._tweepy_api()
         reads = 0
         try:
             if self._user_id is None:
@@ -389,7 +360,7 @@ class XAdapter(Adapter):
                 user_auth=True,
             )
         except Exception as exc:
-            raise CannotTell(f"{READ_BACK_CHECK}: {map_error(exc)}") from None
+            raise CannotTell(f"{READ_BACK_CHECK}: {api.map_error(exc)}") from None
         finally:
             # Billed whatever the answer: counted against the target's daily budget.
             if reads:
@@ -415,21 +386,23 @@ class XAdapter(Adapter):
     async def check(self) -> bool:
         if not self.settings.health_check:
             return False
+        client = await self._tweepy()
         try:
-            await asyncio.to_thread(self._tweepy().get_me, user_auth=True)
+            await asyncio.to_thread(client.get_me, user_auth=True)
         except Exception as exc:
-            raise map_error(exc) from None
+            raise (await self._tweepy_api()).map_error(exc) from None
         return True
 
     async def delete(self, remote_id: str) -> None:
         """Delete a post (a retracted article). A post already gone is not an error."""
-        client = self._tweepy()
+        client = await self._tweepy()
+        api = await self._tweepy_api()
         try:
             await asyncio.to_thread(client.delete_tweet, remote_id, user_auth=True)
-        except tweepy.NotFound:
-            return
         except Exception as exc:
-            raise map_error(exc) from None
+            if api.http_status(exc) == 404:
+                return
+            raise api.map_error(exc) from None
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -444,6 +417,8 @@ class XAdapter(Adapter):
     def _sign(self, method: str, url: str) -> dict[str, str]:
         """OAuth 1.0a HMAC-SHA1 header for `url` (its query is signed; JSON and multipart
         bodies are not part of the signature, RFC 5849 section 3.4.1.3)."""
+        from oauthlib.oauth1 import Client as OAuth1Client  # here: see tweepy_api's docstring
+
         oauth = OAuth1Client(
             self._secret("api_key"),
             client_secret=self._secret("api_secret"),
@@ -550,10 +525,11 @@ class XAdapter(Adapter):
                 " with GET /2/users/me"
             )
             return [SetupCheck(self.name, SetupStatus.SKIPPED, detail)]
+        client = await self._tweepy()
         try:
-            me = await asyncio.to_thread(self._tweepy().get_me, user_auth=True)
+            me = await asyncio.to_thread(client.get_me, user_auth=True)
         except Exception as exc:
-            mapped = map_error(exc)
+            mapped = (await self._tweepy_api()).map_error(exc)
             detail = redact(getattr(mapped, "message", None) or str(mapped))
             return [SetupCheck(self.name, SetupStatus.FAILED, detail)]
         username = getattr(getattr(me, "data", None), "username", None)
@@ -617,49 +593,6 @@ def retry_after(headers: Mapping[str, str], now: float) -> float:
 
 def _int(value: str | None) -> int:
     return int(value) if value and value.strip().isdigit() else 0
-
-
-def map_error(exc: Exception) -> DeliveryError:
-    """Translate tweepy/requests failures into the outbox's vocabulary."""
-    if isinstance(exc, tweepy.HTTPException):
-        return _map_http(exc.response.status_code, exc.response)
-    if isinstance(exc, requests.ConnectTimeout):
-        return TemporaryFailure("X unreachable (connect timeout); nothing was sent")
-    if isinstance(exc, requests.ConnectionError) and _never_connected(exc):
-        return TemporaryFailure("X unreachable (connection refused); nothing was sent")
-    if isinstance(exc, requests.RequestException):
-        # Read timeout, connection reset or cut mid-answer: X may have posted it.
-        return UncertainDelivery(
-            f"no complete answer from X ({type(exc).__name__}); it may have posted"
-        )
-    return UncertainDelivery(f"unexpected error from X: {type(exc).__name__}: {_describe(exc)}")
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
-
-
-def _map_http(status: int, response: requests.Response) -> DeliveryError:
-    detail = _problem_text(response)
-    if status == 429:
-        if "UsageCapExceeded" in detail or "Usage cap exceeded" in detail:
-            # The monthly product cap does not lift in 15 minutes: pause and tell editors.
-            return AuthFailure(f"X usage cap reached for this app: {detail}")
-        return RetryLater(
-            f"X rate limit reached: {detail}", retry_after(response.headers, time.time())
-        )
-    if status == 401:
-        return AuthFailure(f"X refused the credentials: {detail}")
-    if status == 402:
-        return AuthFailure(f"X account has no API credits left: {detail}")
-    if status == 403:
-        if PER_POST_403.search(detail):
-            return PermanentFailure(f"X refused this post: {detail}")
-        return AuthFailure(f"X forbids this app or account to post: {detail}")
-    if status >= 500:
-        return TemporaryFailure(f"X server error {status}: {detail}")
-    return PermanentFailure(f"X rejected the post ({status}): {detail}")
 
 
 ADAPTER = XAdapter
