@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from bot.tls import verified_context
+
 #: Idle connections are dropped before the 5 s keep-alive of Apache, uvicorn and many
 #: proxies: a request sent on a connection the server closes at that instant gets no answer
 #: (a ReadError), and for a post that means "it may have been published" (issue 18: posts
@@ -14,7 +16,9 @@ KEEPALIVE_SECONDS = 4.0
 
 
 def platform_client(timeout: float, **options: Any) -> httpx.AsyncClient:
-    """An httpx client for a platform's API, with the keep-alive above."""
+    """An httpx client for a platform's API, with the keep-alive above and the process's
+    shared TLS context (one CA bundle in memory, not one per client)."""
+    options.setdefault("verify", verified_context())
     return httpx.AsyncClient(
         timeout=timeout, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS), **options
     )

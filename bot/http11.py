@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from bot.netguard import dial_targets
+from bot.tls import verified_context
 
 #: Connections to one origin at a time; a polite ceiling for the many feeds a newsroom serves
 #: from one host.
@@ -109,10 +110,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     def _tls(self) -> ssl.SSLContext:
-        # Built on first https use: loading the CA bundle costs ~10 ms and memory.
+        # Looked up on first https use: loading the CA bundle costs ~10 ms and memory, once.
         if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()
-            self._ssl_context.set_alpn_protocols(["http/1.1"])
+            self._ssl_context = verified_context()
         return self._ssl_context
 
     def _pool(self, origin: tuple[str, str, int]) -> _OriginPool:

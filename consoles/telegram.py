@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import InvalidToken, RetryAfter, TelegramError
 
-from adapters.telegram.bot_api import verify_chat
+from adapters.telegram.bot_api import tls_request, verify_chat
 from bot.config_types import telegram_chat_id
 from bot.desk import Desk, Editor, Reply, parse_id
 from bot.logs import escape_log
@@ -80,7 +80,7 @@ class TelegramConsole(Console):
     ) -> None:
         super().__init__(settings, secrets, desk)
         base = settings.api_base.rstrip("/")
-        self.bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
+        self.bot = _bot(secrets["token"].get(), base)
         self.editing: dict[int, int] = {}  # user id -> delivery id whose text they are writing
         self.offset = 0
         self.chat_ids = {str(settings.chat_id)}
@@ -294,13 +294,19 @@ class TelegramConsole(Console):
     ) -> list[SetupCheck]:
         """Can the bot read and write the editors' chat? (no console, store or post needed)"""
         base = settings.api_base.rstrip("/")
-        bot = Bot(secrets["token"].get(), base_url=f"{base}/bot")
+        bot = _bot(secrets["token"].get(), base)
         try:
             ok, detail = await verify_chat(bot, settings.chat_id)
         finally:
             with contextlib.suppress(Exception):
                 await bot.shutdown()
         return [SetupCheck("editors' chat", SetupStatus.OK if ok else SetupStatus.FAILED, detail)]
+
+
+def _bot(token: str, base: str) -> Bot:
+    return Bot(
+        token, base_url=f"{base}/bot", request=tls_request(), get_updates_request=tls_request()
+    )
 
 
 CONSOLE = TelegramConsole

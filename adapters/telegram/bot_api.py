@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from telegram import Bot, LinkPreviewOptions, Message
@@ -35,6 +35,7 @@ from bot.outcomes import (
     UncertainDelivery,
 )
 from bot.secrets import redact
+from bot.tls import verified_context
 
 if TYPE_CHECKING:
     from adapters.telegram import TelegramSettings
@@ -63,6 +64,12 @@ _PHOTO_PROBLEMS = (
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def tls_request(**options: Any) -> HTTPXRequest:
+    """python-telegram-bot's request layer (HTTPXRequest's defaults unless given) on the
+    process's shared TLS context, not a CA bundle of its own per client."""
+    return HTTPXRequest(**options, httpx_kwargs={"verify": verified_context()})
+
+
 class TelegramClient:
     """One target's Bot, its getMe done; every failure raises a bot.outcomes error."""
 
@@ -74,7 +81,7 @@ class TelegramClient:
     async def open(cls, settings: TelegramSettings, token: str) -> TelegramClient:
         base = settings.api_base.rstrip("/")
         timeout = settings.timeout
-        request = HTTPXRequest(
+        request = tls_request(
             connection_pool_size=8,
             read_timeout=timeout,
             write_timeout=timeout,
@@ -87,7 +94,8 @@ class TelegramClient:
             base_url=f"{base}/bot",
             base_file_url=f"{base}/file/bot",
             request=request,
-            get_updates_request=HTTPXRequest(connection_pool_size=1),
+            # Never used by a target (it reads no updates), but Bot makes one if not given.
+            get_updates_request=tls_request(connection_pool_size=1),
         )
         try:
             await bot.initialize()
