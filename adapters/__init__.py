@@ -35,6 +35,10 @@ A new platform `<name>` is:
      `publish(post, ctx)` (the one publishing request); the base's send runs them in turn.
    - optional: `check()` (cheap read-only probe), `edit(remote_id, post)`,
      `delete(remote_id)`, `cost(post)` (money per post), `aclose()`.
+   - A platform library (python-telegram-bot, tweepy) is imported at the target's first
+     call, not at start-up: keep its calls in a module of the package (adapters/telegram/
+     bot_api.py, adapters/x/tweepy_api.py) that maps its errors into bot.outcomes, name it in
+     `deferred_imports` (check-config imports it) and load it with `import_deferred`.
 4. A stand-in `standins/<name>.py`: the platform's API on 127.0.0.1 with its real limits and
    error shapes, and a `HARNESS` implementing standins/contract.py's `Harness`. Then
    tests/test_contract.py runs the shared contract (link, hostile text, 401/429/refused/timeout,

@@ -6,9 +6,13 @@ An adapter knows one platform and nothing of feeds: it turns an Article into a R
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, ClassVar
 
 from bot.hashtags import article_hashtags
@@ -53,6 +57,13 @@ class SendContext:
         await self._store(self.progress)
 
 
+async def import_deferred(module: str) -> ModuleType:
+    """One of an adapter's `deferred_imports`, imported in a worker thread the first time: a
+    platform library takes a tenth of a second or more of CPU to import, and polls and other
+    targets go on meanwhile."""
+    return sys.modules.get(module) or await asyncio.to_thread(importlib.import_module, module)
+
+
 class Adapter(ABC):
     """One platform. Subclasses set the class attributes and implement render and send."""
 
@@ -65,6 +76,9 @@ class Adapter(ABC):
     #: What find_published() reads back ("" if nothing: uncertain posts go to editors).
     read_back: ClassVar[str] = ""
     Settings: ClassVar[type[TargetSettings]] = TargetSettings
+    #: Modules the adapter imports at its first call rather than at start-up (its platform
+    #: library); `newsbot check-config` imports them, so a broken install shows there.
+    deferred_imports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

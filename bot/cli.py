@@ -176,15 +176,24 @@ def _has_request(exc: Any) -> bool:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     # What `run` would import, and what it imports later (the extraction stack at the first
-    # article, Pillow at the first image, twitter-text at the first X or Mastodon render):
+    # article, Pillow at the first image, twitter-text at the first X or Mastodon render,
+    # Jinja2 at the first template, each target's platform library at its first call):
     # a broken installation is found here, not at the first post.
+    import importlib
+
     import htmldate  # noqa: F401
     import PIL.Image  # noqa: F401
     import trafilatura  # noqa: F401
     import twitter_text  # noqa: F401
 
     import bot.language_model
-    import bot.service  # noqa: F401
+    import bot.service
+    import bot.template_sandbox  # noqa: F401
+    from adapters import adapter_class
+
+    for platform in sorted({target.platform for target in config.targets}):
+        for module in adapter_class(platform).deferred_imports:
+            importlib.import_module(module)
 
     print(f"{_config_path(args)}: OK")
     print(f"  outlet:   {config.outlet.name} {config.outlet.url}")

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import html
-import importlib
-import sys
 import time
 from dataclasses import replace
 from html.parser import HTMLParser
-from types import ModuleType
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from adapters.base import Adapter, SendContext
+from adapters.base import Adapter, SendContext, import_deferred
 from bot.config_types import telegram_chat_id
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import AuthFailure, DeliveryError, SetupCheck, SetupStatus
@@ -135,10 +132,15 @@ def compose(title: str, lead: str, tags: list[str], url: str, label: str, limit:
     return "\n\n".join(b for b in blocks if b)
 
 
+#: python-telegram-bot's side of the adapter, imported at the first call (see bot_api.py).
+_BOT_API = "adapters.telegram.bot_api"
+
+
 class TelegramAdapter(Adapter):
     platform: ClassVar[str] = "telegram"
     hyperlinks: ClassVar[bool] = True
     Settings: ClassVar[type[TargetSettings]] = TelegramSettings
+    deferred_imports: ClassVar[tuple[str, ...]] = (_BOT_API,)
     settings: TelegramSettings
 
     def init_state(self) -> None:
@@ -174,7 +176,7 @@ class TelegramAdapter(Adapter):
 
     async def _client(self) -> TelegramClient:
         if self._bot is None:
-            api = await _bot_api()
+            api = await import_deferred(_BOT_API)
             self._bot = await api.TelegramClient.open(self.settings, self.secrets["token"].get())
         return self._bot
 
@@ -223,15 +225,6 @@ class TelegramAdapter(Adapter):
             return [SetupCheck(self.name, SetupStatus.FAILED, redact(exc.message))]
         ok, detail = await client.verify()
         return [SetupCheck(self.name, SetupStatus.OK if ok else SetupStatus.FAILED, detail)]
-
-
-_BOT_API = "adapters.telegram.bot_api"
-
-
-async def _bot_api() -> ModuleType:
-    """The module that calls python-telegram-bot, imported at a target's first call and off
-    the event loop (the import takes a fifth of a second of CPU; polls go on meanwhile)."""
-    return sys.modules.get(_BOT_API) or await asyncio.to_thread(importlib.import_module, _BOT_API)
 
 
 ADAPTER = TelegramAdapter

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import logging
 import re
-import sys
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -37,7 +35,7 @@ from pydantic import Field, field_validator
 
 from adapters._cards import image_mime
 from adapters._http import platform_client
-from adapters.base import Adapter, SendContext
+from adapters.base import Adapter, SendContext, import_deferred
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     CannotTell,
@@ -190,6 +188,7 @@ class XAdapter(Adapter):
     #: No key, but X refuses to repeat a recent post's text: a resend cannot post twice.
     idempotent: ClassVar[bool] = True
     Settings: ClassVar[type[TargetSettings]] = XSettings
+    deferred_imports: ClassVar[tuple[str, ...]] = (_TWEEPY_API,)
     settings: XSettings
 
     def init_state(self) -> None:
@@ -254,12 +253,9 @@ class XAdapter(Adapter):
         return self._client
 
     async def _tweepy_api(self) -> ModuleType:
-        """adapters.x.tweepy_api, imported at the first call and off the event loop (tweepy
-        with requests and oauthlib takes about a tenth of a second of CPU to import)."""
+        """adapters.x.tweepy_api (tweepy, requests and oauthlib), imported at the first call."""
         if self._api is None:
-            self._api = sys.modules.get(_TWEEPY_API) or await asyncio.to_thread(
-                importlib.import_module, _TWEEPY_API
-            )
+            self._api = await import_deferred(_TWEEPY_API)
         return self._api
 
     def _httpx(self) -> httpx.AsyncClient:
