@@ -116,6 +116,9 @@ app = Starlette(
 
 
 def main() -> None:
+    from bench.polling import die_with_parent
+
+    die_with_parent()
     port, hosts = int(sys.argv[1]), int(sys.argv[3]) if len(sys.argv) > 3 else 1
     sockets = []
     for host in range(1, hosts + 1):

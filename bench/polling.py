@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import http.client
 import json
 import os
 import resource
@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bench import samples
 
@@ -55,9 +53,13 @@ BIG_ENTRIES = 100_000
 PEERS = ("newsbot", "reader", "bare")
 
 
-def _die_with_parent() -> None:
-    """In a child, before exec: SIGKILL when the parent dies, even by SIGKILL, so a killed
-    benchmark leaves no run or feed server behind to load the machine (Linux prctl)."""
+def die_with_parent() -> None:
+    """SIGKILL this process when its parent dies, even by SIGKILL, so a killed benchmark
+    leaves no run or feed server behind to load the machine (Linux prctl). Called by a feed
+    server itself, and before exec in a run's child. ctypes is imported here, not at the top:
+    a measured run should not hold it (it is imported in the parent before forking a run)."""
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -71,14 +73,13 @@ def _port() -> int:
 def _start_server(feeds: int, hosts: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     port = _port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.feed_server", str(port), str(feeds), str(hosts)],
-        preexec_fn=_die_with_parent,
-    )
+        [sys.executable, "-m", "bench.feed_server", str(port), str(feeds), str(hosts)]
+    )  # the server calls die_with_parent() itself
     for _ in range(400):
         try:
-            httpx.get(f"http://127.0.0.1:{port}/feed/0", timeout=1)
+            _call(port, "GET", "/feed/0")
             return process, port
-        except httpx.HTTPError:
+        except OSError:
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("feed server did not start")
@@ -89,7 +90,18 @@ def _urls(port: int, feeds: int, hosts: int) -> list[str]:
 
 
 def _bump(port: int) -> None:
-    httpx.post(f"http://127.0.0.1:{port}/bump", params={"n": NEW_ITEMS})
+    _call(port, "POST", f"/bump?n={NEW_ITEMS}")
+
+
+def _call(port: int, method: str, path: str) -> None:
+    """One request to the feed server. http.client, not httpx: httpx's default transport
+    (httpcore, h11, a CA bundle) would add its memory to the measured run's."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, path)
+        connection.getresponse().read()
+    finally:
+        connection.close()
 
 
 def _rss_mb(field: str = "VmRSS") -> float:
@@ -271,9 +283,9 @@ async def _big(port: int, entries: int) -> dict[str, Any]:
     try:
         for step in ("first", "not_modified", "unchanged_no_etag", "one_new"):
             if step == "unchanged_no_etag":
-                httpx.post(f"{server}/big-etag", params={"on": "0"})
+                _call(port, "POST", "/big-etag?on=0")
             if step == "one_new":
-                httpx.post(f"{server}/bump-big")
+                _call(port, "POST", "/bump-big")
             with _Clock() as clock:
                 report = await service.pipeline.poll(service.config.sources[0])
             out[step] = {
@@ -303,13 +315,15 @@ def _child(arguments: list[str], timeout: float) -> dict[str, Any]:
     """Run `python -m bench.polling ARGUMENTS` in its own session; its last stdout line as JSON,
     or {"failed": why}. On a timeout, or when this process is stopped, the whole session (the
     child and its feed server) is killed, so nothing is left serving or polling."""
+    import ctypes  # noqa: F401  (for die_with_parent: not imported between fork and exec)
+
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.polling", *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     try:
         out, err = child.communicate(timeout=timeout)

@@ -6,8 +6,8 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-
-import regex
+from functools import cache
+from typing import Any
 
 from bot.hashtags import HashtagPolicy, editor_hashtags
 
@@ -79,7 +79,7 @@ def trim_text(
     # the work bounded, and boundaries before the window's end are the whole text's.
     window = text[: lo + len(ellipsis) + _GRAPHEME_LOOKAHEAD]
     bounds = {0}
-    bounds.update(m.end() for m in _GRAPHEME.finditer(window))
+    bounds.update(m.end() for m in _grapheme().finditer(window))
     cjk = is_cjk_text(window)
     # A whole sentence needs no ellipsis, so it may use the ellipsis's room too.
     ends = _CJK_SENTENCE_END if cjk else _SENTENCE_END
@@ -109,8 +109,15 @@ def trim_text(
     return stem + ellipsis if stem else ""
 
 
-# One extended grapheme cluster (Unicode's user-perceived character).
-_GRAPHEME = regex.compile(r"\X")
+@cache
+def _grapheme() -> Any:
+    """One extended grapheme cluster (Unicode's user-perceived character). The regex module
+    (1.5 MB) is imported at the first cut, not at start-up: polling never cuts text."""
+    import regex
+
+    return regex.compile(r"\X")
+
+
 _GRAPHEME_LOOKAHEAD = 64
 # Where words part: white space, but not a no-break space ("10 km" stays whole).
 _WORD_GAP = re.compile(r"[^\S\u00a0\u202f\u2007]")
