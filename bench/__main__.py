@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import article_cost, latency, polling, samples
+from bench import article_cost, daemon, latency, polling, samples
 from bench import report as bench_report
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -75,6 +75,10 @@ def measure(
             retry_failed=args.retry_failed,
             after_group=write,
         )
+    if not args.no_polling:
+        print("start-up memory with a typical config ...", flush=True)
+        daemon.measure(store, runs, retry_failed=args.retry_failed)
+        write()
     if not (args.quick or args.no_big):
         print(f"one feed of {args.big_entries:,} entries ...", flush=True)
         polling.big_case(store, args.big_entries, retry_failed=args.retry_failed)
@@ -82,11 +86,17 @@ def measure(
 
 def merged(paths: list[Path]) -> dict[str, Any]:
     """Figures saved by several partial runs (--json), as one run's."""
-    figures: dict[str, Any] = {"cost": None, "lat": None, "polls": [], "big": None}
+    figures: dict[str, Any] = {
+        "cost": None,
+        "lat": None,
+        "polls": [],
+        "big": None,
+        "daemon": None,
+    }
     for path in paths:
         part = json.loads(path.read_text())
         figures["polls"] += part.get("polls") or []
-        for key in ("cost", "lat", "big"):
+        for key in ("cost", "lat", "big", "daemon"):
             figures[key] = figures[key] or part.get(key)
     return figures
 
@@ -98,6 +108,7 @@ def with_samples(figures: dict[str, Any], store: Path | None) -> dict[str, Any]:
     return figures | {
         "polls": polls or figures["polls"],
         "big": samples.big(found) or figures["big"],
+        "daemon": daemon.summary(found) or figures.get("daemon"),
     }
 
 
@@ -157,7 +168,7 @@ def report(figures: dict[str, Any], notes: dict[str, str], carry_from: Path | No
         if lat is not None
         else bench_report.carried_push_p95(carried.get("## Latency", []))
     )
-    lines += bench_report.polling_lines(polls, big, push_p95, notes)
+    lines += bench_report.polling_lines(polls, big, push_p95, notes, figures.get("daemon"))
     if cost is not None:
         lines += [
             "## Per-article CPU cost (saved real pages, no network)",
@@ -258,7 +269,7 @@ def main() -> None:
     base = (
         merged(args.from_json)
         if args.from_json
-        else {"cost": None, "lat": None, "polls": [], "big": None}
+        else {"cost": None, "lat": None, "polls": [], "big": None, "daemon": None}
     )
     # the previous report is read once, before this run first rewrites it
     carry = args.carry_from.read_text(encoding="utf-8") if args.carry_from.exists() else None

@@ -441,7 +441,11 @@ def big_case(store: Path, entries: int = BIG_ENTRIES, retry_failed: bool = False
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "big":
+    if sys.argv[1] == "daemon":
+        from bench.daemon import run_one as start_case
+
+        print(json.dumps(start_case(sys.argv[2])))
+    elif sys.argv[1] == "big":
         process, port = _start_server(1)
         try:
             print(json.dumps(asyncio.run(_big(port, int(sys.argv[2])))))

@@ -8,6 +8,8 @@ Line kinds:
 - {"kind": "poll", "feeds", "hosts", "peer", "run", ...}: one run of one peer, with its
   figures, or with "failed": why (a timeout, an exit status, polls that did not succeed).
 - {"kind": "big", "entries", ...}: the one-feed case, likewise.
+- {"kind": "daemon", "how", "run", "rss_mb"}: start-up memory with a typical config
+  (bench.daemon), likewise.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def key(sample: Sample) -> tuple[Any, ...]:
     """What makes a sample the same run as another (a restarted run skips it)."""
     if sample["kind"] == "big":
         return ("big", sample["entries"])
+    if sample["kind"] == "daemon":
+        return ("daemon", sample["how"], sample["run"])
     return ("poll", sample["feeds"], sample["hosts"], sample["peer"], sample["run"])
 
 

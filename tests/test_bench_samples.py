@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench import daemon as daemon_case
 from bench import polling, report, samples
 
 
@@ -132,7 +133,38 @@ def test_the_report_says_which_peers_are_short_or_failed_and_by_how_much_goals_a
     assert "by 2.00× the allowed 1.50 s, 1.50 s of CPU" in text and "Why: parses twice" in text
     assert "Not judged. peak RSS at 30,000 feeds: newsbot has no successful run there." in text
     assert "Not judged. the 100,000-entry feed not run." in text
-    assert "Met. 1,000 feeds, 1 host: start RSS: 60 MB (goal under 70 MB)." in text
+    # start-up memory is judged on the typical config's `newsbot run`, here not measured
+    assert "Not judged. typical config: `newsbot run`: not run." in text
+
+
+def test_start_up_memory_is_judged_on_newsbot_run_with_the_service_beside_it(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "poll.jsonl"
+    for run, (service, daemon) in enumerate(((66.0, 80.0), (67.0, 82.0), (68.0, 81.0)), 1):
+        samples.append(store, {"kind": "daemon", "how": "service", "run": run, "rss_mb": service})
+        samples.append(store, {"kind": "daemon", "how": "run", "run": run, "rss_mb": daemon})
+    samples.append(store, {"kind": "daemon", "how": "run", "run": 4, "failed": "exit status 2"})
+    found = samples.load(store)
+    assert ("daemon", "run", 2) in samples.done(found)
+
+    figures = daemon_case.summary(found)
+
+    assert figures == {
+        "service": {"runs": 3, "failures": [], "rss_mb": 67.0},
+        "run": {"runs": 3, "failures": ["exit status 2"], "rss_mb": 81.0},
+    }
+    text = "\n".join(report.polling_lines([], None, None, {"start_rss": "telegram"}, figures))
+    assert "| service | 3 | 67.0 MB |" in text
+    assert "| `newsbot run` | 3 (1 failed) | 81.0 MB |" in text
+    assert (
+        "**Missed** by 1.16× the limit, 11 MB over. typical config: `newsbot run`: 81 MB (goal "
+        "under 70 MB); the service alone, before its setup check: 67 MB. Why: telegram"
+    ) in text
+    lower = {how: m | {"rss_mb": 60.0} for how, m in figures.items()}
+    assert "- Met. typical config: `newsbot run`: 60 MB" in "\n".join(
+        report.polling_lines([], None, None, {}, lower)
+    )
 
 
 def test_the_big_feed_and_its_goals_are_reported() -> None:
@@ -203,3 +235,11 @@ def test_a_run_whose_polls_did_not_all_succeed_is_a_failure() -> None:
     assert polling.problem(sample) is None
     sample["cycle2"]["new"] = 3
     assert polling.problem(sample) == "cycle 2: 3 of 10 new items found"
+
+
+def test_the_typical_config_case_measures_a_real_newsbot_run() -> None:
+    """bench.daemon starts `python -m bot run` and waits for the log lines that end its
+    start-up (every setup check, every feed's first poll): if they change, this fails fast
+    instead of the benchmark waiting out its timeout."""
+    measured = daemon_case.run_one("run")
+    assert 20 < measured["rss_mb"] <= measured["peak_mb"] < 1000
