@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import InvalidToken, RetryAfter, TelegramError
 
-from adapters.telegram.bot_api import tls_request, verify_chat
+from adapters.telegram.bot_api import telegram_request, verify_chat
 from bot.config_types import telegram_chat_id
 from bot.desk import Desk, Editor, Reply, parse_id
 from bot.logs import escape_log
@@ -305,7 +305,10 @@ class TelegramConsole(Console):
 
 def _bot(token: str, base: str) -> Bot:
     return Bot(
-        token, base_url=f"{base}/bot", request=tls_request(), get_updates_request=tls_request()
+        token,
+        base_url=f"{base}/bot",
+        request=telegram_request(),
+        get_updates_request=telegram_request(),
     )
 
 

@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from adapters._http import platform_client
-from adapters.telegram.bot_api import tls_request
+from adapters.telegram.bot_api import telegram_request
 from bot.http11 import LeanTransport
 from bot.tls import verified_context
 
@@ -25,7 +25,7 @@ async def test_every_client_shares_one_verified_context(monkeypatch: pytest.Monk
     verified_context.cache_clear()
     try:
         clients = [platform_client(5.0) for _ in range(3)]
-        requests = [tls_request(), tls_request(connection_pool_size=8)]
+        requests = [telegram_request(), telegram_request(connection_pool_size=8)]
         transport = LeanTransport()
         shared = transport._tls()
         assert len(loads) == 1, "the CA bundle was loaded more than once"

@@ -26,6 +26,7 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from adapters import _http
 from bot.models import RenderedPost, SentPost
 from bot.outcomes import (
     AuthFailure,
@@ -64,10 +65,19 @@ _PHOTO_PROBLEMS = (
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def tls_request(**options: Any) -> HTTPXRequest:
-    """python-telegram-bot's request layer (HTTPXRequest's defaults unless given) on the
-    process's shared TLS context, not a CA bundle of its own per client."""
-    return HTTPXRequest(**options, httpx_kwargs={"verify": verified_context()})
+def telegram_request(connection_pool_size: int = 256, **options: Any) -> HTTPXRequest:
+    """python-telegram-bot's request layer (HTTPXRequest's defaults unless given) set up like
+    every platform client (adapters/_http.py): idle connections dropped before a server's 5 s
+    keep-alive closes them under a post (which would leave it "may have been posted"), and
+    the process's shared TLS context instead of a CA bundle per client."""
+    limits = httpx.Limits(
+        max_connections=connection_pool_size, keepalive_expiry=_http.KEEPALIVE_SECONDS
+    )
+    return HTTPXRequest(
+        connection_pool_size=connection_pool_size,
+        **options,
+        httpx_kwargs={"verify": verified_context(), "limits": limits},
+    )
 
 
 class TelegramClient:
@@ -81,7 +91,7 @@ class TelegramClient:
     async def open(cls, settings: TelegramSettings, token: str) -> TelegramClient:
         base = settings.api_base.rstrip("/")
         timeout = settings.timeout
-        request = tls_request(
+        request = telegram_request(
             connection_pool_size=8,
             read_timeout=timeout,
             write_timeout=timeout,
@@ -95,7 +105,7 @@ class TelegramClient:
             base_file_url=f"{base}/file/bot",
             request=request,
             # Never used by a target (it reads no updates), but Bot makes one if not given.
-            get_updates_request=tls_request(connection_pool_size=1),
+            get_updates_request=telegram_request(connection_pool_size=1),
         )
         try:
             await bot.initialize()

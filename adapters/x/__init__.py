@@ -178,6 +178,7 @@ class MediaError(Exception):
 #: How long an uploaded media id may be attached (X: expires_after_secs, 86400); a resumed
 #: delivery uploads again after a bit less.
 MEDIA_LIFETIME = 20 * 3600
+#: tweepy's side of the adapter, imported at the first call (see tweepy_api.py).
 _TWEEPY_API = "adapters.x.tweepy_api"
 READ_BACK_CHECK = "the account's recent posts (GET /2/users/:id/tweets, a billed read)"
 
