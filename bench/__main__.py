@@ -63,7 +63,13 @@ def measure(
         print("per-article cost ...", flush=True)
         figures["cost"] = article_cost.run()
         print("latency ...", flush=True)
-        figures["lat"] = latency.run(10 if args.quick else 30, 3 if args.quick else 6)
+        try:
+            figures["lat"] = latency.run(10 if args.quick else 30, 3 if args.quick else 6)
+        except RuntimeError as error:
+            # an article that missed a platform is a finding to report, not a reason to lose
+            # the polling runs that follow
+            print(f"latency: FAILED, {error}", flush=True)
+            figures["lat"] = {"failed": str(error)}
     if not args.no_polling:
         print(f"polling, samples in {store} ...", flush=True)
         polling.run(
@@ -144,7 +150,14 @@ def report(figures: dict[str, Any], notes: dict[str, str], carry_from: Path | No
             f"{origin or 'the previous report'}.",
             "",
         ]
-    if lat is not None:
+    if lat is not None and lat.get("failed"):
+        lines += [
+            "## Latency from publication to posted on all seven platforms",
+            "",
+            f"Failed: {lat['failed']}.",
+            "",
+        ]
+    elif lat is not None:
         lines += [
             "## Latency from publication to posted on all seven platforms",
             "",
@@ -164,7 +177,7 @@ def report(figures: dict[str, Any], notes: dict[str, str], carry_from: Path | No
     else:
         lines += carried.get("## Latency", [])
     push_p95 = (
-        lat["push"]["p95_s"]
+        (None if lat.get("failed") else lat["push"]["p95_s"])
         if lat is not None
         else bench_report.carried_push_p95(carried.get("## Latency", []))
     )
