@@ -8,8 +8,10 @@ python-telegram-bot type.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -135,10 +137,8 @@ class TelegramClient:
             "disable_notification": s.disable_notification,
             "parse_mode": "HTML",
         }
-        try:
+        with _mapped():
             message = await self._send_with_fallback(post, common)
-        except TelegramError as exc:
-            raise _map_error(exc) from None
         remote_id = f"{message.chat_id}/{message.message_id}"
         return SentPost(remote_id=remote_id, remote_url=_link(message))
 
@@ -162,7 +162,7 @@ class TelegramClient:
     async def edit(self, remote_id: str, post: RenderedPost) -> None:
         bot = self.bot
         chat_id, message_id = _split_remote_id(remote_id)
-        try:
+        with _mapped(ignore="message is not modified"):  # an edit already made
             if post.image_url:
                 await bot.edit_message_caption(
                     chat_id=chat_id, message_id=message_id, caption=post.text, parse_mode="HTML"
@@ -175,30 +175,16 @@ class TelegramClient:
                     parse_mode="HTML",
                     link_preview_options=self._preview(post),
                 )
-        except BadRequest as exc:
-            if "message is not modified" in exc.message.lower():
-                return
-            raise _map_error(exc) from None
-        except TelegramError as exc:
-            raise _map_error(exc) from None
 
     async def delete(self, remote_id: str) -> None:
         bot = self.bot
         chat_id, message_id = _split_remote_id(remote_id)
-        try:
+        with _mapped(ignore="message to delete not found"):  # already gone
             await bot.delete_message(chat_id=chat_id, message_id=message_id)
-        except BadRequest as exc:
-            if "message to delete not found" in exc.message.lower():
-                return
-            raise _map_error(exc) from None
-        except TelegramError as exc:
-            raise _map_error(exc) from None
 
     async def check(self) -> bool:
-        try:
+        with _mapped():
             await self.bot.get_me()
-        except TelegramError as exc:
-            raise _map_error(exc) from None
         return True
 
     async def verify(self) -> tuple[bool, str]:
@@ -222,6 +208,19 @@ def _link(message: Message) -> str | None:
     if str(chat.id).startswith("-100"):
         return f"https://t.me/c/{internal}/{message.message_id}"
     return None
+
+
+@contextlib.contextmanager
+def _mapped(ignore: str = "") -> Iterator[None]:
+    """python-telegram-bot's errors raised as bot.outcomes; a BadRequest whose message holds
+    `ignore` is no error (what was asked is already so)."""
+    try:
+        yield
+    except BadRequest as exc:
+        if not (ignore and ignore in exc.message.lower()):
+            raise _map_error(exc) from None
+    except TelegramError as exc:
+        raise _map_error(exc) from None
 
 
 def _map_error(exc: TelegramError) -> Exception:
