@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from twitter_text import parse_tweet
 
+from adapters.base import SendContext
 from adapters.x import XAdapter, clean, weighted_length
 from bot.models import Article, RenderedPost
 from bot.outcomes import (
@@ -785,3 +786,21 @@ async def test_a_post_after_a_pause_does_not_ride_a_connection_the_server_drops(
         await server.wait_closed()
     assert (first.remote_id, second.remote_id) == ("1001", "1002")
     assert len(answered) == 2
+
+
+async def test_tweepy_fails_in_prepare_not_in_publish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The platform library is loaded in prepare(), before the post is committed `sending`:
+    an install without it fails a step that published nothing (retried, not 'may have
+    been posted')."""
+    import adapters.x as x_module
+
+    async def missing(module: str) -> None:
+        raise ModuleNotFoundError(f"No module named {module!r}")
+
+    monkeypatch.setattr(x_module, "import_deferred", missing)
+    adapter = make_adapter("http://127.0.0.1:9")
+    post = RenderedPost(
+        "x-main", "x", "https://sample.example/a", "A headline https://sample.example/a"
+    )
+    with pytest.raises(ModuleNotFoundError, match=r"adapters\.x\.tweepy_api"):
+        await adapter.prepare(post, SendContext())

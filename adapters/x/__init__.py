@@ -268,11 +268,14 @@ class XAdapter(Adapter):
         return self.measure_in(PLAIN, post)
 
     async def prepare(self, post: RenderedPost, ctx: SendContext) -> None:
-        """The text check and the image upload (media ids stay usable for a day): nothing is
-        posted. A restart reuses a saved media id."""
+        """The text check, tweepy loaded, and the image upload (media ids stay usable for a
+        day): nothing is posted. A restart reuses a saved media id."""
         problem = tweet_problem(post.text)
         if problem:
             raise PermanentFailure(problem)
+        # tweepy is loaded and the client built here, before the post is committed `sending`:
+        # a broken install then fails a step that published nothing.
+        await self._tweepy()
         uploaded = float(ctx.progress.get("media_uploaded") or 0)
         if not post.image_url or (
             ctx.progress.get("media_id") and time.time() - uploaded < MEDIA_LIFETIME
