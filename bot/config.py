@@ -21,6 +21,7 @@ from bot.models import Article
 from bot.render import ProblemKind, RenderProblem, render_for
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
+from bot.store.base import DRIVERS
 from bot.targets import Outlet, TargetSettings
 from bot.webdesk.settings import DeskConfig
 from consoles import console_class
@@ -647,15 +648,6 @@ def _cross_checks(
     return found
 
 
-# The drivers newsbot runs on asyncio with (bot.store.base.async_url maps the synchronous
-# defaults to them); any other driver would block the event loop or is not installed.
-_DATABASE_DRIVERS = {
-    "sqlite": ("pysqlite", "aiosqlite"),
-    "postgresql": ("psycopg2", "psycopg", "psycopg_async"),
-    "postgres": ("psycopg2", "psycopg", "psycopg_async"),
-}
-
-
 def _check_database(url: Any) -> list[tuple[Path, str]]:
     """The database URL parses, names a supported database, and for SQLite the file's folder
     exists and is writable. Nothing is created."""
@@ -667,11 +659,10 @@ def _check_database(url: Any) -> list[tuple[Path, str]]:
         parsed = make_url(url)
     except ArgumentError:
         return [(where, f"{url!r} is not a database URL; {hint}")]
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql", "postgres"):
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in DRIVERS:
         return [(where, f"unsupported database {backend!r}; {hint}")]
-    driver = parsed.drivername.partition("+")[2]
-    if driver and driver not in _DATABASE_DRIVERS[backend]:
+    if driver not in DRIVERS[backend][0]:
         return [(where, f"unsupported {backend} driver {driver!r}; {hint}")]
     if backend != "sqlite":
         return []

@@ -15,15 +15,23 @@ from sqlalchemy.engine import make_url
 from bot.store.aio import AsyncConnection, AsyncEngine, create_async_engine
 from bot.store.schema import ADDED_COLUMNS, metadata
 
+#: Per database in a URL: the drivers newsbot accepts there (none named is "") and the
+#: asyncio driver it runs them on. Any other driver would block the event loop or is not
+#: installed; the config check refuses it (bot.config).
+DRIVERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "sqlite": (("", "pysqlite", "aiosqlite"), "sqlite+aiosqlite"),
+    "postgresql": (("", "psycopg2", "psycopg", "psycopg_async"), "postgresql+psycopg_async"),
+}
+DRIVERS["postgres"] = DRIVERS["postgresql"]
+
 
 def async_url(url: str) -> str:
     """Map a plain SQLAlchemy URL to its asyncio driver (aiosqlite, psycopg's async mode)."""
     parsed = make_url(url)
     backend, _, driver = parsed.drivername.partition("+")
-    if backend == "sqlite" and driver in ("", "pysqlite"):
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    elif backend in ("postgresql", "postgres") and driver in ("", "psycopg2", "psycopg"):
-        parsed = parsed.set(drivername="postgresql+psycopg_async")
+    accepted, asyncio_driver = DRIVERS.get(backend, ((), ""))
+    if driver in accepted:
+        parsed = parsed.set(drivername=asyncio_driver)
     return parsed.render_as_string(hide_password=False)
 
 
