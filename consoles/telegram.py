@@ -13,10 +13,10 @@ import warnings
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import InvalidToken, RetryAfter, TelegramError
 
-from adapters.telegram.bot_api import telegram_request, verify_chat
+from adapters.telegram.bot_api import new_bot, verify_chat
 from bot.config_types import telegram_chat_id
 from bot.desk import Desk, Editor, Reply, parse_id
 from bot.logs import escape_log
@@ -79,8 +79,7 @@ class TelegramConsole(Console):
         self, settings: TelegramConsoleSettings, secrets: dict[str, Secret], desk: Desk
     ) -> None:
         super().__init__(settings, secrets, desk)
-        base = settings.api_base.rstrip("/")
-        self.bot = _bot(secrets["token"].get(), base)
+        self.bot = new_bot(secrets["token"].get(), settings.api_base)
         self.editing: dict[int, int] = {}  # user id -> delivery id whose text they are writing
         self.offset = 0
         self.chat_ids = {str(settings.chat_id)}
@@ -293,23 +292,13 @@ class TelegramConsole(Console):
         settings: TelegramConsoleSettings, secrets: dict[str, Secret]
     ) -> list[SetupCheck]:
         """Can the bot read and write the editors' chat? (no console, store or post needed)"""
-        base = settings.api_base.rstrip("/")
-        bot = _bot(secrets["token"].get(), base)
+        bot = new_bot(secrets["token"].get(), settings.api_base)
         try:
             ok, detail = await verify_chat(bot, settings.chat_id)
         finally:
             with contextlib.suppress(Exception):
                 await bot.shutdown()
         return [SetupCheck("editors' chat", SetupStatus.OK if ok else SetupStatus.FAILED, detail)]
-
-
-def _bot(token: str, base: str) -> Bot:
-    return Bot(
-        token,
-        base_url=f"{base}/bot",
-        request=telegram_request(),
-        get_updates_request=telegram_request(),
-    )
 
 
 CONSOLE = TelegramConsole

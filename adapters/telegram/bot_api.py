@@ -82,6 +82,20 @@ def telegram_request(connection_pool_size: int = 256, **options: Any) -> HTTPXRe
     )
 
 
+def new_bot(token: str, api_base: str, request: HTTPXRequest | None = None) -> Bot:
+    """A Bot on `api_base` (Telegram's, a local Bot API server or a stand-in), its requests
+    made by telegram_request. getUpdates gets a one-connection request of its own: Bot
+    requires one, and updates are read one long poll at a time."""
+    base = api_base.rstrip("/")
+    return Bot(
+        token,
+        base_url=f"{base}/bot",
+        base_file_url=f"{base}/file/bot",
+        request=request or telegram_request(),
+        get_updates_request=telegram_request(connection_pool_size=1),
+    )
+
+
 class TelegramClient:
     """One target's Bot, its getMe done; every failure raises a bot.outcomes error."""
 
@@ -91,7 +105,6 @@ class TelegramClient:
 
     @classmethod
     async def open(cls, settings: TelegramSettings, token: str) -> TelegramClient:
-        base = settings.api_base.rstrip("/")
         timeout = settings.timeout
         request = telegram_request(
             connection_pool_size=8,
@@ -101,14 +114,7 @@ class TelegramClient:
             pool_timeout=timeout,
             media_write_timeout=timeout,
         )
-        bot = Bot(
-            token,
-            base_url=f"{base}/bot",
-            base_file_url=f"{base}/file/bot",
-            request=request,
-            # Never used by a target (it reads no updates), but Bot makes one if not given.
-            get_updates_request=telegram_request(connection_pool_size=1),
-        )
+        bot = new_bot(token, settings.api_base, request)
         try:
             await bot.initialize()
         except TelegramError as exc:
