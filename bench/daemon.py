@@ -91,14 +91,10 @@ def _newsbot_run(port: int) -> dict[str, Any]:
             checks += "setup check:" in line
             polled += "first run of source" in line
         time.sleep(1.0)  # the last log line is written before its poll's state is saved
-        status = Path(f"/proc/{daemon.pid}/status").read_text()
-        figures = {
-            field: int(line.split()[1]) / 1024
-            for line in status.splitlines()
-            for field in ("VmRSS", "VmHWM")
-            if line.startswith(f"{field}:")
+        return {
+            "rss_mb": _rss_mb("VmRSS", daemon.pid),
+            "peak_mb": _rss_mb("VmHWM", daemon.pid),
         }
-        return {"rss_mb": figures["VmRSS"], "peak_mb": figures["VmHWM"]}
     finally:
         daemon.terminate()
         try:

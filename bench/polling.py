@@ -104,16 +104,19 @@ def _call(port: int, method: str, path: str) -> None:
         connection.close()
 
 
-def _rss_mb(field: str = "VmRSS") -> float:
-    """This process's RSS (VmRSS) or peak RSS (VmHWM). VmHWM, not ru_maxrss: Linux carries
-    ru_maxrss over from the parent across fork+exec."""
+def _rss_mb(field: str = "VmRSS", pid: int | None = None) -> float:
+    """RSS (VmRSS) or peak RSS (VmHWM) of this process, or of child `pid`. VmHWM, not
+    ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid or 'self'}/status") as status:
             for line in status:
                 if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
-        pass
+        if pid is not None:
+            raise
+    if pid is not None:
+        raise LookupError(f"no {field} for process {pid}")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
