@@ -75,12 +75,6 @@ class AsyncConnection:
     async def close(self) -> None:
         await greenlet_spawn(self.sync_connection.close)
 
-    async def __aenter__(self) -> AsyncConnection:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await _to_completion(self.close())
-
 
 class _Connecting:
     """What `AsyncEngine.connect()` returns: await it for a connection the caller closes,
