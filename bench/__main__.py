@@ -91,7 +91,8 @@ def measure(
 
 
 def merged(paths: list[Path]) -> dict[str, Any]:
-    """Figures saved by several partial runs (--json), as one run's."""
+    """Figures saved by several partial runs (--json), as one run's (none: every figure
+    absent)."""
     figures: dict[str, Any] = {
         "cost": None,
         "lat": None,
@@ -279,11 +280,7 @@ def main() -> None:
     store = args.samples
     if store is None and not (args.from_json or args.report_only):
         store = Path(tempfile.mkdtemp(prefix="newsbot-bench-")) / "polling.jsonl"
-    base = (
-        merged(args.from_json)
-        if args.from_json
-        else {"cost": None, "lat": None, "polls": [], "big": None, "daemon": None}
-    )
+    base = merged(args.from_json or [])  # no files: no figures yet
     # the previous report is read once, before this run first rewrites it
     carry = args.carry_from.read_text(encoding="utf-8") if args.carry_from.exists() else None
     carry_copy = Path(tempfile.mkdtemp(prefix="newsbot-bench-")) / "previous.md"

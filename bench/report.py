@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import daemon as daemon_case
 from bench import polling
 
 NOTES = Path(__file__).with_name("notes.json")
@@ -318,14 +319,12 @@ def polling_lines(
 
 def daemon_lines(daemon: dict[str, Any] | None) -> list[str]:
     """The start-up memory section (bench.daemon's figures)."""
-    from bench import daemon as case
-
     lines = [
         "",
         "### Start-up memory with a typical config",
         "",
-        f"Four targets (Telegram, X, Facebook, Instagram), {case.FEEDS} feeds, the HTTP endpoint "
-        "on; medians of interleaved runs, each in a fresh process. `service`: the service "
+        f"Four targets (Telegram, X, Facebook, Instagram), {daemon_case.FEEDS} feeds, the HTTP "
+        "endpoint on; medians of interleaved runs, each in a fresh process. `service`: the service "
         "started, before its first poll. `newsbot run`: the command itself, once every "
         "target's start-up setup check is logged and every feed polled once (the targets' "
         "APIs refuse connections, so the checks fail at once, after loading what a real "
