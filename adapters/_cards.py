@@ -37,31 +37,61 @@ def font(size: int, weight: str = "Bold") -> ImageFont.FreeTypeFont:
     return face
 
 
-def _background(photo: bytes | None, brand_color: str) -> Image.Image:
+def _fitted_photo(photo: bytes | None) -> Image.Image | None:
+    """The photo cropped to the card's 4:5, or None if there is none or it is not an image."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if photo:
-        try:
-            with Image.open(io.BytesIO(photo)) as image:
-                image.load()
-                return ImageOps.fit(image.convert("RGB"), CARD_SIZE, Image.Resampling.LANCZOS)
-        except (UnidentifiedImageError, OSError, ValueError):
-            pass  # not a usable photo: the brand background instead
-    return Image.new("RGB", CARD_SIZE, brand_color)
+    if not photo:
+        return None
+    try:
+        with Image.open(io.BytesIO(photo)) as image:
+            image.load()
+            return ImageOps.fit(image.convert("RGB"), CARD_SIZE, Image.Resampling.LANCZOS)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None  # not a usable photo: the brand background instead
 
 
-def _shade(card: Image.Image) -> None:
-    """A dark gradient over the lower part so white text stays legible on any photo."""
+def _shade_start(height: int) -> int:
+    return int(height * 0.35)
+
+
+@lru_cache(maxsize=1)
+def _shade_mask(height: int) -> Image.Image:
+    """One column of the shade's opacity, top to bottom: clear above _shade_start, then
+    darkening."""
     from PIL import Image
 
-    height = card.size[1]
-    overlay = Image.new("L", (1, height))
-    start = int(height * 0.35)
-    for y in range(height):
-        overlay.putpixel(
-            (0, y), 0 if y < start else min(220, int((y - start) / (height - start) * 260))
-        )
-    card.paste(Image.new("RGB", card.size, "black"), (0, 0), overlay.resize(card.size))
+    start = _shade_start(height)
+    column = Image.new("L", (1, height))
+    column.putdata(
+        [
+            0 if y < start else min(220, int((y - start) / (height - start) * 260))
+            for y in range(height)
+        ]
+    )
+    return column
+
+
+def _backdrop(photo: bytes | None, brand_color: str) -> Image.Image:
+    """The card's background, the photo or the brand colour, with a dark gradient over the
+    lower part so white text stays legible on any photo."""
+    from PIL import Image
+
+    width, height = CARD_SIZE
+    mask = _shade_mask(height)
+    picture = _fitted_photo(photo)
+    if picture is None:
+        # Every row of a flat background is one colour: shade one column, then widen it (a
+        # whole-card blend is most of a card's CPU).
+        column = Image.new("RGB", (1, height), brand_color)
+        column.paste((0, 0, 0), (0, 0, 1, height), mask)
+        return column.resize(CARD_SIZE, Image.Resampling.NEAREST)
+    start = _shade_start(height)  # the rows above are left clear
+    lower = mask.crop((0, start, 1, height)).resize(
+        (width, height - start), Image.Resampling.NEAREST
+    )
+    picture.paste((0, 0, 0), (0, start, width, height), lower)
+    return picture
 
 
 def _wrap(
@@ -118,8 +148,7 @@ def render_card(
     """A 1080x1350 JPEG card."""
     from PIL import ImageDraw
 
-    card = _background(photo, brand_color)
-    _shade(card)
+    card = _backdrop(photo, brand_color)
     draw = ImageDraw.Draw(card)
     width = CARD_SIZE[0] - 2 * MARGIN
     small = font(34, "SemiBold")

@@ -63,7 +63,7 @@ log = logging.getLogger("newsbot.bluesky")
 MAX_GRAPHEMES = 300
 MAX_BYTES = 3000
 THUMB_MAX_BYTES = 1_000_000
-THUMB_MAX_SIDE = 1200  # the card shows at most about this wide; more is wasted bytes
+THUMB_MAX_SIDE = 1200  # for article photos: the link card shows at most about this wide
 MAX_LANGS = 3
 TAG_MAX_GRAPHEMES = 64
 TAG_MAX_BYTES = 640
@@ -634,7 +634,13 @@ class BlueskyAdapter(Adapter):
                 None,
                 self.settings.brand_color,
             )
-            data = await asyncio.to_thread(make_thumbnail, jpeg)
+            # Drawn here, without the photo: a JPEG far under the limit, uploaded as drawn
+            # (re-encoding it cost twice the drawing).
+            data = (
+                jpeg
+                if len(jpeg) < THUMB_MAX_BYTES
+                else await asyncio.to_thread(make_thumbnail, jpeg)
+            )
         if data is None:
             return None
         try:

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from standins.contract import Fault, Harness, Published, close_port
-from standins.server import LoopbackServer
+from standins.server import LoopbackServer, download
 
 
 @dataclass
@@ -111,8 +111,7 @@ async def fetch_problem(url: str) -> str | None:
     if not url.startswith(("http://", "https://")):
         return "image_url is not a URL"
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.get(url)
+        response = await download(url)
     except httpx.HTTPError:
         return "the image could not be downloaded"
     if response.status_code != 200:

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 
 from standins.contract import Fault as ContractFault
 from standins.contract import Harness, Published, close_port
+from standins.server import download
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -664,8 +665,7 @@ def _api_view(message: dict[str, Any]) -> dict[str, Any]:
 async def _check_photo_url(url: str) -> None:
     """Telegram downloads a photo given by URL; one it cannot fetch as an image is refused."""
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.get(url)
+        response = await download(url)
     except httpx.HTTPError:
         raise TelegramError(400, "Bad Request: failed to get HTTP URL content") from None
     if response.status_code != 200:

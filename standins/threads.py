@@ -36,6 +36,7 @@ from starlette.types import ASGIApp
 
 from standins.contract import MAX_TIMEOUT, Fault, Harness, Published
 from standins.graph import GraphFault, graph_error
+from standins.server import download
 
 TEXT_LIMIT = 500
 LINK_LIMIT = 5
@@ -91,8 +92,7 @@ def link_count(text: str, attachment: str | None) -> int:
 async def image_problem(url: str) -> str | None:
     """What Threads would say about image_url (it downloads the image itself)."""
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.get(url)
+        response = await download(url)
     except httpx.HTTPError:
         return "FAILED_DOWNLOADING_IMAGE"
     if response.status_code != 200:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from adapters._cards import CARD_SIZE
 from adapters.bluesky import (
     BlueskyAdapter,
     XrpcError,
@@ -227,6 +228,8 @@ async def test_card_falls_back_to_the_rendered_card(world: World) -> None:
     blob = world.state.blobs[thumb["ref"]["$link"]]
     with Image.open(io.BytesIO(blob["data"])) as image:
         assert image.format == "JPEG"
+        assert image.size == CARD_SIZE  # uploaded as drawn: well under the size limit
+    assert blob["size"] < 1_000_000
     assert stored["record"]["langs"] == ["az"]
 
 

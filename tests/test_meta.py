@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,24 @@ async def test_first_comment_carries_the_link(meta: Meta) -> None:
     assert comment["media"] == sent.remote_id
     assert comment["message"] == "Source: Sample Times — https://news.example.com/en/news/7"
     await ig.aclose()
+
+
+@pytest.mark.parametrize("color", ["#0b3d91", "#c82828", "#ffffff"])
+def test_card_shade_is_the_same_on_the_brand_colour_and_on_a_photo(color: str) -> None:
+    """A flat background is shaded one column at a time, a photo as a whole: the same colour
+    as a photo must come out the same, clear above 35% of the height, darkening below."""
+    from PIL import ImageChops, ImageColor
+
+    from adapters._cards import CARD_SIZE, _backdrop
+
+    out = io.BytesIO()
+    Image.new("RGB", (800, 1000), color).save(out, "PNG")  # lossless: the exact colour
+    flat = _backdrop(None, color)
+    photo = _backdrop(out.getvalue(), "#000000")
+    assert flat.size == photo.size == CARD_SIZE
+    assert ImageChops.difference(flat, photo).getbbox() is None
+    rows = [flat.getpixel((CARD_SIZE[0] // 2, y)) for y in range(CARD_SIZE[1])]
+    assert rows[0] == rows[int(CARD_SIZE[1] * 0.35) - 1] == ImageColor.getrgb(color)
+    brightness = [sum(rgb) for rgb in rows]
+    assert all(a >= b for a, b in pairwise(brightness))
+    assert brightness[-1] < brightness[0] / 4
