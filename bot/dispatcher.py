@@ -252,6 +252,8 @@ class Dispatcher:
             else:
                 how = f"certainly not posted (read-back: {check}); sending it again"
                 await self.store.confirm_absent(delivery.id, how)
+                # Due again: a drain of this target in progress takes it before it stops.
+                self._look_again.add(delivery.target)
                 await self._recovered(delivery.target)
                 log.info("target %s: %s", delivery.target, how, extra=delivery_fields(delivery))
                 return
@@ -308,9 +310,8 @@ class Dispatcher:
         for _ in range(self.config.batch):
             if self._stopping:
                 return
-            delivery = await self.store.claim_next(
-                target, time.time(), self.config.lease, self.claimer
-            )
+            claim = await self.store.claim_due(target, time.time(), self.config.lease, self.claimer)
+            delivery = claim.delivery
             if delivery is None:
                 return
             decision = await self._timing(adapter, delivery)
@@ -336,6 +337,11 @@ class Dispatcher:
                 log.warning("target %s: outcome not recorded: %s", target, exc)
                 return
             if not keep_going or not self.circuits[target].allows(time.time()):
+                return
+            if not claim.more_due:
+                # Nothing else was due at the claim; what became due since asked this drain
+                # to look again (a new article's wake-up, an editor's retry, a read-back
+                # that found the post absent).
                 return
 
     async def _timing(self, adapter: Adapter, delivery: Delivery) -> Decision:

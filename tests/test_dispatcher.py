@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from adapters.base import Adapter
+from adapters.base import Adapter, SendContext
 from bot.config import DispatchConfig
 from bot.dispatcher import Dispatcher, backoff_delay
 from bot.models import Article, PostLength, RenderedPost, SentPost
@@ -335,3 +335,70 @@ async def test_stop_waits_for_the_pass_in_flight_and_no_pass_starts_after_it(
     assert (await d.run_once()).sent == 0
     statuses = [(await store.delivery(i)).status for i in ids]  # type: ignore[union-attr]
     assert statuses == [DeliveryStatus.SENT, DeliveryStatus.PENDING, DeliveryStatus.PENDING]
+
+
+class ReadBackAdapter(ScriptedAdapter):
+    """Reads the platform back after an unclear answer: the post is certainly not there."""
+
+    read_back: ClassVar[str] = "the scripted platform's recent posts"
+
+    async def find_published(self, post: RenderedPost, ctx: SendContext) -> SentPost | None:
+        return None
+
+
+class CountingStore:
+    """The real store, counting the dispatcher's claims (each one a write transaction)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.claims = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def claim_due(self, *args: Any) -> Any:
+        self.claims += 1
+        return await self.store.claim_due(*args)
+
+
+async def test_a_drain_stops_after_the_last_due_post_without_another_claim(
+    store: Store,
+) -> None:
+    adapter = ScriptedAdapter("t", [])
+    await add(store, adapter, 3)
+    counting = CountingStore(store)
+    d = Dispatcher(counting, {"t": adapter}, DispatchConfig(), claimer="test")  # type: ignore[arg-type]
+    assert (await d.run_once()).sent == 3
+    assert counting.claims == 3  # not a fourth that finds nothing
+    assert (await d.run_once()).sent == 0 and counting.claims == 4
+
+
+async def test_a_post_queued_during_a_drain_goes_out_in_the_same_drain(store: Store) -> None:
+    """The drain knew of nothing more when it claimed; the new post's wake-up (a pass that
+    finds the target being drained) makes it look again before it stops."""
+    adapter = SlowAdapter("t", [])
+    await add(store, adapter, 1)
+    d = dispatcher(store, adapter)
+    passing = asyncio.create_task(d.run_once())
+    while not d.busy():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the first send is in flight
+    late = Article(url="https://s.example/late", title="Late")
+    await queue_post(store, late, adapter.render(late), sort_key=2000.0)
+    woken = await d.run_once(wait=False)  # what the pipeline's wake-up runs
+    assert woken.sent == 0  # it left the target to the drain in progress
+    assert (await passing).sent == 2
+    assert [p.article_url for p in adapter.sent][-1] == late.url
+
+
+async def test_a_read_back_that_finds_the_post_absent_resends_it_in_the_same_drain(
+    store: Store,
+) -> None:
+    """Uncertain, then the platform's read-back says it is certainly not there: it is due
+    again, and the drain takes it before stopping (no wait for the next tick)."""
+    adapter = ReadBackAdapter("t", [raising(UncertainDelivery("timeout"))])
+    (delivery_id,) = await add(store, adapter, 1)
+    report = await dispatcher(store, adapter).run_once()
+    row = await store.delivery(delivery_id)
+    assert row is not None and row.status == DeliveryStatus.SENT
+    assert report.sent == 1 and len(adapter.sent) == 1 and not adapter.script

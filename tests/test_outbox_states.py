@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bot.models import Article, RenderedPost
 from bot.store import (
     TRANSITIONS,
+    Claim,
     DeliveryStatus,
     IllegalTransition,
     Move,
@@ -168,3 +169,29 @@ async def test_claim_and_expire_lease_follow_the_table(store: Store) -> None:
 async def test_a_move_on_a_missing_delivery_is_refused(store: Store) -> None:
     with pytest.raises(IllegalTransition, match="delivery 999 does not exist; cannot skip it"):
         await store.skip(999, "no such")
+
+
+async def test_claim_due_tells_whether_another_delivery_was_due_behind(store: Store) -> None:
+    assert await store.claim_due("t7", time.time(), 60, "test") == Claim(None, more_due=False)
+    first = await delivery_in(store, S.PENDING, 7)
+    later = await store.add_article_with_deliveries(
+        Article(url="https://s.example/7b", title="T7b"),
+        ["url:https://s.example/7b"],
+        [
+            NewDelivery(
+                RenderedPost(
+                    target="t7", platform="scripted", article_url="https://s.example/7b", text="b"
+                ),
+                sort_key=1,
+            )
+        ],
+    )
+    assert later is not None
+    claim = await store.claim_due("t7", time.time(), 60, "test")
+    assert claim.delivery is not None and claim.delivery.id == first and claim.more_due
+    claim = await store.claim_due("t7", time.time(), 60, "test")
+    assert claim.delivery is not None and claim.delivery.id == later[1][0]
+    assert not claim.more_due  # it was the last one due
+    # One not yet due (backing off) does not count as due behind.
+    await store.retry_later(first, time.time() + 3600, "503")
+    assert await store.claim_due("t7", time.time(), 60, "test") == Claim(None, more_due=False)

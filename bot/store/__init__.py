@@ -25,6 +25,7 @@ from bot.store.schema import article_keys, articles, deliveries, events, source_
 from bot.store.sources import SourcesMixin
 from bot.store.types import (
     TRANSITIONS,
+    Claim,
     Delivery,
     DeliveryStatus,
     IllegalTransition,
@@ -38,6 +39,7 @@ from bot.store.types import (
 __all__ = [
     "PREVIEWED",
     "TRANSITIONS",
+    "Claim",
     "Delivery",
     "DeliveryStatus",
     "IllegalTransition",

@@ -17,6 +17,7 @@ from bot.store.base import StoreBase
 from bot.store.events import DECISION, PREVIEWED, event_row
 from bot.store.schema import deliveries, events
 from bot.store.types import (
+    Claim,
     Delivery,
     DeliveryStatus,
     IllegalTransition,
@@ -262,9 +263,14 @@ class OutboxMixin(StoreBase):
         Preparing publishes nothing; `begin_publish` commits `sending` just before the one
         publishing request, so a crash there leaves evidence instead of a silent resend.
         """
+        return (await self.claim_due(target, now, lease, claimer)).delivery
+
+    async def claim_due(self, target: str, now: float, lease: float, claimer: str) -> Claim:
+        """`claim_next`, also telling whether another delivery was due behind the claimed one:
+        a drain that knows none was stops without a transaction that finds nothing."""
         async with self._begin() as conn:
             query = (
-                select(deliveries.c.id, deliveries.c.next_attempt_at)
+                select(deliveries.c.id)
                 .where(
                     deliveries.c.target == target,
                     deliveries.c.status.in_(move_sources(Move.CLAIM)),
@@ -273,16 +279,16 @@ class OutboxMixin(StoreBase):
                     deliveries.c.next_attempt_at <= now,
                 )
                 .order_by(*QUEUE_ORDER)
-                .limit(1)
+                .limit(2)
             )
             if not self.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
-            head = (await conn.execute(query)).first()
-            if head is None:
-                return None
+            due = (await conn.execute(query)).scalars().all()
+            if not due:
+                return Claim(None, more_due=False)
             claimed = await self._try_move(
                 conn,
-                head.id,
+                due[0],
                 Move.CLAIM,
                 now,
                 attempts=deliveries.c.attempts + 1,
@@ -290,9 +296,9 @@ class OutboxMixin(StoreBase):
                 claimed_by=claimer,
             )
             if not claimed:  # another replica took it first
-                return None
-            row = (await conn.execute(select(deliveries).where(deliveries.c.id == head.id))).one()
-        return Delivery.from_row(row)
+                return Claim(None, more_due=False)
+            row = (await conn.execute(select(deliveries).where(deliveries.c.id == due[0]))).one()
+        return Claim(Delivery.from_row(row), more_due=len(due) > 1)
 
     async def mark_sent(self, delivery_id: int, remote_id: str, remote_url: str | None) -> None:
         """mark sent (sending, or uncertain after a lapsed lease -> sent)."""

@@ -177,6 +177,15 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What a claim took (None: nothing was due, or another replica took it) and whether
+    another delivery of the same target was due behind it."""
+
+    delivery: Delivery | None
+    more_due: bool
+
+
+@dataclass(frozen=True)
 class NewDelivery:
     """An outbox row to create with its article (see Store.add_article_with_deliveries)."""
 
