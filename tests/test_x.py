@@ -804,3 +804,90 @@ async def test_tweepy_fails_in_prepare_not_in_publish(monkeypatch: pytest.Monkey
     )
     with pytest.raises(ModuleNotFoundError, match=r"adapters\.x\.tweepy_api"):
         await adapter.prepare(post, SendContext())
+
+
+# Pieces of news text, links and the characters around the fast count's edges: emoji and the
+# marks that make one, composing sequences, line endings, scripts X weighs 1 or 2.
+_PIECES = [
+    "a",
+    "Z",
+    "7",
+    " ",
+    ".",
+    ",",
+    ":",
+    "/",
+    "-",
+    "#",
+    "@",
+    "?",
+    "=",
+    "&",
+    "\r\n",
+    "\r",
+    "\n",
+    "Привет",
+    "Bakı",
+    "Ə",
+    "İ",
+    "ş",
+    "ğ",
+    "ö",
+    "ἀ",
+    "\u1100",
+    "\u10ff",
+    "日本語",
+    "한",
+    "—",
+    "–",
+    "“",
+    "”",
+    "‘",
+    "’",
+    "…",
+    "•",
+    "‰",
+    "′",
+    "‹",
+    "»",
+    "«",
+    "€",
+    "₼",
+    "₽",
+    "\u2000",
+    "\u200b",
+    "\u200d",
+    "\ufe0f",
+    "\u20e3",
+    "©",
+    "®",
+    "™",
+    "‼",
+    "😷",
+    "👨\u200d🎤",
+    "#\ufe0f\u20e3",
+    "🇦🇿",
+    "e\u0301",
+    "=\u0338",
+    "\u0338",
+    "https://example.com/a?b=1",
+    "http://t.co/x",
+    "example.az",
+    "www.report.az/news/1",
+    "x.y",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40).map("".join))
+def test_weighted_length_is_twitter_texts_count(text: str) -> None:
+    assert weighted_length(text) == parse_tweet(text).weightedLength
+
+
+def test_weighted_length_of_every_character_below_the_emoji_blocks() -> None:
+    """Each character the fast count takes, alone and after a digit (a keycap's start)."""
+    for code in range(0x20C1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        for text in (chr(code), f"1{chr(code)}x"):
+            assert weighted_length(text) == parse_tweet(text).weightedLength, hex(code)

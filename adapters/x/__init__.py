@@ -36,6 +36,7 @@ from pydantic import Field, field_validator
 from adapters._cards import image_mime
 from adapters._http import platform_client
 from adapters.base import Adapter, SendContext, import_deferred
+from adapters.x.length import weighted_length
 from bot.models import Article, PostLength, RenderedPost, SentPost
 from bot.outcomes import (
     CannotTell,
@@ -75,15 +76,6 @@ DUPLICATE_403 = re.compile(r"duplicate content", re.IGNORECASE)
 #: How many recent posts a read-back looks at (GET /2/users/:id/tweets allows 5 to 100).
 READ_BACK_POSTS = 50
 PROCESSING_DEADLINE = 60.0
-
-
-def weighted_length(text: str) -> int:
-    """X's weighted length (twitter-text v3)."""
-    # twitter-text is imported at the first render, not at start-up: its import loads
-    # pkg_resources and an emoji table (~12 MB) that polling never needs.
-    from twitter_text import parse_tweet
-
-    return parse_tweet(text).weightedLength
 
 
 PLAIN = Dialect(
