@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import time
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -891,3 +892,12 @@ def test_weighted_length_of_every_character_below_the_emoji_blocks() -> None:
             continue
         for text in (chr(code), f"1{chr(code)}x"):
             assert weighted_length(text) == parse_tweet(text).weightedLength, hex(code)
+
+
+def test_clean_drops_every_control_and_surrogate_and_nothing_else() -> None:
+    kept = "".join(chr(c) for c in range(0x21, 0x3000) if c not in range(0x7F, 0xA0))
+    dropped = "".join(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0xD800, 0xDBFF, 0xDFFF])
+    assert clean(f"a{dropped}b") == "a b"  # the line breaks and tabs among them: one space
+    assert all(unicodedata.category(ch) not in ("Cc", "Cs") for ch in clean(kept + dropped))
+    visible = "Bakı — «Ə» “quotes” € ₼ ‰ … ©™ 日本語 Привет"
+    assert clean(visible) == visible

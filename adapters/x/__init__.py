@@ -127,8 +127,11 @@ def clean(text: str) -> str:
 
     text = squash_spaces(unicodedata.normalize("NFC", text))
     text = invalid_chars.sub("", text)  # U+FFFE, U+FEFF, U+FFFF make a tweet invalid
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs"))
-    return squash_spaces(text)
+    return squash_spaces(_CONTROL_OR_SURROGATE.sub("", text))
+
+
+#: Unicode's categories Cc (controls) and Cs (surrogates), whole.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def compose(title: str, lead: str, tags: list[str], url: str) -> str:
