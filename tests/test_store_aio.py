@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
@@ -121,3 +122,30 @@ def test_the_daemon_does_not_import_sqlalchemys_orm() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+async def test_a_connection_taken_back_inside_a_transaction_is_rolled_back(
+    tmp_path: Path,
+) -> None:
+    """SQLite's pool resets only connections inside a transaction (a committed one needs no
+    rollback): one left open behind SQLAlchemy's back is still rolled back, its write gone."""
+    engine = await _engine(tmp_path)
+
+    def write_behind_sqlalchemys_back(connection: Any) -> None:
+        cursor = connection.connection.dbapi_connection.cursor()
+        cursor.execute("BEGIN")
+        cursor.execute("INSERT INTO notes (text) VALUES ('never committed')")
+        cursor.close()
+
+    conn = await engine.connect()
+    raw = conn.sync_connection.connection.dbapi_connection
+    await conn.run_sync(write_behind_sqlalchemys_back)
+    assert raw.driver_connection.in_transaction
+    await conn.close()
+    assert not raw.driver_connection.in_transaction  # the reset rolled it back
+    assert await _count(engine) == 0
+    async with engine.begin() as conn:  # a committed transaction: nothing left open either
+        await conn.execute(insert(notes), {"text": "kept"})
+    assert not raw.driver_connection.in_transaction
+    assert await _count(engine) == 1
+    await engine.dispose()

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, Engine
 from sqlalchemy.util import greenlet_spawn
 
@@ -140,7 +140,14 @@ class AsyncEngine:
 
 def create_async_engine(url: str) -> AsyncEngine:
     """An engine for a URL naming an asyncio driver (see `bot.store.base.async_url`)."""
-    engine = create_engine(url)
+    if not url.startswith("sqlite"):
+        engine = create_engine(url)
+    else:
+        # The pool's reset of a connection it takes back is a rollback only when a transaction
+        # is open (SQLAlchemy's documented custom reset): a committed one needs none, and on
+        # SQLite's asyncio driver every rollback is a round trip to the driver's thread.
+        engine = create_engine(url, pool_reset_on_return=None)
+        event.listen(engine, "reset", _rollback_if_in_transaction)
     if not engine.dialect.is_async:
         engine.dispose()
         raise NotAnAsyncDriver(
@@ -148,3 +155,8 @@ def create_async_engine(url: str) -> AsyncEngine:
             "driver (use sqlite, sqlite+aiosqlite, postgresql or postgresql+psycopg)"
         )
     return AsyncEngine(engine)
+
+
+def _rollback_if_in_transaction(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+    if dbapi_connection.driver_connection.in_transaction:
+        dbapi_connection.rollback()
