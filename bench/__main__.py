@@ -388,7 +388,7 @@ PROFILING = [
     "every image they fetched (50 ms each, on newsbot's event loop); they now run in their "
     "own process. With the stand-ins still in newsbot's process, 30 pushed articles took 15.5 s "
     "of CPU before these changes and 10.8-11.8 s after; in the new harness, run alternately "
-    "three times on a slow afternoon, the session's first commit and the claim change's: "
+    "three times on a slow afternoon, the session's first commit and dfd2094 (cards, claims, X): "
     "median 0.381 and 0.356 s, p95 0.441 and 0.411 s.",
     "- Issue 18, per article: rendering for X was 10 ms of a page's 20: fitting a post "
     "measures it a few dozen times and twitter-text scans the whole text for emoji with a "
