@@ -16,10 +16,7 @@ polled every POLL_INTERVAL seconds, so latency should stay within that interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from bench.polling import _port, die_with_parent
+from bench.polling import _kill_session, _port, die_with_parent
 from bot.config import validate
 from bot.demo.runner import (
     CHANNELS,
@@ -161,15 +158,9 @@ def _start_world(bot_port: int, push: bool) -> tuple[subprocess.Popen[str], dict
     assert child.stdout is not None
     line = child.stdout.readline()
     if not line:
-        _stop_world(child)
+        _kill_session(child)
         raise RuntimeError(f"the site and stand-ins did not start (exit status {child.returncode})")
     return child, json.loads(line)
-
-
-def _stop_world(child: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
 
 
 async def _measure(push: bool, samples: int) -> list[float]:
@@ -222,7 +213,7 @@ async def _measure(push: bool, samples: int) -> list[float]:
             stop.set()
             await asyncio.wait_for(task, 20)
     finally:
-        _stop_world(child)
+        _kill_session(child)
     return latencies
 
 
@@ -246,5 +237,4 @@ def run(push_samples: int = 20, poll_samples: int = 5) -> dict[str, Any]:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["world"] or len(sys.argv) != 4:
         sys.exit("usage: python -m bench.latency world BOT_PORT push|poll")
-    die_with_parent()
     asyncio.run(_world(int(sys.argv[2]), sys.argv[3] == "push"))

@@ -121,6 +121,10 @@ class XSettings(TargetSettings):
 # Rendering ---------------------------------------------------------------------------------
 
 
+#: Unicode's categories Cc (controls) and Cs (surrogates), whole.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def clean(text: str) -> str:
     """One line of text X accepts: NFC (what X counts), no control or invalid characters."""
     from twitter_text.regexp.invalid_chars import invalid_chars  # see weighted_length
@@ -128,10 +132,6 @@ def clean(text: str) -> str:
     text = squash_spaces(unicodedata.normalize("NFC", text))
     text = invalid_chars.sub("", text)  # U+FFFE, U+FEFF, U+FFFF make a tweet invalid
     return squash_spaces(_CONTROL_OR_SURROGATE.sub("", text))
-
-
-#: Unicode's categories Cc (controls) and Cs (surrogates), whole.
-_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def compose(title: str, lead: str, tags: list[str], url: str) -> str:
