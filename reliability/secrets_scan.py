@@ -71,7 +71,7 @@ TELEGRAM_TOKENS = ("TELEGRAM_TOKEN", "TELEGRAM_WRONG_TOKEN", "EDITORS_TOKEN")
 LOUD_LOGGERS = (
     "httpx", "httpcore", "telegram", "telegram.ext", "telegram.request", "tweepy", "urllib3",
     "oauthlib", "requests", "requests_oauthlib", "sqlalchemy.engine", "sqlalchemy.pool",
-    "aiosqlite", "apscheduler", "uvicorn", "uvicorn.error", "asyncio", "PIL", "newsbot",
+    "apscheduler", "uvicorn", "uvicorn.error", "asyncio", "PIL", "newsbot",
 )  # fmt: skip
 
 # `newsbot` as a subprocess, with the libraries' loggers turned to DEBUG after set-up.

@@ -1,19 +1,21 @@
 """bot.store.aio: SQLAlchemy Core on asyncio without sqlalchemy.ext.asyncio (and its ORM).
 
-Real SQLite files through aiosqlite; the PostgreSQL case runs where the test server is up."""
+Real SQLite files on the standard driver in worker threads; the PostgreSQL cases run where
+the test server is up."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, insert, select
 
-from bot.store.aio import AsyncEngine, NotAnAsyncDriver, create_async_engine
+from bot.store.aio import SQLITE_CONNECTIONS, AsyncEngine, NotAnAsyncDriver, create_async_engine
 from bot.store.base import async_url
 
 metadata = MetaData()
@@ -85,14 +87,15 @@ async def test_connection_awaited_is_the_callers_to_close(tmp_path: Path) -> Non
 
 
 def test_a_driver_that_would_block_the_loop_is_refused() -> None:
-    with pytest.raises(NotAnAsyncDriver, match=r"sqlite\+pysqlite is not an asyncio driver"):
-        create_async_engine("sqlite+pysqlite:///:memory:")
+    with pytest.raises(NotAnAsyncDriver, match=r"postgresql\+psycopg is not an asyncio driver"):
+        create_async_engine("postgresql+psycopg://u@127.0.0.1/d")
 
 
 @pytest.mark.parametrize(
     ("given", "driver"),
     [
-        ("sqlite:///x.db", "sqlite+aiosqlite"),
+        ("sqlite:///x.db", "sqlite+pysqlite"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+pysqlite"),
         ("postgresql://u@h/d", "postgresql+psycopg_async"),
         ("postgres://u@h/d", "postgresql+psycopg_async"),
         ("postgresql+psycopg://u@h/d", "postgresql+psycopg_async"),
@@ -140,12 +143,128 @@ async def test_a_connection_taken_back_inside_a_transaction_is_rolled_back(
     conn = await engine.connect()
     raw = conn.sync_connection.connection.dbapi_connection
     await conn.run_sync(write_behind_sqlalchemys_back)
-    assert raw.driver_connection.in_transaction
+    assert raw.in_transaction
     await conn.close()
-    assert not raw.driver_connection.in_transaction  # the reset rolled it back
+    assert not raw.in_transaction  # the reset rolled it back
     assert await _count(engine) == 0
     async with engine.begin() as conn:  # a committed transaction: nothing left open either
         await conn.execute(insert(notes), {"text": "kept"})
-    assert not raw.driver_connection.in_transaction
+    assert not raw.in_transaction
     assert await _count(engine) == 1
+    await engine.dispose()
+
+
+async def test_sqlite_statements_run_in_worker_threads_never_on_the_loop(tmp_path: Path) -> None:
+    """Every statement SQLite runs, the pool's own included, runs in the engine's worker
+    threads: the event loop never waits on the database file."""
+    engine = await _engine(tmp_path)
+    threads: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(
+            lambda _sql: threads.append(threading.current_thread().name)
+        )
+
+    await engine.dispose()  # new connections, traced from their first statement
+    async with engine.begin() as conn:
+        await conn.execute(insert(notes), [{"text": "a"}, {"text": "b"}])
+    assert await _count(engine) == 2
+    assert threads  # BEGIN, INSERT, COMMIT, SELECT at least
+    assert all(name.startswith("newsbot-sqlite") for name in threads), threads
+    await engine.dispose()
+
+
+async def test_a_call_running_when_its_task_is_cancelled_finishes_before_the_rollback(
+    tmp_path: Path,
+) -> None:
+    """A cancelled task waits for its statement to finish in the worker thread, then rolls
+    back and returns the connection: the connection is never used by two threads at once."""
+    engine = await _engine(tmp_path)
+    started, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    def slow_insert(connection: Any) -> None:
+        connection.execute(insert(notes), {"text": "rolled back"})
+        started.set()
+        release.wait(10)
+        finished.append("insert")
+
+    async def writer() -> None:
+        async with engine.begin() as conn:
+            await conn.run_sync(slow_insert)
+
+    task = asyncio.create_task(writer())
+    await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still waiting for the statement in the thread
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["insert"]
+    assert _checked_out(engine) == 0
+    assert await _count(engine) == 0
+    await engine.dispose()
+
+
+async def test_checkouts_past_the_pool_wait_on_the_loop_and_all_finish(tmp_path: Path) -> None:
+    """More tasks than the pool has connections: the extra ones wait for a connection on the
+    event loop (not in a worker thread a connection in use would need), and every one ends."""
+    engine = await _engine(tmp_path)
+    most = 0
+    gate = asyncio.Event()
+
+    async def hold(i: int) -> None:
+        nonlocal most
+        async with engine.connect() as conn:
+            most = max(most, _checked_out(engine))
+            await gate.wait()
+            await conn.execute(select(func.count()).select_from(notes))
+
+    tasks = [asyncio.create_task(hold(i)) for i in range(2 * SQLITE_CONNECTIONS + 5)]
+    await asyncio.sleep(0.3)
+    assert _checked_out(engine) == SQLITE_CONNECTIONS
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    assert most == SQLITE_CONNECTIONS
+    assert _checked_out(engine) == 0
+    await engine.dispose()
+
+
+async def test_a_checkout_cancelled_midway_gives_its_connection_back(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path)
+    connecting, release = threading.Event(), threading.Event()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def slow_checkout(*_: Any) -> None:
+        if not release.is_set():
+            connecting.set()
+            release.wait(10)
+
+    task = asyncio.create_task(engine.connect()._open())
+    await asyncio.to_thread(connecting.wait, 10)
+    task.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _checked_out(engine) == 0
+    async with engine.connect() as conn:  # its permit came back too
+        assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
+    await engine.dispose()
+
+
+async def test_an_in_memory_database_is_one_database_for_every_task() -> None:
+    """`sqlite://` (the preview's throwaway state): one connection, so one database, whichever
+    task or thread uses it."""
+    engine = create_async_engine(async_url("sqlite://"))
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+
+    async def add(i: int) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(insert(notes), {"text": str(i)})
+
+    await asyncio.gather(*(add(i) for i in range(10)))
+    assert await _count(engine) == 10
     await engine.dispose()

@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.models import Article
-from bot.store.aio import AsyncConnection
 from bot.store.base import StoreBase
 from bot.store.batching import Batcher
 from bot.store.outbox import insert_deliveries
@@ -38,8 +38,8 @@ def _article_row(article: Article, now: float) -> dict[str, object]:
     }
 
 
-async def insert_articles(
-    conn: AsyncConnection, items: Sequence[tuple[Article, Sequence[str]]], now: float
+def insert_articles(
+    conn: Connection, items: Sequence[tuple[Article, Sequence[str]]], now: float
 ) -> list[int]:
     """Insert articles and their keys within `conn`'s transaction; their ids in order.
     IntegrityError when a key or URL is taken."""
@@ -47,7 +47,7 @@ async def insert_articles(
         return []
     # One executemany with RETURNING (SQLAlchemy's "insertmanyvalues", in parameter order),
     # not a statement per article: 10,000 recorded entries took 8 s one by one.
-    result = await conn.execute(
+    result = conn.execute(
         insert(articles).returning(articles.c.id, sort_by_parameter_order=True),
         [_article_row(article, now) for article, _ in items],
     )
@@ -58,8 +58,23 @@ async def insert_articles(
         for key in dict.fromkeys(keys)
     ]
     if key_rows:
-        await conn.execute(insert(article_keys), key_rows)
+        conn.execute(insert(article_keys), key_rows)
     return ids
+
+
+def _insert_article_with_deliveries(
+    conn: Connection,
+    article: Article,
+    keys: Iterable[str],
+    planned: Sequence[NewDelivery],
+    now: float,
+) -> tuple[int, list[int]]:
+    result = conn.execute(insert(articles).values(_article_row(article, now)))
+    article_id = int(result.inserted_primary_key[0])
+    key_rows = [{"key": key, "article_id": article_id} for key in dict.fromkeys(keys)]
+    if key_rows:
+        conn.execute(insert(article_keys), key_rows)
+    return article_id, insert_deliveries(conn, article_id, planned, now)
 
 
 class ArticlesMixin(StoreBase):
@@ -119,8 +134,7 @@ class ArticlesMixin(StoreBase):
         if not items:
             return []
         try:
-            async with self._begin() as conn:
-                return await insert_articles(conn, items, time.time())
+            return await self._transact(insert_articles, items, time.time())
         except IntegrityError:
             return None
 
@@ -136,53 +150,43 @@ class ArticlesMixin(StoreBase):
         them would leave an article known as seen whose posts were never queued.
         Returns (article id, delivery ids in `planned` order), or None if another writer
         got there first (or `planned` names a target twice)."""
-        now = time.time()
         try:
-            async with self._begin() as conn:
-                result = await conn.execute(insert(articles).values(_article_row(article, now)))
-                article_id = int(result.inserted_primary_key[0])
-                key_rows = [{"key": key, "article_id": article_id} for key in dict.fromkeys(keys)]
-                if key_rows:
-                    await conn.execute(insert(article_keys), key_rows)
-                ids = await insert_deliveries(conn, article_id, planned, now)
-            return article_id, ids
+            return await self._transact(
+                _insert_article_with_deliveries, article, keys, planned, time.time()
+            )
         except IntegrityError:
             return None
 
     async def release_url(self, article_id: int, placeholder: str) -> None:
         """Free an article's unique URL column for another article (an article posted from
         its feed entry alone, replaced by the real page): its row keeps `placeholder`."""
-        async with self._begin() as conn:
-            await conn.execute(
-                update(articles).where(articles.c.id == article_id).values(url=placeholder)
-            )
+        await self._write(
+            update(articles).where(articles.c.id == article_id).values(url=placeholder)
+        )
 
     async def add_keys(self, article_id: int, keys: Iterable[str]) -> None:
         """Remember more identities of a known article (aliases, changed GUIDs)."""
         for key in dict.fromkeys(keys):
             try:
-                async with self._begin() as conn:
-                    await conn.execute(insert(article_keys).values(key=key, article_id=article_id))
+                await self._write(insert(article_keys).values(key=key, article_id=article_id))
             except IntegrityError:
                 continue
 
     async def update_article(self, article_id: int, article: Article) -> None:
-        async with self._begin() as conn:
-            await conn.execute(
-                update(articles)
-                .where(articles.c.id == article_id)
-                .values(
-                    title=article.title,
-                    data=json.dumps(article.to_json(), ensure_ascii=False),
-                    updated_at=time.time(),
-                )
+        await self._write(
+            update(articles)
+            .where(articles.c.id == article_id)
+            .values(
+                title=article.title,
+                data=json.dumps(article.to_json(), ensure_ascii=False),
+                updated_at=time.time(),
             )
+        )
 
     async def set_retracted(self, article_id: int) -> None:
-        async with self._begin() as conn:
-            await conn.execute(
-                update(articles).where(articles.c.id == article_id).values(retracted=True)
-            )
+        await self._write(
+            update(articles).where(articles.c.id == article_id).values(retracted=True)
+        )
 
     async def articles_sent_since(self, since: float) -> list[StoredArticle]:
         """Articles with at least one post sent after `since` and not retracted."""

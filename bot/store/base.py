@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from bot.store.aio import AsyncConnection, AsyncEngine, create_async_engine
 from bot.store.schema import ADDED_COLUMNS, metadata
+
+_T = TypeVar("_T")
 
 #: Per database in a URL: the drivers newsbot accepts there (none named is "") and the
 #: asyncio driver it runs them on. Any other driver would block the event loop or is not
 #: installed; the config check refuses it (bot.config).
 DRIVERS: dict[str, tuple[tuple[str, ...], str]] = {
-    "sqlite": (("", "pysqlite", "aiosqlite"), "sqlite+aiosqlite"),
+    "sqlite": (("", "pysqlite", "aiosqlite"), "sqlite+pysqlite"),
     "postgresql": (("", "psycopg2", "psycopg", "psycopg_async"), "postgresql+psycopg_async"),
 }
 DRIVERS["postgres"] = DRIVERS["postgresql"]
 
 
 def async_url(url: str) -> str:
-    """Map a plain SQLAlchemy URL to its asyncio driver (aiosqlite, psycopg's async mode)."""
+    """Map a plain SQLAlchemy URL to the driver newsbot runs it on (SQLite's standard driver in
+    worker threads, psycopg's async mode)."""
     parsed = make_url(url)
     backend, _, driver = parsed.drivername.partition("+")
     accepted, asyncio_driver = DRIVERS.get(backend, ((), ""))
@@ -45,25 +47,20 @@ class StoreBase:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             _private_sqlite_files(self.engine.url.database)
-        # SQLite has one writer at a time: queueing writers here, in order, beats letting
-        # dozens of pooled connections race for the file lock until busy_timeout fails one.
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._leader_conn: AsyncConnection | None = None
 
-    @contextlib.asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (serialised in this process on SQLite)."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+    async def _transact(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """A write transaction: `fn(connection, *args, **kwargs)` on SQLAlchemy's synchronous
+        API, all of it in one call (AsyncEngine.transaction: one writer at a time on
+        SQLite)."""
+        return await self.engine.transaction(fn, *args, **kwargs)
+
+    async def _write(self, statement: Any, parameters: Any = None) -> None:
+        """A write transaction of one statement."""
+        await self._transact(_execute, statement, parameters)
 
     async def init(self) -> None:
-        async with self._begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
+        await self._transact(_create_schema)
 
     async def ping(self) -> bool:
         try:
@@ -74,7 +71,16 @@ class StoreBase:
             return False
 
 
-def _add_missing_columns(sync_conn: Any) -> None:
+def _execute(sync_conn: Connection, statement: Any, parameters: Any) -> None:
+    sync_conn.execute(statement, parameters)
+
+
+def _create_schema(sync_conn: Connection) -> None:
+    metadata.create_all(sync_conn)
+    _add_missing_columns(sync_conn)
+
+
+def _add_missing_columns(sync_conn: Connection) -> None:
     """Bring a database made by an older version up to the current columns."""
     present: dict[str, set[str]] = {}
     for table, column, sql_type in ADDED_COLUMNS:

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 
 from bot.store.base import StoreBase
 from bot.store.schema import events, target_state
@@ -39,6 +40,14 @@ def event_row(
     return insert(events).values(**event_values(level, kind, message, target, delivery_id, at))
 
 
+def _set_paused(conn: Connection, target: str, values: dict[str, Any]) -> None:
+    result = conn.execute(
+        update(target_state).where(target_state.c.name == target).values(**values)
+    )
+    if result.rowcount == 0:
+        conn.execute(insert(target_state).values(name=target, **values))
+
+
 class EventsMixin(StoreBase):
     async def paused_targets(self) -> dict[str, str]:
         async with self.engine.connect() as conn:
@@ -49,12 +58,7 @@ class EventsMixin(StoreBase):
 
     async def set_paused(self, target: str, paused: bool, reason: str = "") -> None:
         values = {"paused": paused, "reason": reason, "changed_at": time.time()}
-        async with self._begin() as conn:
-            result = await conn.execute(
-                update(target_state).where(target_state.c.name == target).values(**values)
-            )
-            if result.rowcount == 0:
-                await conn.execute(insert(target_state).values(name=target, **values))
+        await self._transact(_set_paused, target, values)
 
     async def record_event(
         self,
@@ -64,8 +68,7 @@ class EventsMixin(StoreBase):
         target: str | None = None,
         delivery_id: int | None = None,
     ) -> None:
-        async with self._begin() as conn:
-            await conn.execute(event_row(level, kind, message, target, delivery_id, time.time()))
+        await self._write(event_row(level, kind, message, target, delivery_id, time.time()))
 
     async def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:

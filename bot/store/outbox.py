@@ -10,9 +10,9 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
 from bot.models import RenderedPost
-from bot.store.aio import AsyncConnection
 from bot.store.base import StoreBase
 from bot.store.events import DECISION, PREVIEWED, event_row
 from bot.store.schema import deliveries, events
@@ -34,14 +34,14 @@ IN_HAND = (DeliveryStatus.PREPARING, DeliveryStatus.SENDING)
 QUEUE_ORDER = (deliveries.c.priority.desc(), deliveries.c.sort_key.asc(), deliveries.c.id.asc())
 
 
-async def insert_deliveries(
-    conn: AsyncConnection, article_id: int, planned: Sequence[NewDelivery], now: float
+def insert_deliveries(
+    conn: Connection, article_id: int, planned: Sequence[NewDelivery], now: float
 ) -> list[int]:
     """The one way outbox rows are created (inside the article's transaction). Returns their
     ids in `planned` order; a second row for the same (article, target) raises IntegrityError."""
     ids = []
     for item in planned:
-        result = await conn.execute(
+        result = conn.execute(
             insert(deliveries).values(
                 article_id=article_id,
                 target=item.post.target,
@@ -187,45 +187,15 @@ class OutboxMixin(StoreBase):
             )
 
     async def update_payload(self, delivery_id: int, post: RenderedPost) -> None:
-        async with self._begin() as conn:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id)
-                .values(
-                    payload=json.dumps(post.to_json(), ensure_ascii=False), updated_at=time.time()
-                )
-            )
+        await self._write(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(payload=json.dumps(post.to_json(), ensure_ascii=False), updated_at=time.time())
+        )
 
     # Moves ----------------------------------------------------------------------------------
-
-    async def _try_move(
-        self, conn: AsyncConnection, delivery_id: int, move: Move, now: float, **values: Any
-    ) -> bool:
-        """Apply `move` if the table allows it from the row's current status (one atomic
-        UPDATE). False if it does not, or the row is gone."""
-        values["status"] = move_target(move)
-        values["updated_at"] = now
-        if values["status"] not in IN_HAND:
-            values.setdefault("lease_until", None)
-        result = await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(move_sources(move)))
-            .values(**values)
-        )
-        return bool(result.rowcount == 1)
-
-    async def _move(
-        self, conn: AsyncConnection, delivery_id: int, move: Move, now: float, **values: Any
-    ) -> None:
-        """Apply `move` or raise IllegalTransition naming the row's current status."""
-        if await self._try_move(conn, delivery_id, move, now, **values):
-            return
-        current = (
-            await conn.execute(select(deliveries.c.status).where(deliveries.c.id == delivery_id))
-        ).scalar()
-        raise IllegalTransition(
-            delivery_id, DeliveryStatus(current) if current is not None else None, move
-        )
+    # Each runs whole in one write transaction (StoreBase._transact), by the synchronous
+    # functions at the end of this module.
 
     async def _apply(
         self,
@@ -238,20 +208,7 @@ class OutboxMixin(StoreBase):
         """Apply `move`; with `decision` (who decided what), record it in the same
         transaction, so whoever reads the row's new status also finds who moved it there
         (two editors deciding at once: the loser is told the winner's decision)."""
-        now = time.time()
-        async with self._begin() as conn:
-            await self._move(conn, delivery_id, move, now, **values)
-            if decision is not None:
-                await self._record_decision(conn, delivery_id, decision, kind, now)
-
-    @staticmethod
-    async def _record_decision(
-        conn: AsyncConnection, delivery_id: int, decision: str, kind: str, now: float
-    ) -> None:
-        target = (
-            await conn.execute(select(deliveries.c.target).where(deliveries.c.id == delivery_id))
-        ).scalar()
-        await conn.execute(event_row("info", kind, decision, target, delivery_id, now))
+        await self._transact(_apply_move, delivery_id, move, time.time(), decision, kind, values)
 
     async def claim_next(
         self, target: str, now: float, lease: float, claimer: str
@@ -268,37 +225,7 @@ class OutboxMixin(StoreBase):
     async def claim_due(self, target: str, now: float, lease: float, claimer: str) -> Claim:
         """`claim_next`, also telling whether another delivery was due behind the claimed one:
         a drain that knows none was stops without a transaction that finds nothing."""
-        async with self._begin() as conn:
-            query = (
-                select(deliveries.c.id)
-                .where(
-                    deliveries.c.target == target,
-                    deliveries.c.status.in_(move_sources(Move.CLAIM)),
-                    # Only DUE rows compete: a post an editor delayed, one backing off or
-                    # held by timing never holds up the due posts behind it.
-                    deliveries.c.next_attempt_at <= now,
-                )
-                .order_by(*QUEUE_ORDER)
-                .limit(2)
-            )
-            if not self.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            due = (await conn.execute(query)).scalars().all()
-            if not due:
-                return Claim(None, more_due=False)
-            claimed = await self._try_move(
-                conn,
-                due[0],
-                Move.CLAIM,
-                now,
-                attempts=deliveries.c.attempts + 1,
-                lease_until=now + lease,
-                claimed_by=claimer,
-            )
-            if not claimed:  # another replica took it first
-                return Claim(None, more_due=False)
-            row = (await conn.execute(select(deliveries).where(deliveries.c.id == due[0]))).one()
-        return Claim(Delivery.from_row(row), more_due=len(due) > 1)
+        return await self._transact(_claim, target, now, lease, claimer, not self.is_sqlite)
 
     async def mark_sent(self, delivery_id: int, remote_id: str, remote_url: str | None) -> None:
         """mark sent (sending, or uncertain after a lapsed lease -> sent)."""
@@ -317,49 +244,39 @@ class OutboxMixin(StoreBase):
 
     async def save_progress(self, delivery_id: int, progress: dict[str, Any]) -> None:
         """Store what a delivery's preparation achieved (no status change)."""
-        async with self._begin() as conn:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id)
-                .values(progress=json.dumps(progress), updated_at=time.time())
-            )
+        await self._write(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(progress=json.dumps(progress), updated_at=time.time())
+        )
 
     async def confirm_sent(
         self, delivery_id: int, remote_id: str | None, remote_url: str | None, how: str
     ) -> None:
         """confirm sent (uncertain or sending -> sent): a read-back found the post; its event
         (kind "confirmed") says how, in the same commit."""
-        now = time.time()
-        async with self._begin() as conn:
-            await self._move(
-                conn,
-                delivery_id,
-                Move.CONFIRM_SENT,
-                now,
-                remote_id=remote_id,
-                remote_url=remote_url,
-                sent_at=now,
-                last_error=None,
-            )
-            await self._event_for(conn, delivery_id, "info", "confirmed", how, now)
+        await self._apply(
+            delivery_id,
+            Move.CONFIRM_SENT,
+            how,
+            "confirmed",
+            remote_id=remote_id,
+            remote_url=remote_url,
+            sent_at=time.time(),
+            last_error=None,
+        )
 
     async def confirm_absent(self, delivery_id: int, how: str) -> None:
         """confirm absent (uncertain -> pending, due now): a read-back says it was not posted,
         so sending it is safe; its event (kind "absent") says how, in the same commit."""
-        now = time.time()
-        async with self._begin() as conn:
-            await self._move(
-                conn, delivery_id, Move.CONFIRM_ABSENT, now, next_attempt_at=now, last_error=how
-            )
-            await self._event_for(conn, delivery_id, "info", "absent", how, now)
-
-    async def _event_for(
-        self, conn: AsyncConnection, delivery_id: int, level: str, kind: str, text: str, now: float
-    ) -> None:
-        target = (
-            await conn.execute(select(deliveries.c.target).where(deliveries.c.id == delivery_id))
-        ).scalar()
-        await conn.execute(event_row(level, kind, text, target, delivery_id, now))
+        await self._apply(
+            delivery_id,
+            Move.CONFIRM_ABSENT,
+            how,
+            "absent",
+            next_attempt_at=time.time(),
+            last_error=how,
+        )
 
     async def unchecked_uncertain(self) -> list[Delivery]:
         """Uncertain deliveries no read-back has been tried on since they were flagged."""
@@ -387,28 +304,7 @@ class OutboxMixin(StoreBase):
     async def flag_uncertain(self, delivery_id: int, error: str, report: str) -> None:
         """flag uncertain (sending -> uncertain) and record the editors' report in the same
         commit, so no crash can leave an uncertain post nobody is told about."""
-        now = time.time()
-        async with self._begin() as conn:
-            raw = (
-                await conn.execute(
-                    select(deliveries.c.progress).where(deliveries.c.id == delivery_id)
-                )
-            ).scalar()
-            progress = {k: v for k, v in json.loads(raw or "{}").items() if k != "read_back"}
-            await self._move(
-                conn,
-                delivery_id,
-                Move.FLAG_UNCERTAIN,
-                now,
-                last_error=error,
-                progress=json.dumps(progress),
-            )
-            target = (
-                await conn.execute(
-                    select(deliveries.c.target).where(deliveries.c.id == delivery_id)
-                )
-            ).scalar()
-            await conn.execute(event_row("warning", "uncertain", report, target, delivery_id, now))
+        await self._transact(_flag_uncertain, delivery_id, error, report, time.time())
 
     async def expire_leases(self, now: float, resend_safe: Collection[str] = ()) -> list[Delivery]:
         """Rows left claimed past their lease: their sender died.
@@ -417,49 +313,7 @@ class OutboxMixin(StoreBase):
         `resend_safe` (an idempotent platform; the resend carries the same key) -> pending
         (resume). Any other sending row -> uncertain (expire): flag, never resend, with its
         `uncertain` event in the same commit. Returns the rows flagged (as they were)."""
-        flagged = []
-        async with self._begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(deliveries).where(
-                        deliveries.c.status.in_(IN_HAND), deliveries.c.lease_until < now
-                    )
-                )
-            ).all()
-            for row in rows:
-                delivery = Delivery.from_row(row)
-                if delivery.status == DeliveryStatus.PREPARING or row.target in resend_safe:
-                    why = (
-                        "resumed: its sender stopped before publishing"
-                        if delivery.status == DeliveryStatus.PREPARING
-                        else "resent with the same idempotency key: its sender stopped while "
-                        "publishing"
-                    )
-                    if await self._try_move(
-                        conn, row.id, Move.RESUME, now, next_attempt_at=now, last_error=why
-                    ):
-                        await conn.execute(
-                            event_row("info", "resumed", why, row.target, row.id, now)
-                        )
-                    continue
-                progress = {k: v for k, v in delivery.progress.items() if k != "read_back"}
-                expired = await self._try_move(
-                    conn,
-                    row.id,
-                    Move.EXPIRE_LEASE,
-                    now,
-                    progress=json.dumps(progress),
-                    last_error="the process stopped while sending; not resent "
-                    "(check the channel, then mark sent or retry)",
-                )
-                if not expired:  # its sender answered meanwhile
-                    continue
-                report = abandoned_report(delivery)
-                await conn.execute(
-                    event_row("warning", "uncertain", report, row.target, row.id, now)
-                )
-                flagged.append(delivery)
-        return flagged
+        return await self._transact(_expire_leases, now, frozenset(resend_safe))
 
     async def approve(
         self,
@@ -510,26 +364,7 @@ class OutboxMixin(StoreBase):
     async def revive(self, delivery_id: int, note: str, *, awaiting: bool) -> None:
         """revive (skipped or backlog -> pending, due now) or resubmit (... -> awaiting, when
         the rule asks for approval): `/post URL` for a post that was not sent."""
-        move = Move.RESUBMIT if awaiting else Move.REVIVE
-        now = time.time()
-        async with self._begin() as conn:
-            await self._move(
-                conn,
-                delivery_id,
-                move,
-                now,
-                next_attempt_at=now,
-                priority=1,
-                last_error=note,
-                # A fresh approval: its timeout counts from now, and its preview is shown again.
-                created_at=now,
-            )
-            if awaiting:
-                await conn.execute(
-                    events.delete().where(
-                        events.c.kind == PREVIEWED, events.c.delivery_id == delivery_id
-                    )
-                )
+        await self._transact(_revive, delivery_id, note, awaiting, time.time())
 
     async def editor_marks_sent(
         self, delivery_id: int, remote_url: str | None, note: str, decision: str | None = None
@@ -537,24 +372,18 @@ class OutboxMixin(StoreBase):
         """editor marks sent (uncertain -> sent only: a post in flight is its sender's to
         settle); an editor checked the channel. The decision is recorded in the same commit.
         Raises IllegalTransition from any other status."""
-        now = time.time()
-        async with self._begin() as conn:
-            await self._move(
-                conn,
-                delivery_id,
-                Move.EDITOR_MARKS_SENT,
-                now,
-                remote_url=remote_url,
-                sent_at=now,
-                last_error=note,
-            )
-            if decision is not None:
-                await self._record_decision(conn, delivery_id, decision, DECISION, now)
+        await self._apply(
+            delivery_id,
+            Move.EDITOR_MARKS_SENT,
+            decision,
+            remote_url=remote_url,
+            sent_at=time.time(),
+            last_error=note,
+        )
 
     async def add_deliveries(self, article_id: int, planned: Sequence[NewDelivery]) -> list[int]:
         """Outbox rows for an article stored without them (recorded on a first run)."""
-        async with self._begin() as conn:
-            return await insert_deliveries(conn, article_id, planned, time.time())
+        return await self._transact(insert_deliveries, article_id, planned, time.time())
 
     async def find_deliveries(self, words: Sequence[str], limit: int = 10) -> list[Delivery]:
         """The latest deliveries whose post (text, link) contains every word (any case)."""
@@ -564,4 +393,161 @@ class OutboxMixin(StoreBase):
         ]
         return await self._select_deliveries(
             *conditions, order_by=(deliveries.c.id.desc(),), limit=limit
+        )
+
+
+# The write transactions, on SQLAlchemy's synchronous API (run by StoreBase._transact) -------
+
+
+def _try_move(conn: Connection, delivery_id: int, move: Move, now: float, **values: Any) -> bool:
+    """Apply `move` if the table allows it from the row's current status (one atomic
+    UPDATE). False if it does not, or the row is gone."""
+    values["status"] = move_target(move)
+    values["updated_at"] = now
+    if values["status"] not in IN_HAND:
+        values.setdefault("lease_until", None)
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(move_sources(move)))
+        .values(**values)
+    )
+    return bool(result.rowcount == 1)
+
+
+def _move(conn: Connection, delivery_id: int, move: Move, now: float, **values: Any) -> None:
+    """Apply `move` or raise IllegalTransition naming the row's current status."""
+    if _try_move(conn, delivery_id, move, now, **values):
+        return
+    current = conn.execute(
+        select(deliveries.c.status).where(deliveries.c.id == delivery_id)
+    ).scalar()
+    raise IllegalTransition(
+        delivery_id, DeliveryStatus(current) if current is not None else None, move
+    )
+
+
+def _event_for(
+    conn: Connection, delivery_id: int, level: str, kind: str, text: str, now: float
+) -> None:
+    """An event about a delivery, naming its target."""
+    target = conn.execute(
+        select(deliveries.c.target).where(deliveries.c.id == delivery_id)
+    ).scalar()
+    conn.execute(event_row(level, kind, text, target, delivery_id, now))
+
+
+def _apply_move(
+    conn: Connection,
+    delivery_id: int,
+    move: Move,
+    now: float,
+    decision: str | None,
+    kind: str,
+    values: dict[str, Any],
+) -> None:
+    _move(conn, delivery_id, move, now, **values)
+    if decision is not None:
+        _event_for(conn, delivery_id, "info", kind, decision, now)
+
+
+def _claim(
+    conn: Connection, target: str, now: float, lease: float, claimer: str, for_update: bool
+) -> Claim:
+    query = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.target == target,
+            deliveries.c.status.in_(move_sources(Move.CLAIM)),
+            # Only DUE rows compete: a post an editor delayed, one backing off or held by
+            # timing never holds up the due posts behind it.
+            deliveries.c.next_attempt_at <= now,
+        )
+        .order_by(*QUEUE_ORDER)
+        .limit(2)
+    )
+    if for_update:  # replicas on PostgreSQL: each takes a row the others are not taking
+        query = query.with_for_update(skip_locked=True)
+    due = conn.execute(query).scalars().all()
+    if not due:
+        return Claim(None, more_due=False)
+    claimed = _try_move(
+        conn,
+        due[0],
+        Move.CLAIM,
+        now,
+        attempts=deliveries.c.attempts + 1,
+        lease_until=now + lease,
+        claimed_by=claimer,
+    )
+    if not claimed:  # another replica took it first
+        return Claim(None, more_due=False)
+    row = conn.execute(select(deliveries).where(deliveries.c.id == due[0])).one()
+    return Claim(Delivery.from_row(row), more_due=len(due) > 1)
+
+
+def _flag_uncertain(
+    conn: Connection, delivery_id: int, error: str, report: str, now: float
+) -> None:
+    raw = conn.execute(select(deliveries.c.progress).where(deliveries.c.id == delivery_id)).scalar()
+    progress = {k: v for k, v in json.loads(raw or "{}").items() if k != "read_back"}
+    _move(
+        conn,
+        delivery_id,
+        Move.FLAG_UNCERTAIN,
+        now,
+        last_error=error,
+        progress=json.dumps(progress),
+    )
+    _event_for(conn, delivery_id, "warning", "uncertain", report, now)
+
+
+def _expire_leases(conn: Connection, now: float, resend_safe: frozenset[str]) -> list[Delivery]:
+    flagged = []
+    rows = conn.execute(
+        select(deliveries).where(deliveries.c.status.in_(IN_HAND), deliveries.c.lease_until < now)
+    ).all()
+    for row in rows:
+        delivery = Delivery.from_row(row)
+        if delivery.status == DeliveryStatus.PREPARING or row.target in resend_safe:
+            why = (
+                "resumed: its sender stopped before publishing"
+                if delivery.status == DeliveryStatus.PREPARING
+                else "resent with the same idempotency key: its sender stopped while publishing"
+            )
+            if _try_move(conn, row.id, Move.RESUME, now, next_attempt_at=now, last_error=why):
+                conn.execute(event_row("info", "resumed", why, row.target, row.id, now))
+            continue
+        progress = {k: v for k, v in delivery.progress.items() if k != "read_back"}
+        expired = _try_move(
+            conn,
+            row.id,
+            Move.EXPIRE_LEASE,
+            now,
+            progress=json.dumps(progress),
+            last_error="the process stopped while sending; not resent "
+            "(check the channel, then mark sent or retry)",
+        )
+        if not expired:  # its sender answered meanwhile
+            continue
+        report = abandoned_report(delivery)
+        conn.execute(event_row("warning", "uncertain", report, row.target, row.id, now))
+        flagged.append(delivery)
+    return flagged
+
+
+def _revive(conn: Connection, delivery_id: int, note: str, awaiting: bool, now: float) -> None:
+    _move(
+        conn,
+        delivery_id,
+        Move.RESUBMIT if awaiting else Move.REVIVE,
+        now,
+        next_attempt_at=now,
+        priority=1,
+        last_error=note,
+        # A fresh approval: its timeout counts from now, and its preview is shown again.
+        created_at=now,
+    )
+    if awaiting:
+        conn.execute(
+            events.delete().where(events.c.kind == PREVIEWED, events.c.delivery_id == delivery_id)
         )

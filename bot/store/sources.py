@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, func, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.models import Article
@@ -105,28 +106,7 @@ class SourcesMixin(StoreBase):
 
     async def _write_state_batch(self, batch: Sequence[_StateWrite]) -> list[list[int] | None]:
         now = time.time()
-        async with self._begin() as conn:
-            ids = await insert_articles(conn, [r for w in batch for r in w.records], now)
-            upsert = _state_upsert(self.is_sqlite)
-            await conn.execute(
-                upsert,
-                [
-                    write.values
-                    | {
-                        "name": write.name,
-                        "last_polled_at": now,
-                        "failures": 0 if write.values["last_error"] is None else 1,
-                    }
-                    for write in batch
-                ],
-            )
-            notes = [
-                event_values(level, kind, message, None, None, now)
-                for write in batch
-                for level, kind, message in write.notes
-            ]
-            if notes:
-                await conn.execute(insert(events), notes)
+        ids = await self._transact(_write_states, batch, self.is_sqlite, now)
         outcomes: list[list[int] | None] = []
         for write in batch:
             outcomes.append(ids[: len(write.records)])
@@ -183,3 +163,30 @@ def _state_upsert(sqlite: bool) -> Any:
             )
         },
     )
+
+
+def _write_states(
+    conn: Connection, batch: Sequence[_StateWrite], is_sqlite: bool, now: float
+) -> list[int]:
+    """One transaction for a batch of polls: their recorded articles, states and notes."""
+    ids = insert_articles(conn, [r for w in batch for r in w.records], now)
+    conn.execute(
+        _state_upsert(is_sqlite),
+        [
+            write.values
+            | {
+                "name": write.name,
+                "last_polled_at": now,
+                "failures": 0 if write.values["last_error"] is None else 1,
+            }
+            for write in batch
+        ],
+    )
+    notes = [
+        event_values(level, kind, message, None, None, now)
+        for write in batch
+        for level, kind, message in write.notes
+    ]
+    if notes:
+        conn.execute(insert(events), notes)
+    return ids
