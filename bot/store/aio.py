@@ -1,10 +1,11 @@
 """SQLAlchemy Core driven from asyncio: the engine and connection calls the store makes.
 
 Every call runs SQLAlchemy's synchronous Core API off the event loop, by one of two bridges:
-- SQLite: the call runs whole in a worker thread on the standard `sqlite3` driver, one trip
-  to the thread per statement, commit or checkout. SQLAlchemy's aiosqlite adapter crossed to
-  its driver's thread four times a statement (cursor, statement, rows, close), and with seven
-  deliveries an article those trips were most of the push-to-posted time.
+- SQLite: the call runs whole in a worker thread on the standard `sqlite3` driver: one trip
+  to a thread per statement, and one for a whole write transaction (`transaction`), which
+  holds SQLite's single write turn only while it runs. With aiosqlite a write crossed to the
+  driver's thread four times a statement (cursor, statement, rows, close), each crossing
+  waiting for a busy event loop while the other writers waited for the turn.
 - PostgreSQL: SQLAlchemy's own greenlet bridge (`greenlet_spawn`) over psycopg's async mode,
   which is what `sqlalchemy.ext.asyncio` does too.
 newsbot does not use that extension because importing it imports the ORM (about 6 MB resident
