@@ -289,3 +289,29 @@ async def test_sqlite_write_transactions_take_turns(tmp_path: Path) -> None:
         final = (await conn.execute(select(notes.c.text).where(notes.c.id == 1))).scalar_one()
     assert final == "30"
     await engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_transaction_commits_what_returns_and_rolls_back_what_raises(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path}/aio.db"
+        if database == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    engine = create_async_engine(async_url(url))
+    await engine.transaction(metadata.create_all)
+
+    def add(connection: Any, text: str, fail: bool) -> int:
+        connection.execute(insert(notes), {"text": text})
+        if fail:
+            raise RuntimeError("refused")
+        return int(connection.execute(select(func.count()).select_from(notes)).scalar_one())
+
+    assert await engine.transaction(add, "kept", fail=False) == 1
+    with pytest.raises(RuntimeError, match="refused"):
+        await engine.transaction(add, "gone", fail=True)
+    assert await _count(engine) == 1
+    assert _checked_out(engine) == 0
+    await engine.dispose()
