@@ -69,11 +69,7 @@ def _insert_article_with_deliveries(
     planned: Sequence[NewDelivery],
     now: float,
 ) -> tuple[int, list[int]]:
-    result = conn.execute(insert(articles).values(_article_row(article, now)))
-    article_id = int(result.inserted_primary_key[0])
-    key_rows = [{"key": key, "article_id": article_id} for key in dict.fromkeys(keys)]
-    if key_rows:
-        conn.execute(insert(article_keys), key_rows)
+    (article_id,) = insert_articles(conn, [(article, tuple(keys))], now)
     return article_id, insert_deliveries(conn, article_id, planned, now)
 
 
@@ -134,7 +130,7 @@ class ArticlesMixin(StoreBase):
         if not items:
             return []
         try:
-            return await self._transact(insert_articles, items, time.time())
+            return await self.engine.transaction(insert_articles, items, time.time())
         except IntegrityError:
             return None
 
@@ -151,7 +147,7 @@ class ArticlesMixin(StoreBase):
         Returns (article id, delivery ids in `planned` order), or None if another writer
         got there first (or `planned` names a target twice)."""
         try:
-            return await self._transact(
+            return await self.engine.transaction(
                 _insert_article_with_deliveries, article, keys, planned, time.time()
             )
         except IntegrityError:

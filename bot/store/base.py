@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
@@ -14,11 +13,10 @@ from sqlalchemy.engine import Connection, make_url
 from bot.store.aio import AsyncConnection, AsyncEngine, create_async_engine
 from bot.store.schema import ADDED_COLUMNS, metadata
 
-_T = TypeVar("_T")
-
-#: Per database in a URL: the drivers newsbot accepts there (none named is "") and the
-#: asyncio driver it runs them on. Any other driver would block the event loop or is not
-#: installed; the config check refuses it (bot.config).
+#: Per database in a URL: the drivers newsbot accepts there (none named is "") and the driver
+#: it runs them on (SQLite's standard driver in worker threads, psycopg's async mode; see
+#: bot.store.aio). Any other driver would block the event loop or is not installed; the
+#: config check refuses it (bot.config).
 DRIVERS: dict[str, tuple[tuple[str, ...], str]] = {
     "sqlite": (("", "pysqlite", "aiosqlite"), "sqlite+pysqlite"),
     "postgresql": (("", "psycopg2", "psycopg", "psycopg_async"), "postgresql+psycopg_async"),
@@ -49,18 +47,12 @@ class StoreBase:
             _private_sqlite_files(self.engine.url.database)
         self._leader_conn: AsyncConnection | None = None
 
-    async def _transact(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """A write transaction: `fn(connection, *args, **kwargs)` on SQLAlchemy's synchronous
-        API, all of it in one call (AsyncEngine.transaction: one writer at a time on
-        SQLite)."""
-        return await self.engine.transaction(fn, *args, **kwargs)
-
     async def _write(self, statement: Any, parameters: Any = None) -> None:
         """A write transaction of one statement."""
-        await self._transact(_execute, statement, parameters)
+        await self.engine.transaction(_execute, statement, parameters)
 
     async def init(self) -> None:
-        await self._transact(_create_schema)
+        await self.engine.transaction(_create_schema)
 
     async def ping(self) -> bool:
         try:

@@ -58,7 +58,7 @@ class EventsMixin(StoreBase):
 
     async def set_paused(self, target: str, paused: bool, reason: str = "") -> None:
         values = {"paused": paused, "reason": reason, "changed_at": time.time()}
-        await self._transact(_set_paused, target, values)
+        await self.engine.transaction(_set_paused, target, values)
 
     async def record_event(
         self,

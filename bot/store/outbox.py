@@ -194,7 +194,7 @@ class OutboxMixin(StoreBase):
         )
 
     # Moves ----------------------------------------------------------------------------------
-    # Each runs whole in one write transaction (StoreBase._transact), by the synchronous
+    # Each runs whole in one write transaction (AsyncEngine.transaction), by the synchronous
     # functions at the end of this module.
 
     async def _apply(
@@ -208,7 +208,9 @@ class OutboxMixin(StoreBase):
         """Apply `move`; with `decision` (who decided what), record it in the same
         transaction, so whoever reads the row's new status also finds who moved it there
         (two editors deciding at once: the loser is told the winner's decision)."""
-        await self._transact(_apply_move, delivery_id, move, time.time(), decision, kind, values)
+        await self.engine.transaction(
+            _apply_move, delivery_id, move, time.time(), decision, kind, values
+        )
 
     async def claim_next(
         self, target: str, now: float, lease: float, claimer: str
@@ -225,7 +227,9 @@ class OutboxMixin(StoreBase):
     async def claim_due(self, target: str, now: float, lease: float, claimer: str) -> Claim:
         """`claim_next`, also telling whether another delivery was due behind the claimed one:
         a drain that knows none was stops without a transaction that finds nothing."""
-        return await self._transact(_claim, target, now, lease, claimer, not self.is_sqlite)
+        return await self.engine.transaction(
+            _claim, target, now, lease, claimer, not self.is_sqlite
+        )
 
     async def mark_sent(self, delivery_id: int, remote_id: str, remote_url: str | None) -> None:
         """mark sent (sending, or uncertain after a lapsed lease -> sent)."""
@@ -304,7 +308,7 @@ class OutboxMixin(StoreBase):
     async def flag_uncertain(self, delivery_id: int, error: str, report: str) -> None:
         """flag uncertain (sending -> uncertain) and record the editors' report in the same
         commit, so no crash can leave an uncertain post nobody is told about."""
-        await self._transact(_flag_uncertain, delivery_id, error, report, time.time())
+        await self.engine.transaction(_flag_uncertain, delivery_id, error, report, time.time())
 
     async def expire_leases(self, now: float, resend_safe: Collection[str] = ()) -> list[Delivery]:
         """Rows left claimed past their lease: their sender died.
@@ -313,7 +317,7 @@ class OutboxMixin(StoreBase):
         `resend_safe` (an idempotent platform; the resend carries the same key) -> pending
         (resume). Any other sending row -> uncertain (expire): flag, never resend, with its
         `uncertain` event in the same commit. Returns the rows flagged (as they were)."""
-        return await self._transact(_expire_leases, now, frozenset(resend_safe))
+        return await self.engine.transaction(_expire_leases, now, frozenset(resend_safe))
 
     async def approve(
         self,
@@ -364,7 +368,7 @@ class OutboxMixin(StoreBase):
     async def revive(self, delivery_id: int, note: str, *, awaiting: bool) -> None:
         """revive (skipped or backlog -> pending, due now) or resubmit (... -> awaiting, when
         the rule asks for approval): `/post URL` for a post that was not sent."""
-        await self._transact(_revive, delivery_id, note, awaiting, time.time())
+        await self.engine.transaction(_revive, delivery_id, note, awaiting, time.time())
 
     async def editor_marks_sent(
         self, delivery_id: int, remote_url: str | None, note: str, decision: str | None = None
@@ -383,7 +387,7 @@ class OutboxMixin(StoreBase):
 
     async def add_deliveries(self, article_id: int, planned: Sequence[NewDelivery]) -> list[int]:
         """Outbox rows for an article stored without them (recorded on a first run)."""
-        return await self._transact(insert_deliveries, article_id, planned, time.time())
+        return await self.engine.transaction(insert_deliveries, article_id, planned, time.time())
 
     async def find_deliveries(self, words: Sequence[str], limit: int = 10) -> list[Delivery]:
         """The latest deliveries whose post (text, link) contains every word (any case)."""
@@ -396,7 +400,7 @@ class OutboxMixin(StoreBase):
         )
 
 
-# The write transactions, on SQLAlchemy's synchronous API (run by StoreBase._transact) -------
+# The write transactions, on SQLAlchemy's synchronous API (run by AsyncEngine.transaction) -------
 
 
 def _try_move(conn: Connection, delivery_id: int, move: Move, now: float, **values: Any) -> bool:

@@ -106,7 +106,7 @@ class SourcesMixin(StoreBase):
 
     async def _write_state_batch(self, batch: Sequence[_StateWrite]) -> list[list[int] | None]:
         now = time.time()
-        ids = await self._transact(_write_states, batch, self.is_sqlite, now)
+        ids = await self.engine.transaction(_write_states, batch, self.is_sqlite, now)
         outcomes: list[list[int] | None] = []
         for write in batch:
             outcomes.append(ids[: len(write.records)])
