@@ -7,8 +7,13 @@ platform."""
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import Mapping
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +25,15 @@ if TYPE_CHECKING:
 
 CARD_SIZE = (1080, 1350)  # 4:5: Instagram's tallest portrait, also fine on Threads and Bluesky
 MARGIN = 72
+#: Cards kept once drawn: the platforms posting one article in the same seconds share its card.
+CARDS_KEPT = 6
+
+
+def attribution_line(outlet_name: str, url: str) -> str:
+    """The attribution as plain text, where a link cannot be clicked. A card carries the
+    article's own address (no tracking parameters), the same on every platform, so one
+    article's card is drawn once for all of them."""
+    return f"Source: {outlet_name} — {url}"
 
 
 def font_file() -> Path:
@@ -138,6 +152,45 @@ def _fit_headline(
     return face, lines
 
 
+class _DrawnCards:
+    """The last CARDS_KEPT cards by their inputs, safe across threads: a card asked for while
+    another thread draws it is waited for, not drawn twice (Instagram, Threads and Bluesky
+    each want one for the same article at the same moment; drawing is most of their CPU)."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._cards: OrderedDict[tuple[object, ...], Future[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.drawn = 0  # cards drawn, not taken from here (the tests watch it)
+
+    def get(self, key: tuple[object, ...], draw: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            card = self._cards.get(key)
+            if card is not None:
+                self._cards.move_to_end(key)
+                waiting = True
+            else:
+                card = self._cards[key] = Future()
+                while len(self._cards) > self._kept:
+                    self._cards.popitem(last=False)
+                self.drawn += 1
+                waiting = False
+        if waiting:
+            return card.result()
+        try:
+            card.set_result(draw())
+        except BaseException as error:
+            with self._lock:  # not kept: the next caller draws it again
+                if self._cards.get(key) is card:
+                    del self._cards[key]
+            card.set_exception(error)
+            raise
+        return card.result()
+
+
+_drawn = _DrawnCards(CARDS_KEPT)
+
+
 def render_card(
     headline: str,
     outlet_name: str,
@@ -145,7 +198,23 @@ def render_card(
     photo: bytes | None = None,
     brand_color: str = "#0b3d91",
 ) -> bytes:
-    """A 1080x1350 JPEG card."""
+    """A 1080x1350 JPEG card; drawn once for the same inputs (see _DrawnCards)."""
+    headline = unicodedata.normalize("NFC", " ".join(headline.split()))
+    key = (
+        headline,
+        outlet_name,
+        source_line,
+        hashlib.sha256(photo).digest() if photo else None,
+        brand_color,
+    )
+    return _drawn.get(
+        key, lambda: _draw_card(headline, outlet_name, source_line, photo, brand_color)
+    )
+
+
+def _draw_card(
+    headline: str, outlet_name: str, source_line: str, photo: bytes | None, brand_color: str
+) -> bytes:
     from PIL import ImageDraw
 
     card = _backdrop(photo, brand_color)
@@ -154,7 +223,7 @@ def render_card(
     small = font(34, "SemiBold")
     draw.text((MARGIN, MARGIN), outlet_name.upper(), font=small, fill="white")
     source_y = CARD_SIZE[1] - MARGIN - 40
-    face, lines = _fit_headline(draw, " ".join(headline.split()), width, int(CARD_SIZE[1] * 0.45))
+    face, lines = _fit_headline(draw, headline, width, int(CARD_SIZE[1] * 0.45))
     line_height = int(face.size * 1.22)
     y = source_y - 40 - line_height * len(lines)
     for line in lines:

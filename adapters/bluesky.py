@@ -39,7 +39,7 @@ import regex
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import Field, field_validator
 
-from adapters._cards import render_card
+from adapters._cards import attribution_line, render_card
 from adapters._http import platform_client
 from adapters.base import Adapter, SendContext
 from bot.models import Article, PostLength, RenderedPost, SentPost
@@ -358,7 +358,6 @@ class BlueskyAdapter(Adapter):
                 "title": trim_graphemes(tidy.title, CARD_TITLE_GRAPHEMES),
                 "description": trim_graphemes(tidy.lead, CARD_DESCRIPTION_GRAPHEMES),
                 "headline": tidy.title,
-                "source_line": f"{self.outlet.name} — {label}",
             }
         return RenderedPost(
             target=s.name,
@@ -630,7 +629,7 @@ class BlueskyAdapter(Adapter):
                 render_card,
                 card.get("headline") or card.get("title", ""),
                 self.outlet.name,
-                card.get("source_line", ""),
+                attribution_line(self.outlet.name, post.article_url),
                 None,
                 self.settings.brand_color,
             )

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import regex
 from pydantic import Field
 
-from adapters._cards import render_card
+from adapters._cards import attribution_line, render_card
 from adapters._graph import (
     GraphClient,
     GraphError,
@@ -283,7 +283,7 @@ class ThreadsAdapter(Adapter):
             render_card,
             str(post.options.get("headline") or ""),
             self.outlet.name,
-            f"{self.outlet.name} — {post.article_url}",
+            attribution_line(self.outlet.name, post.article_url),
             None,
             self.settings.brand_color,
         )

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters._cards import CARD_SIZE
+from adapters._cards import CARD_SIZE, attribution_line, render_card
 from adapters.bluesky import (
     BlueskyAdapter,
     XrpcError,
@@ -230,6 +230,10 @@ async def test_card_falls_back_to_the_rendered_card(world: World) -> None:
         assert image.format == "JPEG"
         assert image.size == CARD_SIZE  # uploaded as drawn: well under the size limit
     assert blob["size"] < 1_000_000
+    # The card every platform draws for this article: headline and plain attribution line.
+    outlet = adapter.outlet.name
+    url = post.article_url
+    assert blob["data"] == render_card("Bakıda park açıldı", outlet, attribution_line(outlet, url))
     assert stored["record"]["langs"] == ["az"]
 
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
-from adapters._cards import render_card
+from adapters._cards import attribution_line, render_card
 from adapters._graph import (
     GraphClient,
     GraphError,
@@ -95,13 +95,10 @@ class InstagramAdapter(Adapter):
         self._graph: GraphClient | None = None
         self._http: httpx.AsyncClient | None = None
 
-    def source_line(self, url: str) -> str:
-        return f"Source: {self.outlet.name} — {url}"
-
     def render(self, article: Article) -> RenderedPost:
         s = self.settings
         url = article_url(article, s.utm)
-        source = self.source_line(url)
+        source = attribution_line(self.outlet.name, url)
         if s.template:
             text = self.render_template(article, PLAIN)
         else:
@@ -118,7 +115,7 @@ class InstagramAdapter(Adapter):
             text=limit_mentions(text),
             markup="plain",
             image_url=article.image_url,
-            options={"headline": squash_spaces(article.title), "source_line": source},
+            options={"headline": squash_spaces(article.title)},
         )
 
     async def check(self) -> bool:
@@ -170,7 +167,7 @@ class InstagramAdapter(Adapter):
                 await graph.call(
                     "POST",
                     f"{media_id}/comments",
-                    data={"message": self.source_line(post.article_url)},
+                    data={"message": attribution_line(self.outlet.name, post.article_url)},
                 )
 
     read_back: ClassVar[str] = "the account's recent media (GET /{ig-user-id}/media)"
@@ -246,7 +243,7 @@ class InstagramAdapter(Adapter):
             render_card,
             str(post.options.get("headline") or ""),
             self.outlet.name,
-            str(post.options.get("source_line") or post.article_url),
+            attribution_line(self.outlet.name, post.article_url),
             photo,
             self.settings.brand_color,
         )
