@@ -195,3 +195,28 @@ async def test_claim_due_tells_whether_another_delivery_was_due_behind(store: St
     # One not yet due (backing off) does not count as due behind.
     await store.retry_later(first, time.time() + 3600, "503")
     assert await store.claim_due("t7", time.time(), 60, "test") == Claim(None, more_due=False)
+
+
+async def test_a_claim_returns_the_row_as_claimed_and_moves_reuse_their_statements(
+    store: Store,
+) -> None:
+    """The claim's UPDATE ... RETURNING gives the row as it now stands (one more attempt, the
+    new status and time), a retry that gives the attempt back takes it off, and each move's
+    statement is built once and reused with new parameters."""
+    from bot.store.outbox import _move_statement
+
+    first = await delivery_in(store, S.PENDING, 8)
+    now = time.time()
+    claimed = await store.claim_next("t8", now, 60, "replica-a")
+    stored = await store.delivery(first)
+    assert claimed is not None and stored is not None
+    assert claimed == stored  # what the claim returned is what the row holds
+    assert (claimed.status, claimed.attempts, claimed.updated_at) == (S.PREPARING, 1, now)
+    await store.retry_later(first, now - 1, "rate limited", count_attempt=False)
+    stored = await store.delivery(first)
+    assert stored is not None and (stored.status, stored.attempts) == (S.PENDING, 0)
+    built = _move_statement.cache_info().currsize
+    again = await store.claim_next("t8", time.time(), 60, "replica-b")
+    assert again is not None and (again.status, again.attempts) == (S.PREPARING, 1)
+    await store.retry_later(first, time.time() - 1, "rate limited", count_attempt=False)
+    assert _move_statement.cache_info().currsize == built  # the same two statements again

@@ -3,14 +3,27 @@ operations below, each an atomic UPDATE guarded by the transition table (bot.sto
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, CursorResult, Row
 
 from bot.models import RenderedPost
 from bot.store.base import StoreBase
@@ -32,6 +45,14 @@ IN_HAND = (DeliveryStatus.PREPARING, DeliveryStatus.SENDING)
 
 # The order a target's queue goes out in: breaking first, then publication order.
 QUEUE_ORDER = (deliveries.c.priority.desc(), deliveries.c.sort_key.asc(), deliveries.c.id.asc())
+
+#: The computed values a move may set. Constants, so that a statement using one is built once.
+ONE_MORE_ATTEMPT = deliveries.c.attempts + 1
+ONE_FEWER_ATTEMPT = deliveries.c.attempts - 1
+_COMPUTED: dict[int, ColumnElement[Any]] = {
+    id(ONE_MORE_ATTEMPT): ONE_MORE_ATTEMPT,
+    id(ONE_FEWER_ATTEMPT): ONE_FEWER_ATTEMPT,
+}
 
 
 def insert_deliveries(
@@ -294,7 +315,7 @@ class OutboxMixin(StoreBase):
         claim's attempt back (rate limits, timing, a target known to be down)."""
         values: dict[str, Any] = {"next_attempt_at": at, "last_error": error}
         if not count_attempt:
-            values["attempts"] = deliveries.c.attempts - 1
+            values["attempts"] = ONE_FEWER_ATTEMPT
         await self._apply(delivery_id, Move.RETRY_LATER, **values)
 
     async def drop(self, delivery_id: int, reason: str) -> None:
@@ -403,19 +424,53 @@ class OutboxMixin(StoreBase):
 # The write transactions, on SQLAlchemy's synchronous API (run by AsyncEngine.transaction) -------
 
 
-def _try_move(conn: Connection, delivery_id: int, move: Move, now: float, **values: Any) -> bool:
-    """Apply `move` if the table allows it from the row's current status (one atomic
-    UPDATE). False if it does not, or the row is gone."""
+# The moves' statements are built once per shape, with bound parameters: building and keying
+# a statement cost several times its execution (a delivery makes about five moves).
+
+
+@functools.cache
+def _move_statement(
+    move: Move, bound: tuple[str, ...], computed: tuple[tuple[str, int], ...], returning: bool
+) -> Update:
+    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in bound}
+    values.update({name: _COMPUTED[ref] for name, ref in computed})
+    statement = (
+        update(deliveries)
+        .where(
+            deliveries.c.id == bindparam("moved_id"),
+            deliveries.c.status.in_(move_sources(move)),
+        )
+        .values(values)
+    )
+    return statement.returning(*deliveries.c) if returning else statement
+
+
+def _execute_move(
+    conn: Connection,
+    delivery_id: int,
+    move: Move,
+    now: float,
+    values: dict[str, Any],
+    returning: bool = False,
+) -> CursorResult[Any]:
+    """The guarded UPDATE of `move`: it changes the row only if the table allows the move from
+    the row's current status. `values` may hold plain values and the computed constants."""
     values["status"] = move_target(move)
     values["updated_at"] = now
     if values["status"] not in IN_HAND:
         values.setdefault("lease_until", None)
-    result = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(move_sources(move)))
-        .values(**values)
-    )
-    return bool(result.rowcount == 1)
+    bound = {k: v for k, v in values.items() if not isinstance(v, ColumnElement)}
+    computed = tuple(sorted((k, id(v)) for k, v in values.items() if k not in bound))
+    statement = _move_statement(move, tuple(sorted(bound)), computed, returning)
+    parameters = {f"new_{k}": v for k, v in bound.items()}
+    parameters["moved_id"] = delivery_id
+    return conn.execute(statement, parameters)
+
+
+def _try_move(conn: Connection, delivery_id: int, move: Move, now: float, **values: Any) -> bool:
+    """Apply `move` if the table allows it from the row's current status (one atomic
+    UPDATE). False if it does not, or the row is gone."""
+    return bool(_execute_move(conn, delivery_id, move, now, values).rowcount == 1)
 
 
 def _move(conn: Connection, delivery_id: int, move: Move, now: float, **values: Any) -> None:
@@ -454,39 +509,39 @@ def _apply_move(
         _event_for(conn, delivery_id, "info", kind, decision, now)
 
 
-def _claim(
-    conn: Connection, target: str, now: float, lease: float, claimer: str, for_update: bool
-) -> Claim:
+@functools.cache
+def _due_statement(for_update: bool) -> Select[Any]:
     query = (
         select(deliveries.c.id)
         .where(
-            deliveries.c.target == target,
+            deliveries.c.target == bindparam("due_target"),
             deliveries.c.status.in_(move_sources(Move.CLAIM)),
             # Only DUE rows compete: a post an editor delayed, one backing off or held by
             # timing never holds up the due posts behind it.
-            deliveries.c.next_attempt_at <= now,
+            deliveries.c.next_attempt_at <= bindparam("due_at"),
         )
         .order_by(*QUEUE_ORDER)
         .limit(2)
     )
     if for_update:  # replicas on PostgreSQL: each takes a row the others are not taking
         query = query.with_for_update(skip_locked=True)
-    due = conn.execute(query).scalars().all()
-    if not due:
+    return query
+
+
+def _claim(
+    conn: Connection, target: str, now: float, lease: float, claimer: str, for_update: bool
+) -> Claim:
+    due = conn.execute(_due_statement(for_update), {"due_target": target, "due_at": now})
+    ids = due.scalars().all()
+    if not ids:
         return Claim(None, more_due=False)
-    claimed = _try_move(
-        conn,
-        due[0],
-        Move.CLAIM,
-        now,
-        attempts=deliveries.c.attempts + 1,
-        lease_until=now + lease,
-        claimed_by=claimer,
-    )
-    if not claimed:  # another replica took it first
+    values = {"attempts": ONE_MORE_ATTEMPT, "lease_until": now + lease, "claimed_by": claimer}
+    row: Row[Any] | None = _execute_move(
+        conn, ids[0], Move.CLAIM, now, values, returning=True
+    ).first()
+    if row is None:  # another replica took it first
         return Claim(None, more_due=False)
-    row = conn.execute(select(deliveries).where(deliveries.c.id == due[0])).one()
-    return Claim(Delivery.from_row(row), more_due=len(due) > 1)
+    return Claim(Delivery.from_row(row), more_due=len(ids) > 1)
 
 
 def _flag_uncertain(
