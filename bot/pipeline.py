@@ -121,8 +121,10 @@ def entry_changes(stored: Article, entry: FeedEntry) -> bool:
 
 
 def body_digest(content: bytes) -> bytes:
-    """A feed body's fingerprint: the same bytes as last time need no parsing at all."""
-    return hashlib.blake2b(content, digest_size=16).digest()
+    """A feed body's fingerprint: the same bytes as last time need no parsing at all.
+    SHA-256 because OpenSSL runs it on the processor's SHA instructions: a third of BLAKE2b's
+    time on a 7.5 MB feed (the unchanged big feed's whole cost, issue 18)."""
+    return hashlib.sha256(content).digest()[:16]
 
 
 def read_entries(
