@@ -22,6 +22,7 @@ URL = "https://news.example.com/en/news/7"
 ENV = {"TOKEN": "EAAB-test-token"}
 # Never dialled: drawing a card makes no request.
 UNUSED_API = "http://127.0.0.1:9"
+UTM = {"utm_source": "instagram"}
 
 
 def photo() -> bytes:
@@ -83,33 +84,21 @@ def test_a_failed_drawing_is_not_kept_and_the_kept_cards_are_bounded() -> None:
 async def test_instagram_and_threads_post_the_same_card_for_one_article(tmp_path: Path) -> None:
     outlet = Outlet(name="Sample Times")
     cards = tmp_path / "cards"
-    ig = InstagramAdapter.Settings.model_validate(
-        {
-            "name": "ig",
-            "platform": "instagram",
-            "api_base": UNUSED_API,
-            "ig_user_id": "1789",
-            "access_token": {"env": "TOKEN"},
-            "public_base_url": "https://bot.example.org",
-            "card_dir": str(cards),
-            "utm": {"utm_source": "instagram"},
-        }
-    )
-    th = ThreadsAdapter.Settings.model_validate(
-        {
-            "name": "threads",
-            "platform": "threads",
-            "api_base": UNUSED_API,
-            "user_id": "42",
-            "access_token": {"env": "TOKEN"},
-            "public_base_url": "https://bot.example.org",
-            "card_dir": str(cards),
-        }
-    )
-    adapters = [
-        cls(s, {n: r.resolve(ENV) for n, r in s.secret_fields().items()}, outlet)
-        for cls, s in ((InstagramAdapter, ig), (ThreadsAdapter, th))
+    shared = {
+        "api_base": UNUSED_API,
+        "access_token": {"env": "TOKEN"},
+        "public_base_url": "https://bot.example.org",
+        "card_dir": str(cards),
+    }
+    own: list[tuple[type[InstagramAdapter] | type[ThreadsAdapter], dict[str, object]]] = [
+        (InstagramAdapter, {"platform": "instagram", "ig_user_id": "1789", "utm": UTM}),
+        (ThreadsAdapter, {"platform": "threads", "user_id": "42"}),
     ]
+    adapters = []
+    for cls, fields in own:
+        s = cls.Settings.model_validate({"name": fields["platform"], **shared, **fields})
+        secrets = {n: r.resolve(ENV) for n, r in s.secret_fields().items()}
+        adapters.append(cls(s, secrets, outlet))  # type: ignore[arg-type]
     article = Article(url=URL, title="Budget passes after a long night (shared card)", lead="")
     before = _cards._drawn.drawn
     urls = [await a.image_for(a.render(article)) for a in adapters]
