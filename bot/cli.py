@@ -59,40 +59,38 @@ def _load(args: argparse.Namespace, resolve_secrets: bool = True) -> Config:
 
 
 def _safe_db(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from bot.store.url import DatabaseURL, InvalidDatabaseURL
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return repr(url)
+        return DatabaseURL.parse(url).render(hide_password=True)
+    except InvalidDatabaseURL:
+        return repr(url) if "@" not in url else "(the URL given)"
 
 
 def _sqlite_file(url: str) -> Path | None:
     """The file of an SQLite URL (None: not SQLite, in memory, or not a URL)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from bot.store.url import DatabaseURL, InvalidDatabaseURL
 
     try:
-        parsed = make_url(url)
-    except ArgumentError:
+        parsed = DatabaseURL.parse(url)
+    except InvalidDatabaseURL:
         return None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    if parsed.backend != "sqlite" or parsed.in_memory or not parsed.database:
         return None
     return Path(parsed.database)
 
 
 def _database_problem(exc: Exception, url: str, config_path: str) -> CLIError:
-    from sqlalchemy.exc import ArgumentError, DBAPIError
+    from bot.store.url import InvalidDatabaseURL
 
     where = f"(`database` in {config_path}, or $NEWSBOT_DATABASE)" if config_path else "(--db)"
-    if isinstance(exc, ArgumentError):
+    if isinstance(exc, InvalidDatabaseURL):
         return CLIError(
             f"database {url!r} is not a database URL {where}; "
             "use e.g. sqlite:///newsbot.db or postgresql://user@host/db",
             Exit.USAGE,
         )
-    reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
+    reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
     hint = "check that the server runs and the URL, user and database are right"
     path = _sqlite_file(url)
     if path is not None:
@@ -115,8 +113,6 @@ def explain(exc: BaseException, args: argparse.Namespace) -> CLIError | None:
             f"the installation is incomplete: {first} (install the missing package, or "
             "reinstall newsbot: `pip install .` in its folder)"
         )
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
     from bot.enrich import EnrichmentError
     from bot.fetch import FetchError, RefusedURL
 
@@ -126,7 +122,10 @@ def explain(exc: BaseException, args: argparse.Namespace) -> CLIError | None:
         if len(exc.problems) == 1:  # the usual case: one line, naming where
             return CLIError(f"invalid configuration: {exc.problems[0]}", Exit.USAGE)
         return CLIError(f"invalid configuration: {exc}", Exit.USAGE)
-    if isinstance(exc, ArgumentError | SQLAlchemyError):
+    from bot.store.aio import DatabaseError, NotAnAsyncDriver
+    from bot.store.url import InvalidDatabaseURL
+
+    if isinstance(exc, InvalidDatabaseURL | DatabaseError | NotAnAsyncDriver):
         url = getattr(args, "database_url", None) or "?"
         config_path = "" if args.command == "demo" else _config_path(args)
         return _database_problem(exc, url, config_path)

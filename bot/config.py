@@ -12,8 +12,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from adapters import adapter_class, available_platforms
 from bot.config_types import parse_duration
@@ -21,7 +19,7 @@ from bot.models import Article
 from bot.render import ProblemKind, RenderProblem, render_for
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
-from bot.store.base import DRIVERS
+from bot.store.url import DRIVERS, DatabaseURL, InvalidDatabaseURL
 from bot.targets import Outlet, TargetSettings
 from bot.webdesk.settings import DeskConfig
 from consoles import console_class
@@ -656,13 +654,14 @@ def _check_database(url: Any) -> list[tuple[Path, str]]:
     if not isinstance(url, str):
         return [(where, f"must be a database URL; {hint}")]
     try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return [(where, f"{url!r} is not a database URL; {hint}")]
-    backend, _, driver = parsed.drivername.partition("+")
+        parsed = DatabaseURL.parse(url)
+    except InvalidDatabaseURL as error:
+        shown = url if "@" not in url else "the URL"
+        return [(where, f"{shown!r} is not a database URL ({error}); {hint}")]
+    backend, driver = parsed.backend, parsed.driver
     if backend not in DRIVERS:
         return [(where, f"unsupported database {backend!r}; {hint}")]
-    if driver not in DRIVERS[backend][0]:
+    if driver not in DRIVERS[backend]:
         return [(where, f"unsupported {backend} driver {driver!r}; {hint}")]
     if backend != "sqlite":
         return []

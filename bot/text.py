@@ -83,7 +83,11 @@ def trim_text(
     cjk = is_cjk_text(window)
     # A whole sentence needs no ellipsis, so it may use the ellipsis's room too.
     ends = _CJK_SENTENCE_END if cjk else _SENTENCE_END
-    candidates = [m.end() for m in ends.finditer(text[: lo + len(ellipsis) + 1])]
+    head = text[: lo + len(ellipsis) + 1]
+    # 。！？ end a sentence in any script (a Latin name after a Japanese sentence).
+    candidates = sorted(
+        {m.end() for m in ends.finditer(head)} | {m.end() for m in _CJK_SENTENCE_END.finditer(head)}
+    )
     for end in reversed(candidates):
         if end < lo // 2:
             break
@@ -91,22 +95,26 @@ def trim_text(
             return text[:end].rstrip()
     cut = max(b for b in bounds if b <= lo)
     if cjk:
-        soft = [
-            m.end() if m.group() in _CJK_CLOSERS else m.start()
-            for m in _CJK_BREAK.finditer(text[:cut])
-        ]
-        soft = [at for at in soft if at >= lo // 2 and at in bounds]
+        soft = [at for at in _cjk_breaks(text[:cut]) if at >= lo // 2 and at in bounds]
         if soft:
             cut = soft[-1]
     elif cut < len(text) and not _WORD_GAP.match(text, cut):
-        # Back to the last gap between words, unless the first word alone is too long.
+        # Back to the last gap between words, unless the first word alone is too long. A
+        # Japanese or Chinese mark parts words too (a Latin name after 、).
         gaps = [m.start() for m in _WORD_GAP.finditer(text[:cut]) if m.start() > 0]
+        gaps += [at for at in _cjk_breaks(text[:cut]) if at > 0 and at in bounds]
         if gaps:
-            cut = gaps[-1]
+            cut = max(gaps)
     stem = text[:cut]
     while stem and stem[-1] in _TRAILING_JUNK and len(stem) - 1 in bounds:
         stem = stem[:-1]
     return stem + ellipsis if stem else ""
+
+
+def _cjk_breaks(text: str) -> list[int]:
+    """Where Japanese and Chinese text may break: after a closing bracket, before a comma-like
+    mark."""
+    return [m.end() if m.group() in _CJK_CLOSERS else m.start() for m in _CJK_BREAK.finditer(text)]
 
 
 @cache
@@ -210,7 +218,9 @@ def is_cjk_text(text: str) -> bool:
     sample = text[:200]
     # Letters only: punctuation (、。 or .,) and spaces say nothing about the script.
     letters = sum(1 for ch in sample if ch.isalnum())
-    return letters > 0 and len(_CJK.findall(sample)) * 3 >= letters
+    if letters == 0:  # nothing but marks: Japanese and Chinese ones say which
+        return bool(_CJK_SENTENCE_END.search(sample) or _CJK_SOFT_BREAK.search(sample))
+    return len(_CJK.findall(sample)) * 3 >= letters
 
 
 def first_sentences(text: str, limit: int) -> str:

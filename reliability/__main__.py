@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
+from bot.store.url import DatabaseURL
 from reliability import bad_input, crash, outage, replicas, secrets_scan
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
@@ -32,7 +31,7 @@ Rows = Callable[[dict[str, Any]], list[tuple[str, str]]]
 
 
 def _reachable(url: str) -> bool:
-    parsed = make_url(url)
+    parsed = DatabaseURL.parse(url)
     try:
         with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), 2):
             return True

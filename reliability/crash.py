@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -38,8 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
 from starlette.requests import ClientDisconnect
 
 from bot.config import validate
@@ -60,7 +59,9 @@ from bot.demo.runner import (
 from bot.demo.site import SampleSite, make_sample
 from bot.demo.site import create_app as create_site_app
 from bot.httpserver import LoopbackServer
-from bot.store import DeliveryStatus, Store, articles, deliveries, events, source_state
+from bot.store import DeliveryStatus, Store
+from bot.store.aio import in_list
+from bot.store.url import DatabaseURL
 from standins import bluesky as bluesky_standin
 from standins import graph as graph_standin
 from standins import mastodon as mastodon_standin
@@ -321,60 +322,63 @@ class Ledger:
 
     async def initialized(self) -> bool:
         """Whether both sources had their first poll (which records the backlog)."""
-        query = select(source_state.c.name).where(source_state.c.initialized.is_(True))
+        query = "SELECT name FROM source_state WHERE initialized = TRUE"
         async with self.store.engine.connect() as conn:
             return set((await conn.execute(query)).scalars()) >= set(SOURCES)
 
     async def known_urls(self) -> set[str]:
         async with self.store.engine.connect() as conn:
-            return set((await conn.execute(select(articles.c.url))).scalars())
+            return set((await conn.execute("SELECT url FROM articles")).scalars())
 
     async def rows(self) -> dict[tuple[str, str], tuple[int, str, str | None]]:
         """(article url, target) -> (delivery id, status, last error)."""
-        query = select(
-            articles.c.url,
-            deliveries.c.target,
-            deliveries.c.id,
-            deliveries.c.status,
-            deliveries.c.last_error,
-        ).join(articles, articles.c.id == deliveries.c.article_id)
+        query = (
+            "SELECT a.url AS url, d.target AS target, d.id AS id, d.status AS status, "
+            "d.last_error AS last_error "
+            "FROM deliveries d JOIN articles a ON a.id = d.article_id"
+        )
         async with self.store.engine.connect() as conn:
             result = (await conn.execute(query)).all()
         return {(r.url, r.target): (r.id, r.status, r.last_error) for r in result}
 
     async def open_count(self) -> int:
+        listed, params = in_list("open", [str(status) for status in OPEN])
         async with self.store.engine.connect() as conn:
-            query = select(func.count()).where(deliveries.c.status.in_(OPEN))
-            return int((await conn.execute(query)).scalar() or 0)
+            query = f"SELECT COUNT(*) FROM deliveries WHERE status IN {listed}"
+            return int((await conn.execute(query, params)).scalar() or 0)
 
     async def sending(self) -> set[tuple[int, str, float]]:
         """(delivery id, target, lease end) of each row committed `sending`."""
-        query = select(deliveries.c.id, deliveries.c.target, deliveries.c.lease_until).where(
-            deliveries.c.status == DeliveryStatus.SENDING
-        )
+        query = "SELECT id, target, lease_until FROM deliveries WHERE status = :sending"
+        params = {"sending": str(DeliveryStatus.SENDING)}
         async with self.store.engine.connect() as conn:
-            return {(r.id, r.target, r.lease_until or 0.0) for r in await conn.execute(query)}
+            rows = await conn.execute(query, params)
+            return {(r.id, r.target, r.lease_until or 0.0) for r in rows}
 
     async def settling_events(self) -> list[tuple[int, str, str]]:
         """(delivery id, kind, message) of the events that flag or settle a delivery in doubt."""
         kinds = ("uncertain", "confirmed", "absent", "resumed", "unresolved")
-        query = select(events.c.delivery_id, events.c.kind, events.c.message).where(
-            events.c.kind.in_(kinds), events.c.delivery_id.is_not(None)
+        listed, params = in_list("kind", kinds)
+        query = (
+            "SELECT delivery_id, kind, message FROM events "
+            f"WHERE kind IN {listed} AND delivery_id IS NOT NULL"
         )
         async with self.store.engine.connect() as conn:
-            return [(r.delivery_id, r.kind, r.message or "") for r in await conn.execute(query)]
+            rows = await conn.execute(query, params)
+            return [(r.delivery_id, r.kind, r.message or "") for r in rows]
 
     async def uncertain_reported(self) -> set[int]:
-        query = select(events.c.delivery_id).where(events.c.kind == "uncertain")
+        query = "SELECT delivery_id FROM events WHERE kind = :kind"
         async with self.store.engine.connect() as conn:
-            return {i for i in (await conn.execute(query)).scalars() if i is not None}
+            found = (await conn.execute(query, {"kind": "uncertain"})).scalars()
+            return {i for i in found if i is not None}
 
     async def all_text(self) -> str:
         """Every stored text column, for the secrets check."""
         chunks: list[str] = []
         async with self.store.engine.connect() as conn:
-            for table in (articles, deliveries, events, source_state):
-                for row in (await conn.execute(select(table))).all():
+            for table in ("articles", "deliveries", "events", "source_state"):
+                for row in (await conn.execute(f"SELECT * FROM {table}")).all():
                     chunks.extend(str(v) for v in row if isinstance(v, str))
         return "\n".join(chunks)
 
@@ -552,7 +556,7 @@ async def run(
             finally:
                 await store.close()
     figures.update(
-        backend=make_url(url).get_backend_name(),
+        backend=DatabaseURL.parse(url).backend,
         seed=seed,
         wall_time_s=round(time.monotonic() - started, 1),
     )
@@ -778,20 +782,25 @@ def platform_summary(row: dict[str, int]) -> str:
 @contextlib.contextmanager
 def fresh_schema(url: str) -> Iterator[str]:
     """A new schema on the given PostgreSQL server, dropped afterwards: never touch user data."""
-    parsed = make_url(url)
-    engine = create_engine(
-        parsed.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
+    import psycopg  # PostgreSQL runs only: a SQLite run never loads it
+
+    parsed = DatabaseURL.parse(url)
     schema = f"crash_{uuid.uuid4().hex[:12]}"
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    with psycopg.connect(_conninfo(parsed), autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        scoped = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False)
+        options = (*parsed.query, ("options", f"-csearch_path={schema}"))
+        yield dataclasses.replace(parsed, query=options).render(hide_password=False)
     finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+        with psycopg.connect(_conninfo(parsed), autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _conninfo(parsed: DatabaseURL) -> str:
+    """libpq's connection string for a PostgreSQL URL (its query parameters kept)."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo("", **parsed.libpq_parameters())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from bot.config import validate
-from bot.store import DeliveryStatus, Store, deliveries
+from bot.store import DeliveryStatus, Store
 from reliability.crash import (
     Bot,
     Burst,
@@ -104,9 +102,8 @@ async def _experiment(
     async with store.engine.connect() as conn:
         senders = (
             await conn.execute(
-                select(deliveries.c.claimed_by)
-                .where(deliveries.c.status == DeliveryStatus.SENT)
-                .distinct()
+                "SELECT DISTINCT claimed_by FROM deliveries WHERE status = :sent",
+                {"sent": str(DeliveryStatus.SENT)},
             )
         ).scalars()
         sending_replicas = len({s for s in senders if s})

@@ -3,11 +3,11 @@
 Known fake secrets for every platform (Telegram bot tokens, X keys and secrets, the Facebook
 Page and Instagram tokens, the editors' bot token, the push token) are given through the
 environment in one pass and through files in the other. Each pass runs the bot against the
-sample site and the stand-ins with DEBUG logging for everything (our loggers and httpx,
-httpcore, telegram, tweepy, urllib3, oauthlib, requests, SQLAlchemy, uvicorn), JSON logs in
-one pass and text in the other, and with failures that put errors into the logs and the
-database: a wrong bot token (401, target paused), server errors (500/503, retried), a post
-whose answer never comes (timeout, uncertain), broken feeds, a push with a wrong bearer.
+sample site and the stand-ins with DEBUG logging for everything (our loggers, the store's
+and psycopg's, and httpx, httpcore, telegram, tweepy, urllib3, oauthlib, requests, uvicorn),
+JSON logs in one pass and text in the other, and with failures that put errors into the logs
+and the database: a wrong bot token (401, target paused), server errors (500/503, retried), a
+post whose answer never comes (timeout, uncertain), broken feeds, a push with a wrong bearer.
 
 Then every place written is read: captured stdout/stderr of the in-process daemon and of the
 `newsbot run --once`, `status` and `check-config` commands, /metrics, /health and /push
@@ -67,10 +67,11 @@ SECRETS: dict[str, str] = {
 }
 TELEGRAM_TOKENS = ("TELEGRAM_TOKEN", "TELEGRAM_WRONG_TOKEN", "EDITORS_TOKEN")
 
-# Every library that logs HTTP traffic, OAuth signing or SQL, at its most talkative.
+# Every library that logs HTTP traffic, OAuth signing or SQL, at its most talkative. SQL runs
+# in the store (bot.store) on sqlite3, which logs nothing, or psycopg (logger "psycopg").
 LOUD_LOGGERS = (
     "httpx", "httpcore", "telegram", "telegram.ext", "telegram.request", "tweepy", "urllib3",
-    "oauthlib", "requests", "requests_oauthlib", "sqlalchemy.engine", "sqlalchemy.pool",
+    "oauthlib", "requests", "requests_oauthlib", "bot.store", "psycopg",
     "apscheduler", "uvicorn", "uvicorn.error", "asyncio", "PIL", "newsbot",
 )  # fmt: skip
 

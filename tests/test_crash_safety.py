@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from bot.config import validate
 from bot.demo.site import SampleSite, create_app, make_sample
@@ -212,14 +211,14 @@ async def test_a_crash_while_queueing_leaves_the_article_unseen_so_it_is_queued_
         url = site.base_url + article.path
         crash_armed = True
 
-        def die_while_queueing(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        def die_while_queueing(statement: str, _parameters: Any) -> None:
             # The process dies after the article row was written, before its posts were
             # queued (what a SIGKILL between two commits did).
-            if crash_armed and statement.lstrip().upper().startswith("INSERT INTO DELIVERIES"):
+            if crash_armed and "INSERT INTO DELIVERIES" in statement.upper():
                 raise RuntimeError("killed while queueing")
 
-        engine = service.store.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", die_while_queueing)
+        listeners = service.store.engine.listeners
+        listeners.append(die_while_queueing)
         failed = await service.pipeline.ingest_url(url)
         assert failed.kind == "failed" and "killed while queueing" in (failed.error or "")
         # Nothing half-written: the article is not "seen", so the next poll takes it again.
@@ -234,6 +233,6 @@ async def test_a_crash_while_queueing_leaves_the_article_unseen_so_it_is_queued_
             ("tg", DeliveryStatus.PENDING),
         ]
         assert sorted(again.deliveries) == sorted(r.id for r in rows)
-        event.remove(engine, "before_cursor_execute", die_while_queueing)
+        listeners.remove(die_while_queueing)
     finally:
         await service.close()

@@ -74,7 +74,7 @@ async def test_a_lost_leader_session_does_not_keep_the_lock_from_the_pool(pg_url
         assert await first.hold_leadership() is True
         conn = first._leader_conn
         assert conn is not None
-        pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar()
+        pid = (await conn.execute("SELECT pg_backend_pid()")).scalar()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         # The server frees the lock as the killed session exits; then someone leads again.

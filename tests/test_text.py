@@ -154,6 +154,9 @@ def test_trim_never_splits_a_grapheme_nor_exceeds_the_limit(
 
 
 @example(["橋", "、", "橋", "。", "、", "、", "、"], 4)  # mostly punctuation (found by hypothesis)
+@example(["、", "、", "(", "。", "、"], 4)  # no letter at all (found by hypothesis)
+@example(["橋", "、", "A", "A", "A"], 4)  # mostly Latin letters (found by hypothesis)
+@example(["橋", "。", "A", "A", "A"], 4)  # a Latin word after a sentence (found by hypothesis)
 @given(st.lists(CJK_PIECES, min_size=1, max_size=80), st.integers(4, 60))
 def test_trim_prefers_punctuation_in_cjk(pieces: list[str], limit: int) -> None:
     text = "".join(pieces)

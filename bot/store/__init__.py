@@ -1,9 +1,12 @@
 """State database: articles, their identity keys, the outbox of deliveries, per-source and
-per-target state. SQLAlchemy 2 (async) over SQLite by default or any SQLAlchemy URL.
+per-target state, on SQLite by default or PostgreSQL (plain SQL on the drivers' own APIs:
+bot/store/aio.py).
 
 One `Store` facade over per-area mixins sharing one engine (StoreBase):
 
 - types.py: DeliveryStatus, the transition table, Delivery/NewDelivery/... (pure)
+- url.py: database URLs
+- aio.py: connections, worker threads, transactions, the driver errors mapped
 - schema.py: the tables
 - sources.py: per-source polling state
 - articles.py: articles and their identity keys
@@ -21,7 +24,6 @@ from bot.store.events import PREVIEWED, EventsMixin
 from bot.store.locks import LocksMixin
 from bot.store.monitoring import MonitoringMixin
 from bot.store.outbox import OutboxMixin, abandoned_report
-from bot.store.schema import article_keys, articles, deliveries, events, source_state, target_state
 from bot.store.sources import SourcesMixin
 from bot.store.types import (
     TRANSITIONS,
@@ -50,13 +52,7 @@ __all__ = [
     "StoredArticle",
     "abandoned_report",
     "allowed_next",
-    "article_keys",
-    "articles",
     "async_url",
-    "deliveries",
-    "events",
-    "source_state",
-    "target_state",
 ]
 
 

@@ -8,21 +8,38 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
-
 from bot.models import Article
+from bot.store.aio import Connection, IntegrityError, in_list
 from bot.store.base import StoreBase
 from bot.store.batching import Batcher
 from bot.store.outbox import insert_deliveries
-from bot.store.schema import article_keys, articles, deliveries
+from bot.store.schema import ARTICLE_COLUMNS
 from bot.store.types import DeliveryStatus, NewDelivery, StoredArticle
 
 #: Keys per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
 KEY_BATCH = 500
 #: Feeds' identity lookups answered together at most.
 LOOKUP_BATCH = 100
+#: Articles per multi-row INSERT (nine parameters each).
+INSERT_BATCH = 100
+
+_ARTICLE_FIELDS = (
+    "url",
+    "source",
+    "title",
+    "data",
+    "published_at",
+    "first_seen_at",
+    "updated_at",
+    "retracted",
+)
+_SELECT_ARTICLES = f"SELECT {ARTICLE_COLUMNS} FROM articles"
+_ARTICLES_BY_KEY = (
+    "SELECT article_keys.key AS key, "
+    + ", ".join(f"articles.{column}" for column in ARTICLE_COLUMNS.split(", "))
+    + " FROM article_keys JOIN articles ON article_keys.article_id = articles.id"
+    " WHERE article_keys.key IN "
+)
 
 
 def _article_row(article: Article, now: float) -> dict[str, object]:
@@ -38,6 +55,14 @@ def _article_row(article: Article, now: float) -> dict[str, object]:
     }
 
 
+@functools.cache
+def _insert_statement(rows: int) -> str:
+    values = ", ".join(
+        "(" + ", ".join(f":{field}_{i}" for field in _ARTICLE_FIELDS) + ")" for i in range(rows)
+    )
+    return f"INSERT INTO articles ({', '.join(_ARTICLE_FIELDS)}) VALUES {values} RETURNING id, url"
+
+
 def insert_articles(
     conn: Connection, items: Sequence[tuple[Article, Sequence[str]]], now: float
 ) -> list[int]:
@@ -45,20 +70,27 @@ def insert_articles(
     IntegrityError when a key or URL is taken."""
     if not items:
         return []
-    # One executemany with RETURNING (SQLAlchemy's "insertmanyvalues", in parameter order),
-    # not a statement per article: 10,000 recorded entries took 8 s one by one.
-    result = conn.execute(
-        insert(articles).returning(articles.c.id, sort_by_parameter_order=True),
-        [_article_row(article, now) for article, _ in items],
-    )
-    ids = [int(row[0]) for row in result.all()]
+    # Multi-row INSERTs with RETURNING, not a statement per article (10,000 recorded entries
+    # took 8 s one by one). The ids are matched back by URL, which is unique.
+    ids_by_url: dict[str, int] = {}
+    for start in range(0, len(items), INSERT_BATCH):
+        chunk = items[start : start + INSERT_BATCH]
+        parameters = {
+            f"{field}_{i}": value
+            for i, (article, _) in enumerate(chunk)
+            for field, value in _article_row(article, now).items()
+        }
+        for row in conn.execute(_insert_statement(len(chunk)), parameters):
+            ids_by_url[row.url] = int(row.id)
+    ids = [ids_by_url[article.url] for article, _ in items]
     key_rows = [
         {"key": key, "article_id": article_id}
         for (_, keys), article_id in zip(items, ids, strict=True)
         for key in dict.fromkeys(keys)
     ]
-    if key_rows:
-        conn.execute(insert(article_keys), key_rows)
+    conn.executemany(
+        "INSERT INTO article_keys (key, article_id) VALUES (:key, :article_id)", key_rows
+    )
     return ids
 
 
@@ -78,15 +110,9 @@ class ArticlesMixin(StoreBase):
         keys = list(dict.fromkeys(keys))
         if not keys:
             return None
+        listed, parameters = in_list("key", keys[:KEY_BATCH])
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(articles)
-                    .join(article_keys, article_keys.c.article_id == articles.c.id)
-                    .where(article_keys.c.key.in_(keys))
-                    .limit(1)
-                )
-            ).first()
+            row = (await conn.execute(f"{_ARTICLES_BY_KEY}{listed} LIMIT 1", parameters)).first()
         return StoredArticle.from_row(row) if row is not None else None
 
     async def articles_by_key(self, keys: Iterable[str]) -> dict[str, StoredArticle]:
@@ -109,11 +135,8 @@ class ArticlesMixin(StoreBase):
         decoded: dict[int, StoredArticle] = {}
         async with self.engine.connect() as conn:
             for start in range(0, len(wanted), KEY_BATCH):
-                rows = await conn.execute(
-                    select(article_keys.c.key, articles)
-                    .join(articles, article_keys.c.article_id == articles.c.id)
-                    .where(article_keys.c.key.in_(wanted[start : start + KEY_BATCH]))
-                )
+                listed, parameters = in_list("key", wanted[start : start + KEY_BATCH])
+                rows = await conn.execute(_ARTICLES_BY_KEY + listed, parameters)
                 for row in rows:
                     stored = decoded.get(row.id)
                     if stored is None:
@@ -157,58 +180,54 @@ class ArticlesMixin(StoreBase):
         """Free an article's unique URL column for another article (an article posted from
         its feed entry alone, replaced by the real page): its row keeps `placeholder`."""
         await self._write(
-            update(articles).where(articles.c.id == article_id).values(url=placeholder)
+            "UPDATE articles SET url = :url WHERE id = :id", {"url": placeholder, "id": article_id}
         )
 
     async def add_keys(self, article_id: int, keys: Iterable[str]) -> None:
         """Remember more identities of a known article (aliases, changed GUIDs)."""
         for key in dict.fromkeys(keys):
             try:
-                await self._write(insert(article_keys).values(key=key, article_id=article_id))
+                await self._write(
+                    "INSERT INTO article_keys (key, article_id) VALUES (:key, :article_id)",
+                    {"key": key, "article_id": article_id},
+                )
             except IntegrityError:
                 continue
 
     async def update_article(self, article_id: int, article: Article) -> None:
         await self._write(
-            update(articles)
-            .where(articles.c.id == article_id)
-            .values(
-                title=article.title,
-                data=json.dumps(article.to_json(), ensure_ascii=False),
-                updated_at=time.time(),
-            )
+            "UPDATE articles SET title = :title, data = :data, updated_at = :now WHERE id = :id",
+            {
+                "title": article.title,
+                "data": json.dumps(article.to_json(), ensure_ascii=False),
+                "now": time.time(),
+                "id": article_id,
+            },
         )
 
     async def set_retracted(self, article_id: int) -> None:
-        await self._write(
-            update(articles).where(articles.c.id == article_id).values(retracted=True)
-        )
+        await self._write("UPDATE articles SET retracted = TRUE WHERE id = :id", {"id": article_id})
 
     async def articles_sent_since(self, since: float) -> list[StoredArticle]:
         """Articles with at least one post sent after `since` and not retracted."""
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(articles)
-                    .where(
-                        articles.c.retracted.is_(False),
-                        articles.c.id.in_(
-                            select(deliveries.c.article_id).where(
-                                deliveries.c.status == DeliveryStatus.SENT,
-                                deliveries.c.sent_at >= since,
-                            )
-                        ),
-                    )
-                    .order_by(articles.c.id)
+                    f"{_SELECT_ARTICLES} WHERE retracted = FALSE AND id IN ("
+                    "SELECT article_id FROM deliveries WHERE status = :sent AND sent_at >= :since"
+                    ") ORDER BY id",
+                    {"sent": DeliveryStatus.SENT.value, "since": since},
                 )
             ).all()
         return [StoredArticle.from_row(r) for r in rows]
 
     async def count_articles(self) -> int:
         async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(articles))).scalar())
+            return int((await conn.execute("SELECT count(*) FROM articles")).scalar())
 
     async def article_by_id(self, article_id: int) -> StoredArticle | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(articles).where(articles.c.id == article_id))).first()
+            row = (
+                await conn.execute(f"{_SELECT_ARTICLES} WHERE id = :id", {"id": article_id})
+            ).first()
         return StoredArticle.from_row(row) if row is not None else None

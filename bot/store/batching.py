@@ -1,7 +1,7 @@
 """Group commit for the store: requests made while one batch runs go out together in the next.
 
 Thousands of feeds polled at once each asked the database for their identities and then saved
-their state, every one a round trip through SQLAlchemy's pool and the driver's thread; that was
+their state, every one a round trip through the pool and the driver's thread; that was
 most of a cold start's CPU (issue 18). A `Batcher` keeps one task running batches: a lone
 request runs at once (no added latency), and the requests that arrive meanwhile share the next
 batch. Each caller awaits its own result, and a caller that is cancelled leaves the batch as it

@@ -6,11 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
-
+from bot.store.aio import Connection, in_list
 from bot.store.base import StoreBase
-from bot.store.schema import events, target_state
 
 PREVIEWED = "previewed"  # the event kind that remembers a preview reached the editors
 PREVIEW_SHOWN = "preview-record"  # what a preview message last showed (its decision/link)
@@ -18,11 +15,18 @@ DECISION = "decision"  # an editor's decision on a delivery
 APPROVAL_TIMEOUT = "approval-timeout"  # nobody answered: the rule's default decided
 DECISION_KINDS = (DECISION, APPROVAL_TIMEOUT)
 
+#: The INSERT of one event (parameters: event_values).
+INSERT_EVENT = (
+    "INSERT INTO events (at, level, kind, target, delivery_id, message) "
+    "VALUES (:at, :level, :kind, :target, :delivery_id, :message)"
+)
+_SELECT_EVENTS = "SELECT id, at, level, kind, target, delivery_id, message FROM events"
+
 
 def event_values(
     level: str, kind: str, message: str, target: str | None, delivery_id: int | None, at: float
 ) -> dict[str, Any]:
-    """One event's row, for an INSERT of one (event_row) or of many (an executemany)."""
+    """One event's row, the parameters of INSERT_EVENT (one, or many in an executemany)."""
     return {
         "at": at,
         "level": level,
@@ -33,26 +37,39 @@ def event_values(
     }
 
 
-def event_row(
-    level: str, kind: str, message: str, target: str | None, delivery_id: int | None, at: float
-) -> Any:
-    """The INSERT of one event (run inside the caller's transaction)."""
-    return insert(events).values(**event_values(level, kind, message, target, delivery_id, at))
+def add_event(
+    conn: Connection,
+    level: str,
+    kind: str,
+    message: str,
+    target: str | None,
+    delivery_id: int | None,
+    at: float,
+) -> None:
+    """Record one event inside the caller's transaction."""
+    conn.execute(INSERT_EVENT, event_values(level, kind, message, target, delivery_id, at))
 
 
 def _set_paused(conn: Connection, target: str, values: dict[str, Any]) -> None:
+    values = values | {"name": target}
     result = conn.execute(
-        update(target_state).where(target_state.c.name == target).values(**values)
+        "UPDATE target_state SET paused = :paused, reason = :reason, changed_at = :changed_at "
+        "WHERE name = :name",
+        values,
     )
     if result.rowcount == 0:
-        conn.execute(insert(target_state).values(name=target, **values))
+        conn.execute(
+            "INSERT INTO target_state (name, paused, reason, changed_at) "
+            "VALUES (:name, :paused, :reason, :changed_at)",
+            values,
+        )
 
 
 class EventsMixin(StoreBase):
     async def paused_targets(self) -> dict[str, str]:
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(select(target_state).where(target_state.c.paused.is_(True)))
+                await conn.execute("SELECT name, reason FROM target_state WHERE paused = TRUE")
             ).all()
         return {row.name: row.reason or "" for row in rows}
 
@@ -68,14 +85,18 @@ class EventsMixin(StoreBase):
         target: str | None = None,
         delivery_id: int | None = None,
     ) -> None:
-        await self._write(event_row(level, kind, message, target, delivery_id, time.time()))
+        await self._write(
+            INSERT_EVENT, event_values(level, kind, message, target, delivery_id, time.time())
+        )
 
     async def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(select(events).order_by(events.c.id.desc()).limit(limit))
+                await conn.execute(
+                    f"{_SELECT_EVENTS} ORDER BY id DESC LIMIT :limit", {"limit": limit}
+                )
             ).all()
-        return [dict(r._mapping) for r in rows]
+        return [r._asdict() for r in rows]
 
     async def mark_previewed(self, delivery_id: int, target: str, where: str) -> None:
         """Remember that a delivery's preview reached the editors (survives restarts and
@@ -94,21 +115,23 @@ class EventsMixin(StoreBase):
     ) -> list[dict[str, Any]]:
         """The latest decisions (editors' and approval timeouts), newest first, after skipping
         the `offset` newest (a page of /history)."""
-        query = select(events).where(events.c.kind.in_(DECISION_KINDS))
+        kinds, parameters = in_list("kind", DECISION_KINDS)
+        query = f"{_SELECT_EVENTS} WHERE kind IN {kinds}"
         if delivery_id is not None:
-            query = query.where(events.c.delivery_id == delivery_id)
-        query = query.order_by(events.c.id.desc()).limit(limit).offset(offset)
+            query += " AND delivery_id = :delivery_id"
+            parameters["delivery_id"] = delivery_id
+        query += " ORDER BY id DESC LIMIT :limit OFFSET :offset"
+        parameters |= {"limit": limit, "offset": offset}
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [dict(r._mapping) for r in rows]
+            rows = (await conn.execute(query, parameters)).all()
+        return [r._asdict() for r in rows]
 
     async def preview_events(self, kind: str, since: float) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(events)
-                    .where(events.c.kind == kind, events.c.at >= since)
-                    .order_by(events.c.id)
+                    f"{_SELECT_EVENTS} WHERE kind = :kind AND at >= :since ORDER BY id",
+                    {"kind": kind, "since": since},
                 )
             ).all()
-        return [dict(r._mapping) for r in rows]
+        return [r._asdict() for r in rows]

@@ -7,8 +7,6 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 
-from sqlalchemy import select, text
-
 from bot.store.aio import AsyncConnection
 from bot.store.base import StoreBase
 
@@ -26,16 +24,15 @@ class LocksMixin(StoreBase):
             return True
         if self._leader_conn is not None:
             try:
-                await self._leader_conn.execute(select(1))
+                await self._leader_conn.execute("SELECT 1")
                 return True
             except Exception:  # the session, and with it the lock, is gone
                 await self._drop_leader_conn()
         conn = await self.engine.connect()
-        try:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:  # connections are in autocommit: the lock belongs to the session, not a transaction
             got = (
                 await conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key("leader")}
+                    "SELECT pg_try_advisory_lock(:key)", {"key": self._lock_key("leader")}
                 )
             ).scalar()
         except Exception:
@@ -61,11 +58,8 @@ class LocksMixin(StoreBase):
             return
         key = self._lock_key(f"target:{target}")
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             got = bool(
-                (
-                    await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
-                ).scalar()
+                (await conn.execute("SELECT pg_try_advisory_lock(:key)", {"key": key})).scalar()
             )
             try:
                 yield got
@@ -79,9 +73,9 @@ async def _release(conn: AsyncConnection, key: int) -> None:
     a pooled session still holding the lock would block every replica, this one included."""
     released = False
     with contextlib.suppress(Exception):
-        unlock = text("SELECT pg_advisory_unlock(:key)")
+        unlock = "SELECT pg_advisory_unlock(:key)"
         released = bool((await conn.execute(unlock, {"key": key})).scalar())
     with contextlib.suppress(Exception):
         if not released:
-            await conn.invalidate()
+            conn.invalidate()
         await conn.close()

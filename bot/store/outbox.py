@@ -8,27 +8,14 @@ import json
 import secrets
 import time
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Update,
-    and_,
-    bindparam,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.engine import Connection, CursorResult, Row
-
 from bot.models import RenderedPost
+from bot.store.aio import Connection, Result, in_list
 from bot.store.base import StoreBase
-from bot.store.events import DECISION, PREVIEWED, event_row
-from bot.store.schema import deliveries, events
+from bot.store.events import DECISION, PREVIEWED, add_event
+from bot.store.schema import DELIVERY_COLUMNS
 from bot.store.types import (
     Claim,
     Delivery,
@@ -44,15 +31,36 @@ from bot.store.types import (
 IN_HAND = (DeliveryStatus.PREPARING, DeliveryStatus.SENDING)
 
 # The order a target's queue goes out in: breaking first, then publication order.
-QUEUE_ORDER = (deliveries.c.priority.desc(), deliveries.c.sort_key.asc(), deliveries.c.id.asc())
+QUEUE_ORDER = "priority DESC, sort_key ASC, id ASC"
 
-#: The computed values a move may set. Constants, so that a statement using one is built once.
-ONE_MORE_ATTEMPT = deliveries.c.attempts + 1
-ONE_FEWER_ATTEMPT = deliveries.c.attempts - 1
-_COMPUTED: dict[int, ColumnElement[Any]] = {
-    id(ONE_MORE_ATTEMPT): ONE_MORE_ATTEMPT,
-    id(ONE_FEWER_ATTEMPT): ONE_FEWER_ATTEMPT,
-}
+_SELECT_DELIVERIES = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+_SENT = str(DeliveryStatus.SENT)
+_AWAITING = str(DeliveryStatus.AWAITING)
+_UNCERTAIN = str(DeliveryStatus.UNCERTAIN)
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '/'."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A value a move computes from the row itself (SQL over its columns)."""
+
+    sql: str
+
+
+#: The computed values a move may set.
+ONE_MORE_ATTEMPT = Computed("attempts + 1")
+ONE_FEWER_ATTEMPT = Computed("attempts - 1")
+
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (article_id, target, status, attempts, next_attempt_at, sort_key, "
+    "priority, rule, payload, last_error, idempotency_key, created_at, updated_at) VALUES "
+    "(:article_id, :target, :status, 0, :now, :sort_key, :priority, :rule, :payload, "
+    ":last_error, :idempotency_key, :now, :now) RETURNING id"
+)
 
 
 def insert_deliveries(
@@ -63,23 +71,21 @@ def insert_deliveries(
     ids = []
     for item in planned:
         result = conn.execute(
-            insert(deliveries).values(
-                article_id=article_id,
-                target=item.post.target,
-                status=item.status,
-                attempts=0,
-                next_attempt_at=now,
-                sort_key=item.sort_key if item.sort_key is not None else now,
-                priority=item.priority,
-                rule=item.rule,
-                payload=json.dumps(item.post.to_json(), ensure_ascii=False),
-                last_error=item.error,
-                idempotency_key=secrets.token_hex(16),
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT_DELIVERY,
+            {
+                "article_id": article_id,
+                "target": item.post.target,
+                "status": str(item.status),
+                "now": now,
+                "sort_key": item.sort_key if item.sort_key is not None else now,
+                "priority": item.priority,
+                "rule": item.rule,
+                "payload": json.dumps(item.post.to_json(), ensure_ascii=False),
+                "last_error": item.error,
+                "idempotency_key": secrets.token_hex(16),
+            },
         )
-        ids.append(int(result.inserted_primary_key[0]))
+        ids.append(int(result.scalar()))
     return ids
 
 
@@ -96,45 +102,48 @@ class OutboxMixin(StoreBase):
 
     async def _select_deliveries(
         self,
-        *conditions: ColumnElement[bool],
-        order_by: Sequence[Any] = (deliveries.c.id,),
+        where: str = "",
+        parameters: dict[str, Any] | None = None,
+        order_by: str = "id",
         limit: int | None = None,
     ) -> list[Delivery]:
-        """The one shape of "select deliveries": rows matching all `conditions`."""
-        query = select(deliveries).where(*conditions).order_by(*order_by)
+        """The one shape of "select deliveries": rows matching `where` (SQL), in order."""
+        query = _SELECT_DELIVERIES + (f" WHERE {where}" if where else "") + f" ORDER BY {order_by}"
+        parameters = dict(parameters or {})
         if limit is not None:
-            query = query.limit(limit)
+            query += " LIMIT :limit"
+            parameters["limit"] = limit
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query, parameters)).all()
         return [Delivery.from_row(r) for r in rows]
 
     async def delivery(self, delivery_id: int) -> Delivery | None:
-        found = await self._select_deliveries(deliveries.c.id == delivery_id)
+        found = await self._select_deliveries("id = :id", {"id": delivery_id})
         return found[0] if found else None
 
     async def deliveries_for_article(self, article_id: int) -> list[Delivery]:
-        return await self._select_deliveries(deliveries.c.article_id == article_id)
+        return await self._select_deliveries("article_id = :article_id", {"article_id": article_id})
 
     async def recent_deliveries(
         self, limit: int = 20, statuses: Sequence[DeliveryStatus] | None = None
     ) -> list[Delivery]:
-        conditions = [deliveries.c.status.in_(list(statuses))] if statuses else []
+        where, parameters = "", {}
+        if statuses:
+            listed, parameters = in_list("status", [str(s) for s in statuses])
+            where = f"status IN {listed}"
         return await self._select_deliveries(
-            *conditions,
-            order_by=(deliveries.c.updated_at.desc(), deliveries.c.id.desc()),
-            limit=limit,
+            where, parameters, order_by="updated_at DESC, id DESC", limit=limit
         )
 
     async def awaiting(self) -> list[Delivery]:
-        return await self._select_deliveries(deliveries.c.status == DeliveryStatus.AWAITING)
+        return await self._select_deliveries("status = :status", {"status": _AWAITING})
 
     async def previews_due(self) -> list[Delivery]:
         """Deliveries awaiting approval whose preview has not reached the editors yet."""
-        previewed = exists().where(
-            and_(events.c.kind == PREVIEWED, events.c.delivery_id == deliveries.c.id)
-        )
         return await self._select_deliveries(
-            deliveries.c.status == DeliveryStatus.AWAITING, ~previewed
+            "status = :status AND NOT EXISTS (SELECT 1 FROM events WHERE events.kind = "
+            ":previewed AND events.delivery_id = deliveries.id)",
+            {"status": _AWAITING, "previewed": PREVIEWED},
         )
 
     async def queue(self, limit: int = 50) -> list[Delivery]:
@@ -145,73 +154,60 @@ class OutboxMixin(StoreBase):
             DeliveryStatus.SENDING,
             DeliveryStatus.AWAITING,
         ]
+        listed, parameters = in_list("status", [str(s) for s in unsettled])
         return await self._select_deliveries(
-            deliveries.c.status.in_(unsettled),
-            order_by=(deliveries.c.target, *QUEUE_ORDER),
-            limit=limit,
+            f"status IN {listed}", parameters, order_by=f"target, {QUEUE_ORDER}", limit=limit
         )
 
-    async def posts_sent_since(self, target: str, since: float) -> list[RenderedPost]:
+    async def _sent_since(self, column: str, target: str, since: float) -> list[Any]:
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(deliveries.c.payload).where(
-                        deliveries.c.target == target,
-                        deliveries.c.status == DeliveryStatus.SENT,
-                        deliveries.c.sent_at >= since,
-                    )
-                )
-            ).all()
-        return [RenderedPost.from_json(json.loads(r.payload)) for r in rows]
+            result = await conn.execute(
+                f"SELECT {column} FROM deliveries "
+                "WHERE target = :target AND status = :sent AND sent_at >= :since",
+                {"target": target, "sent": _SENT, "since": since},
+            )
+        return result.scalars()
+
+    async def posts_sent_since(self, target: str, since: float) -> list[RenderedPost]:
+        payloads = await self._sent_since("payload", target, since)
+        return [RenderedPost.from_json(json.loads(payload)) for payload in payloads]
 
     async def progress_sent_since(self, target: str, since: float) -> list[dict[str, Any]]:
         """The stored progress of the target's deliveries sent since `since` (billed reads)."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(deliveries.c.progress).where(
-                        deliveries.c.target == target,
-                        deliveries.c.status == DeliveryStatus.SENT,
-                        deliveries.c.sent_at >= since,
-                    )
-                )
-            ).all()
-        return [json.loads(r.progress) if r.progress else {} for r in rows]
+        found = await self._sent_since("progress", target, since)
+        return [json.loads(progress) if progress else {} for progress in found]
 
     async def last_sent_at(self, target: str) -> float | None:
         async with self.engine.connect() as conn:
             return (
                 await conn.execute(
-                    select(func.max(deliveries.c.sent_at)).where(
-                        deliveries.c.target == target, deliveries.c.status == DeliveryStatus.SENT
-                    )
+                    "SELECT max(sent_at) FROM deliveries WHERE target = :target AND status = :sent",
+                    {"target": target, "sent": _SENT},
                 )
             ).scalar()
 
     async def sent_count_since(self, target: str, since: float) -> int:
+        in_hand, parameters = in_list("in_hand", [str(s) for s in IN_HAND])
+        parameters |= {"target": target, "sent": _SENT, "since": since}
         async with self.engine.connect() as conn:
             return int(
                 (
                     await conn.execute(
-                        select(func.count()).where(
-                            deliveries.c.target == target,
-                            or_(
-                                and_(
-                                    deliveries.c.status == DeliveryStatus.SENT,
-                                    deliveries.c.sent_at >= since,
-                                ),
-                                deliveries.c.status.in_(IN_HAND),
-                            ),
-                        )
+                        "SELECT count(*) FROM deliveries WHERE target = :target AND ("
+                        f"(status = :sent AND sent_at >= :since) OR status IN {in_hand})",
+                        parameters,
                     )
                 ).scalar()
             )
 
     async def update_payload(self, delivery_id: int, post: RenderedPost) -> None:
         await self._write(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id)
-            .values(payload=json.dumps(post.to_json(), ensure_ascii=False), updated_at=time.time())
+            "UPDATE deliveries SET payload = :payload, updated_at = :now WHERE id = :id",
+            {
+                "payload": json.dumps(post.to_json(), ensure_ascii=False),
+                "now": time.time(),
+                "id": delivery_id,
+            },
         )
 
     # Moves ----------------------------------------------------------------------------------
@@ -270,9 +266,8 @@ class OutboxMixin(StoreBase):
     async def save_progress(self, delivery_id: int, progress: dict[str, Any]) -> None:
         """Store what a delivery's preparation achieved (no status change)."""
         await self._write(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id)
-            .values(progress=json.dumps(progress), updated_at=time.time())
+            "UPDATE deliveries SET progress = :progress, updated_at = :now WHERE id = :id",
+            {"progress": json.dumps(progress), "now": time.time(), "id": delivery_id},
         )
 
     async def confirm_sent(
@@ -305,7 +300,7 @@ class OutboxMixin(StoreBase):
 
     async def unchecked_uncertain(self) -> list[Delivery]:
         """Uncertain deliveries no read-back has been tried on since they were flagged."""
-        found = await self._select_deliveries(deliveries.c.status == DeliveryStatus.UNCERTAIN)
+        found = await self._select_deliveries("status = :status", {"status": _UNCERTAIN})
         return [d for d in found if "read_back" not in d.progress]
 
     async def retry_later(
@@ -412,37 +407,32 @@ class OutboxMixin(StoreBase):
 
     async def find_deliveries(self, words: Sequence[str], limit: int = 10) -> list[Delivery]:
         """The latest deliveries whose post (text, link) contains every word (any case)."""
-        conditions = [
-            func.lower(deliveries.c.payload).contains(word.lower(), autoescape=True)
-            for word in words
-        ]
+        conditions = [f"lower(payload) LIKE :word_{i} ESCAPE '/'" for i in range(len(words))]
+        parameters = {
+            f"word_{i}": f"%{_like_escaped(word.lower())}%" for i, word in enumerate(words)
+        }
         return await self._select_deliveries(
-            *conditions, order_by=(deliveries.c.id.desc(),), limit=limit
+            " AND ".join(conditions), parameters, order_by="id DESC", limit=limit
         )
 
 
-# The write transactions, on SQLAlchemy's synchronous API (run by AsyncEngine.transaction) -------
-
-
-# The moves' statements are built once per shape, with bound parameters: building and keying
-# a statement cost several times its execution (a delivery makes about five moves).
+# The write transactions, on the synchronous connection (run by AsyncEngine.transaction) ------
 
 
 @functools.cache
 def _move_statement(
-    move: Move, bound: tuple[str, ...], computed: tuple[tuple[str, int], ...], returning: bool
-) -> Update:
-    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in bound}
-    values.update({name: _COMPUTED[ref] for name, ref in computed})
+    move: Move, bound: tuple[str, ...], computed: tuple[tuple[str, str], ...], returning: bool
+) -> str:
+    """The guarded UPDATE of `move` setting `bound` columns from `:new_<column>` parameters
+    and `computed` ones from SQL; built once per shape."""
+    sources = ", ".join(f"'{status}'" for status in move_sources(move))
+    assignments = [f"{name} = :new_{name}" for name in bound]
+    assignments += [f"{name} = {sql}" for name, sql in computed]
     statement = (
-        update(deliveries)
-        .where(
-            deliveries.c.id == bindparam("moved_id"),
-            deliveries.c.status.in_(move_sources(move)),
-        )
-        .values(values)
+        f"UPDATE deliveries SET {', '.join(assignments)} "
+        f"WHERE id = :moved_id AND status IN ({sources})"
     )
-    return statement.returning(*deliveries.c) if returning else statement
+    return statement + f" RETURNING {DELIVERY_COLUMNS}" if returning else statement
 
 
 def _execute_move(
@@ -452,15 +442,15 @@ def _execute_move(
     now: float,
     values: dict[str, Any],
     returning: bool = False,
-) -> CursorResult[Any]:
+) -> Result:
     """The guarded UPDATE of `move`: it changes the row only if the table allows the move from
-    the row's current status. `values` may hold plain values and the computed constants."""
-    values["status"] = move_target(move)
+    the row's current status. `values` may hold plain values and Computed ones."""
+    values["status"] = str(move_target(move))
     values["updated_at"] = now
     if values["status"] not in IN_HAND:
         values.setdefault("lease_until", None)
-    bound = {k: v for k, v in values.items() if not isinstance(v, ColumnElement)}
-    computed = tuple(sorted((k, id(v)) for k, v in values.items() if k not in bound))
+    bound = {k: v for k, v in values.items() if not isinstance(v, Computed)}
+    computed = tuple(sorted((k, v.sql) for k, v in values.items() if isinstance(v, Computed)))
     statement = _move_statement(move, tuple(sorted(bound)), computed, returning)
     parameters = {f"new_{k}": v for k, v in bound.items()}
     parameters["moved_id"] = delivery_id
@@ -473,13 +463,17 @@ def _try_move(conn: Connection, delivery_id: int, move: Move, now: float, **valu
     return bool(_execute_move(conn, delivery_id, move, now, values).rowcount == 1)
 
 
+def _column_of(conn: Connection, delivery_id: int, column: str) -> Any:
+    return conn.execute(
+        f"SELECT {column} FROM deliveries WHERE id = :id", {"id": delivery_id}
+    ).scalar()
+
+
 def _move(conn: Connection, delivery_id: int, move: Move, now: float, **values: Any) -> None:
     """Apply `move` or raise IllegalTransition naming the row's current status."""
     if _try_move(conn, delivery_id, move, now, **values):
         return
-    current = conn.execute(
-        select(deliveries.c.status).where(deliveries.c.id == delivery_id)
-    ).scalar()
+    current = _column_of(conn, delivery_id, "status")
     raise IllegalTransition(
         delivery_id, DeliveryStatus(current) if current is not None else None, move
     )
@@ -489,10 +483,8 @@ def _event_for(
     conn: Connection, delivery_id: int, level: str, kind: str, text: str, now: float
 ) -> None:
     """An event about a delivery, naming its target."""
-    target = conn.execute(
-        select(deliveries.c.target).where(deliveries.c.id == delivery_id)
-    ).scalar()
-    conn.execute(event_row(level, kind, text, target, delivery_id, now))
+    target = _column_of(conn, delivery_id, "target")
+    add_event(conn, level, kind, text, target, delivery_id, now)
 
 
 def _apply_move(
@@ -510,21 +502,16 @@ def _apply_move(
 
 
 @functools.cache
-def _due_statement(for_update: bool) -> Select[Any]:
+def _due_statement(for_update: bool) -> str:
+    sources = ", ".join(f"'{status}'" for status in move_sources(Move.CLAIM))
+    # Only DUE rows compete: a post an editor delayed, one backing off or held by timing
+    # never holds up the due posts behind it.
     query = (
-        select(deliveries.c.id)
-        .where(
-            deliveries.c.target == bindparam("due_target"),
-            deliveries.c.status.in_(move_sources(Move.CLAIM)),
-            # Only DUE rows compete: a post an editor delayed, one backing off or held by
-            # timing never holds up the due posts behind it.
-            deliveries.c.next_attempt_at <= bindparam("due_at"),
-        )
-        .order_by(*QUEUE_ORDER)
-        .limit(2)
+        f"SELECT id FROM deliveries WHERE target = :due_target AND status IN ({sources}) "
+        f"AND next_attempt_at <= :due_at ORDER BY {QUEUE_ORDER} LIMIT 2"
     )
     if for_update:  # replicas on PostgreSQL: each takes a row the others are not taking
-        query = query.with_for_update(skip_locked=True)
+        query += " FOR UPDATE SKIP LOCKED"
     return query
 
 
@@ -532,13 +519,11 @@ def _claim(
     conn: Connection, target: str, now: float, lease: float, claimer: str, for_update: bool
 ) -> Claim:
     due = conn.execute(_due_statement(for_update), {"due_target": target, "due_at": now})
-    ids = due.scalars().all()
+    ids = due.scalars()
     if not ids:
         return Claim(None, more_due=False)
     values = {"attempts": ONE_MORE_ATTEMPT, "lease_until": now + lease, "claimed_by": claimer}
-    row: Row[Any] | None = _execute_move(
-        conn, ids[0], Move.CLAIM, now, values, returning=True
-    ).first()
+    row = _execute_move(conn, ids[0], Move.CLAIM, now, values, returning=True).first()
     if row is None:  # another replica took it first
         return Claim(None, more_due=False)
     return Claim(Delivery.from_row(row), more_due=len(ids) > 1)
@@ -547,7 +532,7 @@ def _claim(
 def _flag_uncertain(
     conn: Connection, delivery_id: int, error: str, report: str, now: float
 ) -> None:
-    raw = conn.execute(select(deliveries.c.progress).where(deliveries.c.id == delivery_id)).scalar()
+    raw = _column_of(conn, delivery_id, "progress")
     progress = {k: v for k, v in json.loads(raw or "{}").items() if k != "read_back"}
     _move(
         conn,
@@ -562,8 +547,10 @@ def _flag_uncertain(
 
 def _expire_leases(conn: Connection, now: float, resend_safe: frozenset[str]) -> list[Delivery]:
     flagged = []
+    in_hand, parameters = in_list("in_hand", [str(s) for s in IN_HAND])
     rows = conn.execute(
-        select(deliveries).where(deliveries.c.status.in_(IN_HAND), deliveries.c.lease_until < now)
+        f"{_SELECT_DELIVERIES} WHERE status IN {in_hand} AND lease_until < :now ORDER BY id",
+        parameters | {"now": now},
     ).all()
     for row in rows:
         delivery = Delivery.from_row(row)
@@ -574,7 +561,7 @@ def _expire_leases(conn: Connection, now: float, resend_safe: frozenset[str]) ->
                 else "resent with the same idempotency key: its sender stopped while publishing"
             )
             if _try_move(conn, row.id, Move.RESUME, now, next_attempt_at=now, last_error=why):
-                conn.execute(event_row("info", "resumed", why, row.target, row.id, now))
+                add_event(conn, "info", "resumed", why, row.target, row.id, now)
             continue
         progress = {k: v for k, v in delivery.progress.items() if k != "read_back"}
         expired = _try_move(
@@ -589,7 +576,7 @@ def _expire_leases(conn: Connection, now: float, resend_safe: frozenset[str]) ->
         if not expired:  # its sender answered meanwhile
             continue
         report = abandoned_report(delivery)
-        conn.execute(event_row("warning", "uncertain", report, row.target, row.id, now))
+        add_event(conn, "warning", "uncertain", report, row.target, row.id, now)
         flagged.append(delivery)
     return flagged
 
@@ -608,5 +595,6 @@ def _revive(conn: Connection, delivery_id: int, note: str, awaiting: bool, now: 
     )
     if awaiting:
         conn.execute(
-            events.delete().where(events.c.kind == PREVIEWED, events.c.delivery_id == delivery_id)
+            "DELETE FROM events WHERE kind = :previewed AND delivery_id = :id",
+            {"previewed": PREVIEWED, "id": delivery_id},
         )

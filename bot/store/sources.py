@@ -8,16 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, insert, select
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
-
 from bot.models import Article
+from bot.store.aio import Connection, IntegrityError
 from bot.store.articles import insert_articles
 from bot.store.base import StoreBase
 from bot.store.batching import Batcher
-from bot.store.events import event_values
-from bot.store.schema import events, source_state
+from bot.store.events import INSERT_EVENT, event_values
 from bot.store.types import SourceState
 
 
@@ -25,7 +21,7 @@ class SourcesMixin(StoreBase):
     async def source_state(self, name: str) -> SourceState:
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(select(source_state).where(source_state.c.name == name))
+                await conn.execute(f"{_SELECT_STATES} WHERE name = :name", {"name": name})
             ).first()
         if row is None:
             return SourceState(name)
@@ -36,7 +32,7 @@ class SourcesMixin(StoreBase):
     async def source_states(self) -> dict[str, SourceState]:
         """Every stored source state, by name: one query at start-up instead of one per source."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(source_state))).all()
+            rows = (await conn.execute(_SELECT_STATES)).all()
         return {
             row.name: SourceState(
                 row.name, row.etag, row.last_modified, bool(row.initialized), row.failures or 0
@@ -106,7 +102,7 @@ class SourcesMixin(StoreBase):
 
     async def _write_state_batch(self, batch: Sequence[_StateWrite]) -> list[list[int] | None]:
         now = time.time()
-        ids = await self.engine.transaction(_write_states, batch, self.is_sqlite, now)
+        ids = await self.engine.transaction(_write_states, batch, now)
         outcomes: list[list[int] | None] = []
         for write in batch:
             outcomes.append(ids[: len(write.records)])
@@ -115,8 +111,8 @@ class SourcesMixin(StoreBase):
 
     async def source_overview(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(source_state).order_by(source_state.c.name))).all()
-        return [dict(row._mapping) for row in rows]
+            rows = (await conn.execute(f"{_SELECT_STATES} ORDER BY name")).all()
+        return [row._asdict() | {"initialized": bool(row.initialized)} for row in rows]
 
 
 @dataclass(frozen=True)
@@ -142,36 +138,30 @@ def _batch_size(pending: Sequence[_StateWrite]) -> int:
     return min(len(pending), STATE_BATCH)
 
 
-def _state_upsert(sqlite: bool) -> Any:
-    """INSERT ... ON CONFLICT (name) DO UPDATE for SQLite and PostgreSQL: one statement per
-    batch whether or not a source was saved before; failures count up while errors last."""
-    # The dialect's module is imported here: engine creation has loaded the one in use, and
-    # the other is not loaded at all (PostgreSQL's is 1.3 MB for a SQLite daemon).
-    if sqlite:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    statement = dialect_insert(source_state)
-    kept = ("etag", "last_modified", "initialized", "last_polled_at", "last_status", "last_error")
-    return statement.on_conflict_do_update(
-        index_elements=[source_state.c.name],
-        set_={column: statement.excluded[column] for column in kept}
-        | {
-            "failures": case(
-                (statement.excluded.last_error.is_(None), 0),
-                else_=func.coalesce(source_state.c.failures, 0) + 1,
-            )
-        },
-    )
+_SELECT_STATES = (
+    "SELECT name, etag, last_modified, initialized, last_polled_at, last_status, last_error, "
+    "failures FROM source_state"
+)
+
+# INSERT ... ON CONFLICT (name) DO UPDATE (SQLite and PostgreSQL alike): one statement per
+# batch whether or not a source was saved before; failures count up while errors last.
+_STATE_UPSERT = (
+    "INSERT INTO source_state (name, etag, last_modified, initialized, last_polled_at, "
+    "last_status, last_error, failures) VALUES (:name, :etag, :last_modified, :initialized, "
+    ":last_polled_at, :last_status, :last_error, :failures) "
+    "ON CONFLICT (name) DO UPDATE SET etag = excluded.etag, "
+    "last_modified = excluded.last_modified, initialized = excluded.initialized, "
+    "last_polled_at = excluded.last_polled_at, last_status = excluded.last_status, "
+    "last_error = excluded.last_error, failures = CASE WHEN excluded.last_error IS NULL "
+    "THEN 0 ELSE COALESCE(source_state.failures, 0) + 1 END"
+)
 
 
-def _write_states(
-    conn: Connection, batch: Sequence[_StateWrite], is_sqlite: bool, now: float
-) -> list[int]:
+def _write_states(conn: Connection, batch: Sequence[_StateWrite], now: float) -> list[int]:
     """One transaction for a batch of polls: their recorded articles, states and notes."""
     ids = insert_articles(conn, [r for w in batch for r in w.records], now)
-    conn.execute(
-        _state_upsert(is_sqlite),
+    conn.executemany(
+        _STATE_UPSERT,
         [
             write.values
             | {
@@ -187,6 +177,5 @@ def _write_states(
         for write in batch
         for level, kind, message in write.notes
     ]
-    if notes:
-        conn.execute(insert(events), notes)
+    conn.executemany(INSERT_EVENT, notes)
     return ids

@@ -214,4 +214,4 @@ class StoredArticle:
 
     @classmethod
     def from_row(cls, row: Any) -> StoredArticle:
-        return cls(row.id, Article.from_json(json.loads(row.data)), row.retracted)
+        return cls(row.id, Article.from_json(json.loads(row.data)), bool(row.retracted))

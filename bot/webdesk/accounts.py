@@ -1,5 +1,6 @@
 """Editor accounts of the web desk: names, roles, argon2 password hashes, and the login
-rate limit. The table lives on its own MetaData so the outbox schema stays the store's."""
+rate limit. The table is created here, not in the store's schema, so the outbox schema stays
+the store's and a daemon without the desk never makes it."""
 
 from __future__ import annotations
 
@@ -15,23 +16,24 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, insert, select, update
 
-from bot.store.aio import AsyncEngine
+from bot.store.aio import AsyncEngine, Connection
+from bot.store.schema import create_tables
 
 MIN_PASSWORD = 10
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
-desk_metadata = MetaData()
-
-desk_users = Table(
-    "desk_users",
-    desk_metadata,
-    Column("name", String(64), primary_key=True),
-    Column("role", String(10), nullable=False),
-    Column("password_hash", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
+# The columns and types SQLAlchemy's create_all made before issue 18: an older desk_users
+# table is used as it is.
+DESK_TABLES = (
+    """CREATE TABLE IF NOT EXISTS desk_users (
+        name VARCHAR(64) NOT NULL,
+        role VARCHAR(10) NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at FLOAT NOT NULL,
+        updated_at FLOAT NOT NULL,
+        PRIMARY KEY (name)
+    )""",
 )
 
 
@@ -66,8 +68,7 @@ class Accounts:
     async def ensure_schema(self) -> None:
         async with self._lock:
             if not self._ready:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(desk_metadata.create_all)
+                await self.engine.transaction(create_tables, DESK_TABLES)
                 self._ready = True
 
     async def get(self, name: str) -> Account | None:
@@ -75,7 +76,7 @@ class Accounts:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(desk_users.c.name, desk_users.c.role).where(desk_users.c.name == name)
+                    "SELECT name, role FROM desk_users WHERE name = :name", {"name": name}
                 )
             ).first()
         return Account(row.name, Role(row.role)) if row else None
@@ -91,36 +92,43 @@ class Accounts:
         digest = await asyncio.to_thread(_hasher.hash, password)
         await self.ensure_schema()
         now = time.time()
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(desk_users)
-                .where(desk_users.c.name == name)
-                .values(role=role.value, password_hash=digest, updated_at=now)
-            )
-            if result.rowcount == 1:
-                return False
-            await conn.execute(
-                insert(desk_users).values(
-                    name=name,
-                    role=role.value,
-                    password_hash=digest,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        return True
+        return await self.engine.transaction(_upsert, name, role.value, digest, now)
 
     async def authenticate(self, name: str, password: str) -> Account | None:
         """The account if the password is right; hashing runs off the event loop."""
         await self.ensure_schema()
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(desk_users).where(desk_users.c.name == name))).first()
+            row = (
+                await conn.execute(
+                    "SELECT name, role, password_hash FROM desk_users WHERE name = :name",
+                    {"name": name},
+                )
+            ).first()
         digest = row.password_hash if row else _DUMMY_HASH
         try:
             await asyncio.to_thread(_hasher.verify, digest, password)
         except (VerificationError, InvalidHashError):
             return None
         return Account(row.name, Role(row.role)) if row else None
+
+
+def _upsert(conn: Connection, name: str, role: str, digest: str, now: float) -> bool:
+    """Replace the account's role and password, or create it; True if it was new. One
+    transaction, so the update and the insert see the same table."""
+    values = {"name": name, "role": role, "password_hash": digest, "now": now}
+    updated = conn.execute(
+        "UPDATE desk_users SET role = :role, password_hash = :password_hash, updated_at = :now "
+        "WHERE name = :name",
+        values,
+    )
+    if updated.rowcount == 1:
+        return False
+    conn.execute(
+        "INSERT INTO desk_users (name, role, password_hash, created_at, updated_at) "
+        "VALUES (:name, :role, :password_hash, :now, :now)",
+        values,
+    )
+    return True
 
 
 class LoginLimiter:

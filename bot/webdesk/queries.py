@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.sql.elements import ColumnElement
-
 from bot.models import Article
-from bot.store import Delivery, StoredArticle, articles, deliveries
-from bot.store.aio import AsyncEngine
+from bot.store import Delivery, StoredArticle
+from bot.store.aio import AsyncEngine, in_list
+from bot.store.schema import ARTICLE_COLUMNS, DELIVERY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -49,46 +48,70 @@ class HistoryPage:
 
 async def stored_article(engine: AsyncEngine, article_id: int) -> StoredArticle | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(select(articles).where(articles.c.id == article_id))).first()
+        row = (
+            await conn.execute(
+                f"SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = :id", {"id": article_id}
+            )
+        ).first()
     return StoredArticle.from_row(row) if row is not None else None
 
 
 async def latest_articles(engine: AsyncEngine, limit: int = 20) -> list[Article]:
     """The newest articles first (by first sight), not retracted: what a rule edit is
     previewed against."""
-    query = (
-        select(articles.c.data)
-        .where(articles.c.retracted.is_(False))
-        .order_by(articles.c.first_seen_at.desc(), articles.c.id.desc())
-        .limit(limit)
-    )
     async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
+        rows = (
+            await conn.execute(
+                "SELECT data FROM articles WHERE retracted = FALSE "
+                "ORDER BY first_seen_at DESC, id DESC LIMIT :limit",
+                {"limit": limit},
+            )
+        ).all()
     return [Article.from_json(json.loads(row.data)) for row in rows]
 
 
-def _article_conditions(wanted: HistoryFilter, tz: ZoneInfo) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
+def _delivery_conditions(wanted: HistoryFilter) -> tuple[list[str], dict[str, Any]]:
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    if wanted.target:
+        conditions.append("target = :target")
+        params["target"] = wanted.target
+    if wanted.status:
+        conditions.append("status = :status")
+        params["status"] = wanted.status
+    return conditions, params
+
+
+def _article_conditions(wanted: HistoryFilter, tz: ZoneInfo) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (empty, or starting with WHERE) narrowing articles to `wanted`, and
+    its parameters."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
     if wanted.source:
-        conditions.append(articles.c.source == wanted.source)
-    for word in wanted.words.lower().split()[:8]:
+        conditions.append("source = :source")
+        params["source"] = wanted.source
+    for i, word in enumerate(wanted.words.lower().split()[:8]):
+        # The words are matched literally: LIKE's wildcards and the escape itself escaped.
         escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(func.lower(articles.c.title).like(f"%{escaped}%", escape="\\"))
+        conditions.append(f"lower(title) LIKE :word_{i} ESCAPE '\\'")
+        params[f"word_{i}"] = f"%{escaped}%"
     if wanted.day is not None:
         start = datetime.combine(wanted.day, time(0), tzinfo=tz).timestamp()
         end = datetime.combine(wanted.day + timedelta(days=1), time(0), tzinfo=tz).timestamp()
-        when = func.coalesce(articles.c.published_at, articles.c.first_seen_at)
-        conditions.append(and_(when >= start, when < end))
-    delivery_conditions: list[ColumnElement[bool]] = []
-    if wanted.target:
-        delivery_conditions.append(deliveries.c.target == wanted.target)
-    if wanted.status:
-        delivery_conditions.append(deliveries.c.status == wanted.status)
+        conditions.append(
+            "COALESCE(published_at, first_seen_at) >= :day_start "
+            "AND COALESCE(published_at, first_seen_at) < :day_end"
+        )
+        params.update(day_start=start, day_end=end)
+    delivery_conditions, delivery_params = _delivery_conditions(wanted)
     if delivery_conditions:
         conditions.append(
-            articles.c.id.in_(select(deliveries.c.article_id).where(*delivery_conditions))
+            "id IN (SELECT article_id FROM deliveries WHERE "
+            + " AND ".join(delivery_conditions)
+            + ")"
         )
-    return conditions
+        params.update(delivery_params)
+    return ("WHERE " + " AND ".join(conditions) if conditions else ""), params
 
 
 async def history(
@@ -97,31 +120,26 @@ async def history(
     """One page of articles (newest first) matching `wanted`, each with its deliveries (only
     those of the filtered target and status, when given)."""
     page = max(1, page)
-    conditions = _article_conditions(wanted, tz)
+    where, params = _article_conditions(wanted, tz)
     async with engine.connect() as conn:
         total = int(
-            (
-                await conn.execute(select(func.count()).select_from(articles).where(*conditions))
-            ).scalar_one()
+            (await conn.execute(f"SELECT count(*) FROM articles {where}", params)).scalar_one()
         )
         rows = (
             await conn.execute(
-                select(articles)
-                .where(*conditions)
-                .order_by(articles.c.first_seen_at.desc(), articles.c.id.desc())
-                .limit(per_page)
-                .offset((page - 1) * per_page)
+                f"SELECT {ARTICLE_COLUMNS} FROM articles {where} "
+                "ORDER BY first_seen_at DESC, id DESC LIMIT :limit OFFSET :offset",
+                {**params, "limit": per_page, "offset": (page - 1) * per_page},
             )
         ).all()
         found = [StoredArticle.from_row(row) for row in rows]
         shown: dict[int, list[Delivery]] = {stored.id: [] for stored in found}
         if shown:
-            query = select(deliveries).where(deliveries.c.article_id.in_(list(shown)))
-            if wanted.target:
-                query = query.where(deliveries.c.target == wanted.target)
-            if wanted.status:
-                query = query.where(deliveries.c.status == wanted.status)
-            for row in (await conn.execute(query.order_by(deliveries.c.id))).all():
+            ids, delivery_params = in_list("article", list(shown))
+            conditions, filter_params = _delivery_conditions(wanted)
+            narrowed = " AND ".join([f"article_id IN {ids}", *conditions])
+            query = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {narrowed} ORDER BY id"
+            for row in (await conn.execute(query, {**delivery_params, **filter_params})).all():
                 shown[row.article_id].append(Delivery.from_row(row))
     entries = [HistoryEntry(s.article, s.retracted, shown[s.id]) for s in found]
     return HistoryPage(entries, page, per_page, total)
