@@ -19,7 +19,7 @@ from bot.models import Article
 from bot.render import ProblemKind, RenderProblem, render_for
 from bot.rules import Rule
 from bot.secrets import Secret, SecretRef
-from bot.store.url import DRIVERS, DatabaseURL, InvalidDatabaseURL
+from bot.store.url import DRIVERS, NOT_A_URL, DatabaseURL, InvalidDatabaseURL
 from bot.targets import Outlet, TargetSettings
 from bot.webdesk.settings import DeskConfig
 from consoles import console_class
@@ -656,8 +656,9 @@ def _check_database(url: Any) -> list[tuple[Path, str]]:
     try:
         parsed = DatabaseURL.parse(url)
     except InvalidDatabaseURL as error:
-        shown = url if "@" not in url else "the URL"
-        return [(where, f"{shown!r} is not a database URL ({error}); {hint}")]
+        shown = repr(url) if "@" not in url else "the URL"  # it may hold a password
+        reason = "" if str(error) == NOT_A_URL else f" ({error})"
+        return [(where, f"{shown} is not a database URL{reason}; {hint}")]
     backend, driver = parsed.backend, parsed.driver
     if backend not in DRIVERS:
         return [(where, f"unsupported database {backend!r}; {hint}")]

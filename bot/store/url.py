@@ -30,6 +30,9 @@ _PATTERN = re.compile(
 )
 
 
+NOT_A_URL = "not a database URL"
+
+
 class InvalidDatabaseURL(ValueError):
     """Not a database URL (the message says what is wrong, never the password)."""
 
@@ -49,7 +52,7 @@ class DatabaseURL:
     def parse(cls, url: str) -> DatabaseURL:
         found = _PATTERN.fullmatch(url.strip()) if isinstance(url, str) else None
         if found is None:
-            raise InvalidDatabaseURL("not a database URL (expected e.g. sqlite:///newsbot.db)")
+            raise InvalidDatabaseURL(NOT_A_URL)
         backend, _, driver = found["scheme"].lower().partition("+")
         port: int | None = None
         if found["port"]:
