@@ -19,7 +19,6 @@ One `Store` facade over per-area mixins sharing one engine (StoreBase):
 from __future__ import annotations
 
 from bot.store.articles import ArticlesMixin
-from bot.store.base import async_url
 from bot.store.events import PREVIEWED, EventsMixin
 from bot.store.locks import LocksMixin
 from bot.store.monitoring import MonitoringMixin
@@ -52,7 +51,6 @@ __all__ = [
     "StoredArticle",
     "abandoned_report",
     "allowed_next",
-    "async_url",
 ]
 
 

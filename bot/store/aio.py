@@ -48,8 +48,6 @@ _T = TypeVar("_T")
 #: Checkouts past it wait on the event loop, not in a worker thread, so a thread is always free
 #: for a connection already out to finish and come back.
 POOL_SIZE = 15
-#: Kept for the tests and older imports: SQLite's pool is the same size.
-SQLITE_CONNECTIONS = POOL_SIZE
 
 
 class DatabaseError(Exception):

@@ -9,15 +9,7 @@ from typing import Any
 
 from bot.store.aio import AsyncConnection, AsyncEngine, Connection, create_async_engine
 from bot.store.schema import create_schema
-from bot.store.url import DRIVERS, DatabaseURL
-
-__all__ = ["DRIVERS", "StoreBase", "async_url"]
-
-
-def async_url(url: str) -> str:
-    """The URL as newsbot runs it (kept for callers of older versions: every accepted URL
-    runs as written; see bot.store.aio)."""
-    return DatabaseURL.parse(url).render(hide_password=False)
+from bot.store.url import DatabaseURL
 
 
 class StoreBase:
